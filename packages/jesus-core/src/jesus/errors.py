@@ -1,0 +1,200 @@
+"""Every exception jesus raises.
+
+    JesusError
+    ├── ConfigurationError          a service, channel or plugin is set up wrongly
+    │   ├── ChannelNotInstalled     the channel's plugin is missing (names the extra)
+    │   └── SchemaError             a declared JSON Schema is itself invalid
+    ├── ProtocolError               bytes on the wire broke PROTOCOL.md
+    │   ├── LocalProtocolError      ... by us
+    │   └── RemoteProtocolError     ... by the peer
+    ├── RegistryError               the registry backend failed
+    └── CallError                   a call failed; travels over the wire as {code, message}
+        ├── UnknownMethod           UNKNOWN_METHOD
+        ├── InvalidRequest          INVALID_REQUEST
+        ├── InvalidResponse         INVALID_RESPONSE
+        ├── DeadlineExceeded        DEADLINE_EXCEEDED (also a TimeoutError)
+        ├── Unavailable             UNAVAILABLE (retryable: no instance, refused, overloaded)
+        │   └── ServiceNotFound     no live instance in the registry
+        ├── TooLarge                TOO_LARGE
+        ├── Cancelled               CANCELLED
+        ├── BadFrame                PROTOCOL_ERROR
+        └── RemoteFailure           REMOTE_FAILURE (the handler raised)
+
+A `CallError` carries the corrid of the call and, when it came from a peer, `remote=True`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+__all__ = [
+    "BadFrame",
+    "CallError",
+    "Cancelled",
+    "ChannelNotInstalled",
+    "ConfigurationError",
+    "DeadlineExceeded",
+    "InvalidRequest",
+    "InvalidResponse",
+    "JesusError",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RegistryError",
+    "RemoteFailure",
+    "RemoteProtocolError",
+    "SchemaError",
+    "ServiceNotFound",
+    "TooLarge",
+    "Unavailable",
+    "UnknownMethod",
+    "error_from_wire",
+]
+
+
+class JesusError(Exception):
+    """Base of every jesus exception."""
+
+
+class ConfigurationError(JesusError):
+    pass
+
+
+class ChannelNotInstalled(ConfigurationError):
+    pass
+
+
+class SchemaError(ConfigurationError):
+    pass
+
+
+class ProtocolError(JesusError):
+    pass
+
+
+class LocalProtocolError(ProtocolError):
+    pass
+
+
+class RemoteProtocolError(ProtocolError):
+    pass
+
+
+class RegistryError(JesusError):
+    pass
+
+
+class CallError(JesusError):
+    code: ClassVar[str] = "REMOTE_FAILURE"
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        corrid: str | None = None,
+        details: Any = None,
+        remote: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.corrid = corrid
+        self.details = details
+        self.remote = remote
+
+    def __str__(self) -> str:
+        where = " (remote)" if self.remote else ""
+        corrid = f" [corrid={self.corrid}]" if self.corrid else ""
+        return f"{self.code}{where}: {self.message}{corrid}"
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.corrid is not None:
+            out["corrid"] = self.corrid
+        if self.details is not None:
+            out["details"] = self.details
+        return out
+
+
+class UnknownMethod(CallError):
+    code = "UNKNOWN_METHOD"
+
+
+class InvalidRequest(CallError):
+    code = "INVALID_REQUEST"
+
+
+class InvalidResponse(CallError):
+    code = "INVALID_RESPONSE"
+
+
+class DeadlineExceeded(CallError, TimeoutError):
+    code = "DEADLINE_EXCEEDED"
+
+
+class Unavailable(CallError):
+    code = "UNAVAILABLE"
+    retryable = True
+
+
+class ServiceNotFound(Unavailable):
+    pass
+
+
+class TooLarge(CallError):
+    code = "TOO_LARGE"
+
+
+class Cancelled(CallError):
+    code = "CANCELLED"
+
+
+class BadFrame(CallError):
+    code = "PROTOCOL_ERROR"
+
+
+class RemoteFailure(CallError):
+    code = "REMOTE_FAILURE"
+
+
+_BY_CODE: dict[str, type[CallError]] = {
+    cls.code: cls
+    for cls in (
+        UnknownMethod,
+        InvalidRequest,
+        InvalidResponse,
+        DeadlineExceeded,
+        Unavailable,
+        TooLarge,
+        Cancelled,
+        BadFrame,
+        RemoteFailure,
+    )
+}
+
+
+def error_from_wire(raw: Any, corrid: str | None = None) -> CallError:
+    """Rebuild the typed error a peer sent; anything malformed becomes a RemoteFailure."""
+    if not isinstance(raw, dict):
+        return RemoteFailure(f"malformed error payload: {raw!r:.200}", corrid=corrid, remote=True)
+    cls = _BY_CODE.get(str(raw.get("code")), RemoteFailure)
+    message = str(raw.get("message", ""))
+    return cls(
+        message,
+        corrid=raw.get("corrid", corrid) if isinstance(raw.get("corrid"), str) else corrid,
+        details=raw.get("details"),
+        remote=True,
+    )
+
+
+@contextlib.contextmanager
+def map_exceptions(mapping: dict[type[BaseException], type[JesusError]]) -> Iterator[None]:
+    """Translate exceptions of a library below us into ours, at the boundary."""
+    try:
+        yield
+    except tuple(mapping) as exc:
+        for source, target in mapping.items():
+            if isinstance(exc, source):
+                raise target(str(exc) or type(exc).__name__) from exc
+        raise

@@ -1,0 +1,35 @@
+"""Every limit jesus enforces, in one place, each with its name and default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Limits a server enforces on its peers, and a client on its servers.
+
+    Each is reported to the peer in the handshake where the protocol has one; exceeding one
+    gives the caller a typed error (TooLarge, Unavailable) and keeps the server up.
+    """
+
+    # Largest frame payload (envelope after compression), in bytes.
+    max_message_size: int = 16 * MiB
+    # Largest payload after decompression: a compression bomb stops here.
+    max_decompressed_size: int = 64 * MiB
+    # Calls a server runs at once for one connection; more get UNAVAILABLE.
+    max_inflight_calls: int = 1024
+    # Connections a server accepts at once; more are refused.
+    max_connections: int = 1024
+    # Stream items a receiver lets the sender have in flight (credit window).
+    stream_window: int = 32
+    # Seconds a new connection has to complete the handshake.
+    handshake_timeout: float = 10.0
+    # Seconds of silence before a keep-alive ping; a peer that stays silent twice as long is dropped.
+    keepalive_interval: float = 30.0
+    # Bytes a connection may queue for writing before senders wait.
+    write_buffer_size: int = 4 * MiB
+    # Payloads at least this large are compressed; smaller ones are not worth it.
+    compress_threshold: int = 512

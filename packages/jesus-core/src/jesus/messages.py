@@ -1,0 +1,157 @@
+"""The objects every call is made of: `Msg`, `Meta` and `ResponseMode`."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = ["Meta", "Msg", "ResponseMode", "new_corrid"]
+
+
+class ResponseMode(enum.StrEnum):
+    """What the caller waits for once a message is sent."""
+
+    NO_RESPONSE = "noResponse"
+    ACK = "ack"
+    RESPONSE = "response"
+    STREAM = "stream"
+
+    @property
+    def wire(self) -> int:
+        return _WIRE_BY_MODE[self]
+
+    @classmethod
+    def from_wire(cls, value: int) -> ResponseMode:
+        return _MODE_BY_WIRE[value]
+
+
+_WIRE_BY_MODE = {
+    ResponseMode.NO_RESPONSE: 0,
+    ResponseMode.ACK: 1,
+    ResponseMode.RESPONSE: 2,
+    ResponseMode.STREAM: 3,
+}
+_MODE_BY_WIRE = {v: k for k, v in _WIRE_BY_MODE.items()}
+
+# A random process prefix plus a counter: unique like a uuid4, at a fraction of the cost.
+_CORRID_PREFIX = os.urandom(6).hex()
+_corrid_counter = itertools.count(1)
+
+
+def new_corrid() -> str:
+    return f"{_CORRID_PREFIX}-{next(_corrid_counter):x}"
+
+
+# Short wire keys keep the envelope small; PROTOCOL.md lists them.
+_WIRE_KEYS = {
+    "corrid": "c",
+    "userid": "u",
+    "sender": "f",
+    "req_out_ts": "o",
+    "deadline_ms": "d",
+    "traceparent": "t",
+    "channel": "h",
+}
+_FIELD_BY_WIRE_KEY = {v: k for k, v in _WIRE_KEYS.items()}
+
+
+@dataclass(slots=True)
+class Meta:
+    """What travels with a message besides its data.
+
+    `sender` is the seed's `from` (a Python keyword). Timestamps are UNIX seconds as floats;
+    the deadline travels as milliseconds remaining, since peers' clocks differ.
+    """
+
+    corrid: str = field(default_factory=new_corrid)
+    userid: str | None = None
+    sender: str | None = None
+    req_in_ts: float | None = None
+    req_out_ts: float | None = None
+    channel: str | None = None
+    mode: ResponseMode = ResponseMode.RESPONSE
+    deadline_ms: int | None = None
+    traceparent: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        """Compact map for the envelope; absent fields are left out."""
+        out: dict[str, Any] = {"c": self.corrid}
+        if self.userid is not None:
+            out["u"] = self.userid
+        if self.sender is not None:
+            out["f"] = self.sender
+        if self.req_out_ts is not None:
+            out["o"] = self.req_out_ts
+        if self.deadline_ms is not None:
+            out["d"] = self.deadline_ms
+        if self.traceparent is not None:
+            out["t"] = self.traceparent
+        if self.channel is not None:
+            out["h"] = self.channel
+        if self.extra:
+            out["x"] = self.extra
+        return out
+
+    @classmethod
+    def from_wire(cls, raw: Any, mode: ResponseMode) -> Meta:
+        """Parse the compact map; raises ValueError on a malformed one."""
+        if not isinstance(raw, dict):
+            raise ValueError("meta must be a map")
+        corrid = raw.get("c")
+        if not isinstance(corrid, str) or not corrid or len(corrid) > 128:
+            raise ValueError("meta.c (corrid) must be a non-empty string of at most 128 chars")
+        meta = cls(corrid=corrid, mode=mode, req_in_ts=time.time())
+        for key, value in raw.items():
+            name = _FIELD_BY_WIRE_KEY.get(key)
+            if name is None or name == "corrid":
+                if key == "x" and isinstance(value, dict):
+                    meta.extra = value
+                continue  # unknown keys are ignored: newer peers may add some
+            expected = _WIRE_TYPES[name]
+            if value is not None and not isinstance(value, expected):
+                raise ValueError(f"meta.{key} ({name}) has the wrong type")
+            setattr(meta, name, value)
+        if meta.deadline_ms is not None and meta.deadline_ms < 0:
+            raise ValueError("meta.d (deadline_ms) must not be negative")
+        return meta
+
+    def as_dict(self) -> dict[str, Any]:
+        """The seed's spelling, for people and logs."""
+        return {
+            "corrid": self.corrid,
+            "userid": self.userid,
+            "from": self.sender,
+            "reqInTimestamp": self.req_in_ts,
+            "reqOutTimestamp": self.req_out_ts,
+            "channel": self.channel,
+            "mode": str(self.mode),
+            "deadlineMs": self.deadline_ms,
+            "traceparent": self.traceparent,
+        }
+
+    def copy(self, **changes: Any) -> Meta:
+        return replace(self, **changes)
+
+
+_WIRE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "userid": str,
+    "sender": str,
+    "req_out_ts": (int, float),
+    "deadline_ms": int,
+    "traceparent": str,
+    "channel": str,
+}
+
+
+@dataclass(slots=True)
+class Msg:
+    """An RPC call or event: `{method, data, meta}`."""
+
+    method: str
+    data: Any
+    meta: Meta = field(default_factory=Meta)

@@ -1,0 +1,353 @@
+"""The call state machine of one connection, for either end, without any I/O.
+
+`receive_data(bytes)` returns events; the `send_*` methods return the bytes to write.
+The rules it enforces (PROTOCOL.md, "State machine"):
+
+- The first frame each way is HELLO; the server answers the client's HELLO before anything else.
+- Only the client opens calls (REQUEST), with a stream id not already open on the connection.
+- A call ends for the client at RESPONSE, ACK (ack mode), ERROR or END; noResponse calls
+  never open. Frames for stream ids that are not open are ignored (they cross a CANCEL).
+- ERROR, HELLO and GOAWAY payloads are UTF-8 JSON; REQUEST, RESPONSE and ITEM payloads use the
+  connection's codec, compressed when the COMPRESSED flag is set.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from typing import Any
+
+from jesus.errors import (
+    BadFrame,
+    CallError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    TooLarge,
+    error_from_wire,
+)
+from jesus.limits import Limits
+from jesus.messages import ResponseMode
+from jesus.protocol import events as ev
+from jesus.protocol.frames import (
+    MAX_STREAM_ID,
+    MODE_SHIFT,
+    PROTOCOL_VERSION,
+    Flag,
+    FrameDecoder,
+    FrameType,
+    encode_frame,
+)
+
+CAPABILITIES = ("stream", "cancel", "credit", "ping", "goaway")
+_U32 = struct.Struct("!I")
+_MODES = [ResponseMode.from_wire(i) for i in range(4)]
+
+
+class Role(enum.Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(enum.Enum):
+    AWAIT_HELLO = "await-hello"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _unjson(payload: bytes, what: str) -> Any:
+    try:
+        return json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RemoteProtocolError(f"{what} payload is not JSON: {exc}") from exc
+
+
+class ProtocolConnection:
+    """One end of a jesus stream connection. Codec and compression are fixed by the client's
+    HELLO; on the server they are looked up in `codecs` / `compressions` by name."""
+
+    def __init__(
+        self,
+        role: Role,
+        limits: Limits,
+        *,
+        codec: Any = None,
+        compression: Any = None,
+        codecs: dict[str, Any] | None = None,
+        compressions: dict[str, Any] | None = None,
+    ) -> None:
+        self.role = role
+        self.limits = limits
+        self.state = State.AWAIT_HELLO
+        self.codec = codec
+        self.compression = compression
+        self._codecs = codecs or {}
+        self._compressions = compressions or {}
+        self._decoder = FrameDecoder(limits.max_message_size)
+        self._next_stream_id = 1
+        self.open_streams: dict[int, ResponseMode] = {}
+        self.peer_info: dict[str, Any] = {}
+        self._compress = compression is not None and compression.name != "none"
+
+    # ----------------------------------------------------------------- handshake
+
+    def send_hello(self) -> bytes:
+        info: dict[str, Any] = {
+            "protocol": "jesus",
+            "version": PROTOCOL_VERSION,
+            "max_message_size": self.limits.max_message_size,
+            "capabilities": list(CAPABILITIES),
+        }
+        if self.role is Role.CLIENT:
+            info["codec"] = self.codec.name
+            info["compression"] = self.compression.name
+            info["stream_window"] = self.limits.stream_window
+        else:
+            info["codec"] = self.codec.name
+            info["compression"] = self.compression.name
+            info["max_inflight_calls"] = self.limits.max_inflight_calls
+        return encode_frame(FrameType.HELLO, 0, 0, _json(info))
+
+    def _receive_hello(self, payload: bytes) -> ev.HelloReceived:
+        info = _unjson(payload, "HELLO")
+        if not isinstance(info, dict) or info.get("protocol") != "jesus":
+            raise RemoteProtocolError("HELLO does not announce the jesus protocol")
+        version = info.get("version")
+        if not isinstance(version, int) or version < 1:
+            raise RemoteProtocolError(f"HELLO carries an invalid version {version!r}")
+        if self.role is Role.SERVER:
+            if version < PROTOCOL_VERSION:
+                raise RemoteProtocolError(f"protocol version {version} is not supported")
+            codec = self._codecs.get(str(info.get("codec")))
+            compression = self._compressions.get(str(info.get("compression", "none")))
+            if codec is None:
+                raise RemoteProtocolError(
+                    f"codec {info.get('codec')!r} is not installed here "
+                    f"(have: {', '.join(sorted(self._codecs))})"
+                )
+            if compression is None:
+                raise RemoteProtocolError(
+                    f"compression {info.get('compression')!r} is not installed here "
+                    f"(have: {', '.join(sorted(self._compressions))})"
+                )
+            self.codec, self.compression = codec, compression
+            self._compress = compression.name != "none"
+        self.peer_info = info
+        self.state = State.OPEN
+        return ev.HelloReceived(info)
+
+    # ----------------------------------------------------------------- payloads
+
+    def _pack(self, value: Any) -> tuple[int, bytes]:
+        payload = self.codec.encode(value)
+        if self._compress and len(payload) >= self.limits.compress_threshold:
+            payload = self.compression.compress(payload)
+            flags = Flag.COMPRESSED
+        else:
+            flags = 0
+        if len(payload) > self.limits.max_message_size:
+            raise TooLarge(
+                f"message of {len(payload)} bytes exceeds max_message_size "
+                f"({self.limits.max_message_size})"
+            )
+        return flags, payload
+
+    def _unpack(self, flags: int, payload: bytes) -> Any:
+        """Decode a data payload; raises TooLarge (bomb) or BadFrame (garbage)."""
+        if flags & Flag.COMPRESSED:
+            try:
+                payload = self.compression.decompress(payload, self.limits.max_decompressed_size)
+            except ValueError as exc:
+                raise BadFrame(str(exc)) from exc
+        try:
+            return self.codec.decode(payload)
+        except ValueError as exc:
+            raise BadFrame(str(exc)) from exc
+
+    # ----------------------------------------------------------------- client sends
+
+    def send_request(
+        self, method: str, meta: dict[str, Any], data: Any, mode: ResponseMode
+    ) -> tuple[int, bytes]:
+        """Open a call; returns its stream id and the frame. Raises TooLarge, ValueError."""
+        if self.state is not State.OPEN:
+            raise LocalProtocolError(f"cannot send a request in state {self.state.value}")
+        stream_id = self._next_stream_id
+        self._next_stream_id = 1 if stream_id >= MAX_STREAM_ID else stream_id + 1
+        while self._next_stream_id in self.open_streams:
+            self._next_stream_id += 1
+        flags, payload = self._pack([method, meta, data])
+        flags |= mode.wire << MODE_SHIFT
+        if mode is not ResponseMode.NO_RESPONSE:
+            self.open_streams[stream_id] = mode
+        return stream_id, encode_frame(FrameType.REQUEST, flags, stream_id, payload)
+
+    def send_cancel(self, stream_id: int) -> bytes:
+        self.open_streams.pop(stream_id, None)
+        return encode_frame(FrameType.CANCEL, 0, stream_id)
+
+    def send_credit(self, stream_id: int, credit: int) -> bytes:
+        return encode_frame(FrameType.CREDIT, 0, stream_id, _U32.pack(credit))
+
+    def send_ping(self, payload: bytes = b"\0" * 8) -> bytes:
+        return encode_frame(FrameType.PING, 0, 0, payload)
+
+    # ----------------------------------------------------------------- server sends
+
+    def send_response(self, stream_id: int, value: Any) -> bytes:
+        flags, payload = self._pack(value)
+        self.open_streams.pop(stream_id, None)
+        return encode_frame(FrameType.RESPONSE, flags, stream_id, payload)
+
+    def send_ack(self, stream_id: int) -> bytes:
+        self.open_streams.pop(stream_id, None)
+        return encode_frame(FrameType.ACK, 0, stream_id)
+
+    def send_item(self, stream_id: int, value: Any) -> bytes:
+        flags, payload = self._pack(value)
+        return encode_frame(FrameType.ITEM, flags, stream_id, payload)
+
+    def send_end(self, stream_id: int) -> bytes:
+        self.open_streams.pop(stream_id, None)
+        return encode_frame(FrameType.END, 0, stream_id)
+
+    def send_error(self, stream_id: int, error: CallError) -> bytes:
+        self.open_streams.pop(stream_id, None)
+        return encode_frame(FrameType.ERROR, 0, stream_id, _json(error.to_wire()))
+
+    def send_goaway(self, reason: str) -> bytes:
+        last = max(self.open_streams, default=0)
+        return encode_frame(
+            FrameType.GOAWAY, 0, 0, _json({"last_stream_id": last, "reason": reason})
+        )
+
+    def send_pong(self, payload: bytes) -> bytes:
+        return encode_frame(FrameType.PONG, 0, 0, payload)
+
+    # ----------------------------------------------------------------- receiving
+
+    def receive_data(self, data: bytes) -> list[ev.Event]:
+        """Parse every whole frame in `data` (plus what was buffered).
+
+        Raises RemoteProtocolError when the peer broke the protocol in a way that ends the
+        connection; per-call problems come back as events instead.
+        """
+        out: list[ev.Event] = []
+        for ftype, flags, stream_id, payload in self._decoder.feed(data):
+            if self.state is State.AWAIT_HELLO:
+                if ftype != FrameType.HELLO:
+                    if ftype == FrameType.ERROR and self.role is Role.CLIENT:
+                        out.append(ev.ErrorReceived(0, self._error(payload)))
+                        continue
+                    raise RemoteProtocolError(
+                        f"expected HELLO, got frame type 0x{ftype:02x}"
+                    )
+                out.append(self._receive_hello(payload))
+                continue
+            handler = self._server_frames if self.role is Role.SERVER else self._client_frames
+            event = handler(ftype, flags, stream_id, payload)
+            if event is not None:
+                out.append(event)
+        return out
+
+    def _error(self, payload: bytes) -> CallError:
+        try:
+            raw = json.loads(payload)
+        except (UnicodeDecodeError, ValueError):
+            raw = None
+        return error_from_wire(raw)
+
+    def _common(self, ftype: int, stream_id: int, payload: bytes) -> ev.Event | None:
+        if ftype == FrameType.PING:
+            return ev.PingReceived(payload)
+        if ftype == FrameType.PONG:
+            return ev.PongReceived(payload)
+        if ftype == FrameType.GOAWAY:
+            info = _unjson(payload, "GOAWAY")
+            if not isinstance(info, dict):
+                raise RemoteProtocolError("GOAWAY payload must be a JSON object")
+            return ev.GoAwayReceived(int(info.get("last_stream_id", 0)), str(info.get("reason", "")))
+        if ftype == FrameType.HELLO:
+            raise RemoteProtocolError("HELLO received twice")
+        raise RemoteProtocolError(
+            f"frame type {FrameType(ftype).name} is not valid from the {self._peer_role} side"
+        )
+
+    @property
+    def _peer_role(self) -> str:
+        return "client" if self.role is Role.SERVER else "server"
+
+    def _server_frames(
+        self, ftype: int, flags: int, stream_id: int, payload: bytes
+    ) -> ev.Event | None:
+        if ftype == FrameType.REQUEST:
+            mode = _MODES[(flags & Flag.MODE_MASK) >> MODE_SHIFT]
+            if stream_id == 0:
+                raise RemoteProtocolError("REQUEST on stream 0")
+            if stream_id in self.open_streams:
+                raise RemoteProtocolError(f"REQUEST reuses open stream {stream_id}")
+            if mode is not ResponseMode.NO_RESPONSE:
+                self.open_streams[stream_id] = mode
+            try:
+                envelope = self._unpack(flags, payload)
+            except CallError as exc:
+                return ev.RequestRejected(stream_id, mode, exc)
+            if (
+                not isinstance(envelope, list)
+                or len(envelope) != 3
+                or not isinstance(envelope[0], str)
+            ):
+                return ev.RequestRejected(
+                    stream_id, mode, BadFrame("the envelope must be [method, meta, data]")
+                )
+            return ev.RequestReceived(stream_id, mode, envelope[0], envelope[1], envelope[2])
+        if ftype == FrameType.CANCEL:
+            return ev.CancelReceived(stream_id) if stream_id in self.open_streams else None
+        if ftype == FrameType.CREDIT:
+            if len(payload) != 4:
+                raise RemoteProtocolError("CREDIT payload must be 4 bytes")
+            if stream_id not in self.open_streams:
+                return None
+            return ev.CreditReceived(stream_id, _U32.unpack(payload)[0])
+        if ftype == FrameType.ERROR:
+            return ev.ErrorReceived(stream_id, self._error(payload))
+        return self._common(ftype, stream_id, payload)
+
+    def _client_frames(
+        self, ftype: int, flags: int, stream_id: int, payload: bytes
+    ) -> ev.Event | None:
+        if ftype == FrameType.ERROR:
+            error = self._error(payload)
+            if stream_id == 0:
+                return ev.ErrorReceived(0, error)
+            if self.open_streams.pop(stream_id, None) is None:
+                return None
+            return ev.ErrorReceived(stream_id, error)
+        mode = self.open_streams.get(stream_id)
+        if mode is None:
+            if ftype in (FrameType.RESPONSE, FrameType.ACK, FrameType.ITEM, FrameType.END):
+                return None  # crossed a CANCEL, or a late answer
+            return self._common(ftype, stream_id, payload)
+        if ftype == FrameType.RESPONSE:
+            del self.open_streams[stream_id]
+            try:
+                return ev.ResponseReceived(stream_id, self._unpack(flags, payload))
+            except CallError as exc:
+                return ev.ErrorReceived(stream_id, exc)
+        if ftype == FrameType.ITEM:
+            try:
+                return ev.ItemReceived(stream_id, self._unpack(flags, payload))
+            except CallError as exc:
+                del self.open_streams[stream_id]
+                return ev.ErrorReceived(stream_id, exc)
+        if ftype == FrameType.ACK:
+            del self.open_streams[stream_id]
+            return ev.AckReceived(stream_id)
+        if ftype == FrameType.END:
+            del self.open_streams[stream_id]
+            return ev.EndReceived(stream_id)
+        return self._common(ftype, stream_id, payload)

@@ -1,0 +1,104 @@
+"""What a protocol connection reports after reading bytes. Frozen, slotted, cheap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jesus.errors import CallError
+from jesus.messages import ResponseMode
+
+
+@dataclass(frozen=True, slots=True)
+class HelloReceived:
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    stream_id: int
+    mode: ResponseMode
+    method: str
+    meta: Any  # the raw compact meta map; jesus.messages.Meta.from_wire parses it
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRejected:
+    """A REQUEST frame whose envelope could not be read; the server must answer `error`."""
+
+    stream_id: int
+    mode: ResponseMode
+    error: CallError
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived:
+    stream_id: int
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AckReceived:
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReceived:
+    stream_id: int  # 0: the peer is closing the connection because of this error
+    error: CallError
+
+
+@dataclass(frozen=True, slots=True)
+class ItemReceived:
+    stream_id: int
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class EndReceived:
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReceived:
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CreditReceived:
+    stream_id: int
+    credit: int
+
+
+@dataclass(frozen=True, slots=True)
+class PingReceived:
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PongReceived:
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GoAwayReceived:
+    last_stream_id: int
+    reason: str
+
+
+Event = (
+    HelloReceived
+    | RequestReceived
+    | RequestRejected
+    | ResponseReceived
+    | AckReceived
+    | ErrorReceived
+    | ItemReceived
+    | EndReceived
+    | CancelReceived
+    | CreditReceived
+    | PingReceived
+    | PongReceived
+    | GoAwayReceived
+)

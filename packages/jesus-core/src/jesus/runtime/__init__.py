@@ -1,0 +1,1 @@
+"""Services, clients and the machinery that runs them, above any transport."""

@@ -1,0 +1,291 @@
+"""Calling services: resolve `service.method` in the registry, check the request against the
+schema the provider published, send it over the method's channel, check the answer."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from jesus.channel import Channel, resolve_channel
+from jesus.errors import (
+    ConfigurationError,
+    DeadlineExceeded,
+    InvalidRequest,
+    InvalidResponse,
+    ServiceNotFound,
+    Unavailable,
+    UnknownMethod,
+)
+from jesus.limits import Limits
+from jesus.messages import Meta, ResponseMode
+from jesus.middleware import CallInfo, chain
+from jesus.plugins import Catalog, default_catalog
+from jesus.registry.base import InstanceRecord, MethodRecord
+from jesus.registry.open import open_registry
+from jesus.registry.resolver import Resolver
+from jesus.runtime.context import current_meta, remaining_seconds
+from jesus.transport import TransportClient, TransportOptions
+from jesus.validation.cache import ValidatorCache
+
+
+def split_target(target: str) -> tuple[str, str]:
+    service, sep, method = target.partition(".")
+    if not sep or not service or not method:
+        raise ConfigurationError(f"call target {target!r} must be 'service.method'")
+    return service, method
+
+
+class Client:
+    """Calls services found in a registry.
+
+        async with jesus.Client() as client:
+            user = await client.call("users.get", {"id": 1})
+
+    `timeout` (seconds) is the default deadline of a call; an enclosing `anyio.fail_after`
+    or the deadline of the call being handled, whichever is nearest, wins. The deadline
+    travels to the server, so a nested call never outlives its parent.
+    """
+
+    def __init__(
+        self,
+        registry: str | None = None,
+        *,
+        name: str | None = None,
+        userid: str | None = None,
+        timeout: float | None = 30.0,
+        validate: bool = True,
+        limits: Limits | None = None,
+        ssl_context: Any = None,
+        catalog: Catalog | None = None,
+        resolver: Resolver | None = None,
+    ) -> None:
+        self.catalog = catalog or default_catalog()
+        self.name = name
+        self.userid = userid
+        self.timeout = timeout
+        self.validate = validate
+        self.options = TransportOptions(
+            limits=limits or Limits(),
+            ssl_context=ssl_context,
+            codecs=self.catalog.codecs,
+            compressions=self.catalog.compressions,
+        )
+        self._owns_resolver = resolver is None
+        self.resolver = resolver or Resolver(open_registry(registry, self.catalog))
+        self.validators = ValidatorCache(self.catalog.validators)
+        self._transports: dict[str, TransportClient] = {}
+        self._channels: dict[str, Channel] = {}
+        self._send = chain(self.catalog.middleware, "client", self._send_innermost)
+        self._tg: TaskGroup | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Client:
+        self._stack = contextlib.AsyncExitStack()
+        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        transports, self._transports = self._transports, {}
+        with anyio.CancelScope(shield=True):
+            for client in transports.values():
+                await client.aclose()
+            if self._owns_resolver:
+                await self.resolver.backend.aclose()
+        if self._tg is not None:
+            # The task group must exit in the scope it was entered in, not inside the shield.
+            self._tg.cancel_scope.cancel()
+            self._tg = None
+            await self._stack.aclose()
+
+    # ------------------------------------------------------------------ public API
+
+    async def call(
+        self, target: str, data: Any = None, *, timeout: float | None = None, userid: str | None = None
+    ) -> Any:
+        """Call a method in its declared mode: the result for `response`, None once the
+        receiver accepted the message for `ack`, None at once for `noResponse`."""
+        return await self._call(target, data, None, timeout, userid)
+
+    async def notify(
+        self, target: str, data: Any = None, *, timeout: float | None = None, userid: str | None = None
+    ) -> None:
+        """Fire and forget (noResponse), whatever mode the method declares."""
+        await self._call(target, data, ResponseMode.NO_RESPONSE, timeout, userid)
+
+    async def stream(
+        self, target: str, data: Any = None, *, timeout: float | None = None, userid: str | None = None
+    ) -> AsyncIterator[Any]:
+        """Iterate a stream method's items; breaking out cancels the stream at the server."""
+        service, method = split_target(target)
+        seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
+        started = anyio.current_time()
+        record, method_rec, channel, transport = await self._route(service, method)
+        if method_rec.mode is not ResponseMode.STREAM:
+            raise InvalidRequest(f"{target} is declared {method_rec.mode.value!r}, not 'stream'")
+        meta = self._meta(ResponseMode.STREAM, channel, seconds, userid)
+        self._check_request(target, method_rec, data, meta)
+        check = self._response_validator(method_rec)
+        endpoint = record.endpoints[channel.spec.transport]
+        items = transport.stream(endpoint, channel.codec, channel.compression, target, data, meta)
+        # No cancel scope may span a yield (the consumer runs between items), so the deadline
+        # is applied to each wait for the next item.
+        try:
+            while True:
+                with self._deadline(seconds, target, meta, started):
+                    try:
+                        item = await items.__anext__()
+                    except StopAsyncIteration:
+                        return
+                if check is not None and not check.is_valid(item):
+                    raise InvalidResponse(
+                        f"{target} streamed an item that does not match its schema",
+                        corrid=meta.corrid,
+                        details=check.errors(item)[:20],
+                    )
+                yield item
+        finally:
+            with anyio.CancelScope(shield=True):
+                await items.aclose()  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ internals
+
+    def _meta(
+        self, mode: ResponseMode, channel: Channel, seconds: float | None, userid: str | None
+    ) -> Meta:
+        parent = current_meta.get()
+        meta = Meta(
+            mode=mode,
+            sender=self.name,
+            userid=userid or (parent.userid if parent else None) or self.userid,
+            req_out_ts=time.time(),
+            channel=str(channel.spec),
+            deadline_ms=None if seconds is None else max(0, int(seconds * 1000)),
+        )
+        if parent is not None:
+            meta.corrid = parent.corrid
+            meta.traceparent = parent.traceparent
+        return meta
+
+    @contextlib.contextmanager
+    def _deadline(
+        self, seconds: float | None, target: str, meta: Meta, started: float | None = None
+    ) -> Any:
+        if seconds is None:
+            yield
+            return
+        left = seconds if started is None else seconds - (anyio.current_time() - started)
+        try:
+            with anyio.fail_after(max(left, 0.0)):
+                yield
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"{target} did not answer within {seconds:.3f}s", corrid=meta.corrid
+            ) from None
+
+    async def _route(
+        self, service: str, method: str
+    ) -> tuple[InstanceRecord, MethodRecord, Channel, TransportClient]:
+        candidates = await self.resolver.pick(service)
+        for record in candidates:
+            method_rec = record.methods.get(method)
+            if method_rec is None:
+                continue
+            channel = self._channel(method_rec.channel)
+            if channel.spec.transport not in record.endpoints:
+                continue
+            return record, method_rec, channel, self._transport(channel)
+        if any(method in r.methods for r in candidates):
+            raise ServiceNotFound(f"no instance of {service!r} has an endpoint for {method!r}")
+        raise UnknownMethod(f"service {service!r} has no method {method!r}")
+
+    def _channel(self, spec: str) -> Channel:
+        channel = self._channels.get(spec)
+        if channel is None:
+            channel = self._channels[spec] = resolve_channel(spec, self.catalog)
+        return channel
+
+    def _transport(self, channel: Channel) -> TransportClient:
+        scheme = channel.spec.transport
+        client = self._transports.get(scheme)
+        if client is None:
+            if self._tg is None:
+                raise ConfigurationError("use the client as `async with Client(...) as client:`")
+            client = self._transports[scheme] = channel.transport.client(self.options, self._tg)
+        return client
+
+    def _check_request(self, target: str, method: MethodRecord, data: Any, meta: Meta) -> None:
+        if not self.validate:
+            return
+        check = self.validators.get(method.request)
+        if check is not None and not check.is_valid(data):
+            raise InvalidRequest(
+                f"request to {target} does not match its schema",
+                corrid=meta.corrid,
+                details=check.errors(data)[:20],
+            )
+
+    def _response_validator(self, method: MethodRecord) -> Any:
+        return self.validators.get(method.response) if self.validate else None
+
+    async def _call(
+        self,
+        target: str,
+        data: Any,
+        force_mode: ResponseMode | None,
+        timeout: float | None,
+        userid: str | None,
+    ) -> Any:
+        service, method = split_target(target)
+        seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
+        record, method_rec, channel, _ = await self._route(service, method)
+        mode = force_mode or method_rec.mode
+        if mode is ResponseMode.STREAM:
+            raise InvalidRequest(f"{target} is a stream method: use Client.stream()")
+        meta = self._meta(mode, channel, seconds, userid)
+        self._check_request(target, method_rec, data, meta)
+        info = CallInfo(service, method, data, meta, mode, str(channel.spec))
+        with self._deadline(seconds, target, meta):
+            result = await self._send(info)
+        if mode is ResponseMode.RESPONSE:
+            check = self._response_validator(method_rec)
+            if check is not None and not check.is_valid(result):
+                raise InvalidResponse(
+                    f"{target} answered with a value that does not match its schema",
+                    corrid=meta.corrid,
+                    details=check.errors(result)[:20],
+                )
+        return result
+
+    async def _send_innermost(self, info: CallInfo) -> Any:
+        """Send to the first instance that can be reached; an instance that cannot is
+        skipped for a while and the next one tried (the request never left, so no retry
+        can run a handler twice)."""
+        target = f"{info.service}.{info.method}"
+        last: Unavailable | None = None
+        for record in await self.resolver.pick(info.service):
+            method_rec = record.methods.get(info.method)
+            if method_rec is None:
+                continue
+            channel = self._channel(method_rec.channel)
+            endpoint = record.endpoints.get(channel.spec.transport)
+            if endpoint is None:
+                continue
+            transport = self._transport(channel)
+            try:
+                return await transport.request(
+                    endpoint, channel.codec, channel.compression, target, info.data, info.meta, info.mode
+                )
+            except Unavailable as exc:
+                if exc.remote or getattr(exc, "sent", False):
+                    raise
+                self.resolver.mark_failed(record)
+                last = exc
+        raise last or ServiceNotFound(f"no reachable instance of {info.service!r}")

@@ -1,0 +1,29 @@
+"""The call being handled, so that calls made while handling it inherit its corrid."""
+
+from __future__ import annotations
+
+import contextvars
+import math
+
+import anyio
+
+from jesus.messages import Meta
+
+current_meta: contextvars.ContextVar[Meta | None] = contextvars.ContextVar(
+    "jesus_current_meta", default=None
+)
+
+
+def current_call() -> Meta | None:
+    """The meta of the call this task is handling, or None outside a handler."""
+    return current_meta.get()
+
+
+def remaining_seconds(timeout: float | None) -> float | None:
+    """Time left before the nearest of `timeout` and the enclosing cancel scopes' deadline
+    (a handler runs inside a scope set to its caller's deadline)."""
+    deadline = anyio.current_effective_deadline()
+    left = deadline - anyio.current_time() if math.isfinite(deadline) else None
+    if timeout is not None:
+        left = timeout if left is None else min(left, timeout)
+    return left

@@ -1,0 +1,165 @@
+"""Running services: listen on every transport their channels need, register each instance,
+keep it alive with heartbeats, and on the way out deregister and drain in-flight calls."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from jesus.channel import missing, resolve_channel
+from jesus.errors import ConfigurationError, RegistryError
+from jesus.limits import Limits
+from jesus.plugins import Catalog, default_catalog
+from jesus.registry.base import InstanceRecord
+from jesus.registry.open import open_registry
+from jesus.registry.resolver import Resolver
+from jesus.runtime.client import Client
+from jesus.runtime.dispatcher import CallDispatcher
+from jesus.runtime.service import Service
+from jesus.transport import Listener, TransportOptions
+from jesus.validation.cache import ValidatorCache
+
+log = logging.getLogger("jesus.node")
+
+
+@dataclass
+class Node:
+    """Running services. `endpoints` maps each transport scheme to where it listens."""
+
+    services: list[Service]
+    endpoints: dict[str, str]
+    client: Client
+    records: list[InstanceRecord] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def serve(
+    *services: Service,
+    registry: str | None = None,
+    bind: Mapping[str, str] | None = None,
+    limits: Limits | None = None,
+    ssl_context: Any = None,
+    client_ssl_context: Any = None,
+    ttl: float = 10.0,
+    drain_timeout: float = 10.0,
+    catalog: Catalog | None = None,
+) -> AsyncIterator[Node]:
+    """Serve `services` until the block exits.
+
+    `bind` maps a scheme to its address (`{"tcp": "127.0.0.1:4000", "unix": "/run/x.sock"}`);
+    unnamed schemes get a free local address. `ssl_context` turns on TLS for transports that
+    support it (a server context; require client certificates in it for mutual TLS), and
+    `client_ssl_context` is what the services' own outgoing calls use.
+    """
+    if not services:
+        raise ConfigurationError("serve() needs at least one service")
+    catalog = catalog or default_catalog()
+    limits = limits or Limits()
+    schemes: set[str] = set()
+    for service in services:
+        for spec in service.methods.values():
+            resolve_channel(spec.channel, catalog)  # fail now, naming the extra to install
+            schemes.add(spec.channel.transport)
+    for scheme in bind or {}:
+        if scheme not in catalog.transports:
+            raise missing("transport", scheme, catalog.transports)
+        schemes.add(scheme)
+
+    backend = open_registry(registry, catalog)
+    validators = ValidatorCache(catalog.validators)
+    dispatcher = CallDispatcher(services, validators, catalog.middleware)
+    options = TransportOptions(
+        limits=limits,
+        ssl_context=ssl_context,
+        codecs=catalog.codecs,
+        compressions=catalog.compressions,
+    )
+    resolver = Resolver(backend)
+    client = Client(
+        name=services[0].name,
+        limits=limits,
+        ssl_context=client_ssl_context,
+        catalog=catalog,
+        resolver=resolver,
+    )
+    listeners: list[Listener] = []
+    try:
+        for scheme in sorted(schemes):
+            transport = catalog.transports[scheme]
+            listeners.append(await transport.listen(dispatcher, (bind or {}).get(scheme), options))
+        endpoints = {scheme: lis.endpoint for scheme, lis in zip(sorted(schemes), listeners, strict=True)}
+        records = [_record(service, endpoints) for service in services]
+        node = Node(list(services), endpoints, client, records)
+        for service in services:
+            service.client = client
+        async with client, anyio.create_task_group() as tg:
+            for listener in listeners:
+                tg.start_soon(listener.serve)
+            for record in records:
+                await backend.register(record, ttl)
+            tg.start_soon(_heartbeat, backend, records, ttl)
+            log.info(
+                "serving %s on %s",
+                ", ".join(s.name for s in services),
+                ", ".join(endpoints.values()),
+            )
+            try:
+                yield node
+            finally:
+                with anyio.CancelScope(shield=True):
+                    for record in records:
+                        try:
+                            await backend.deregister(record.service, record.instance_id)
+                        except RegistryError as exc:
+                            log.warning("could not deregister %s: %s", record.service, exc)
+                    with anyio.move_on_after(drain_timeout):
+                        for listener in listeners:
+                            await listener.aclose()
+                tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            for listener in listeners:
+                await listener.aclose()
+            for service in services:
+                service.client = None
+            await client.aclose()
+            await backend.aclose()
+
+
+def _record(service: Service, endpoints: dict[str, str]) -> InstanceRecord:
+    return InstanceRecord(
+        service=service.name,
+        version=service.version,
+        instance_id=uuid.uuid4().hex[:12],
+        endpoints={s: endpoints[s] for s in sorted(service.schemes) if s in endpoints},
+        methods={name: spec.record() for name, spec in service.methods.items()},
+        host=os.uname().nodename,
+        pid=os.getpid(),
+        started_at=time.time(),
+    )
+
+
+async def _heartbeat(backend: Any, records: list[InstanceRecord], ttl: float) -> None:
+    failing = False
+    while True:
+        await anyio.sleep(ttl / 3)
+        for record in records:
+            try:
+                await backend.register(record, ttl)
+            except RegistryError as exc:
+                if not failing:
+                    log.warning("registry heartbeat failed, will keep trying: %s", exc)
+                failing = True
+                break
+        else:
+            if failing:
+                log.warning("registry reachable again; instances re-registered")
+            failing = False

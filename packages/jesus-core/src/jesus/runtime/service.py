@@ -1,0 +1,131 @@
+"""Declaring a service: its methods with their schemas, modes and channels."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from jesus.channel import ChannelSpec
+from jesus.errors import ConfigurationError
+from jesus.messages import ResponseMode
+from jesus.registry.base import MethodRecord
+from jesus.validation import check_schema
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from jesus.runtime.client import Client
+
+F = TypeVar("F", bound=Callable[..., Any])
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    handler: Callable[..., Any]
+    request: Any
+    response: Any
+    mode: ResponseMode
+    channel: ChannelSpec
+    description: str = ""
+
+    def record(self) -> MethodRecord:
+        return MethodRecord(
+            request=self.request,
+            response=self.response,
+            mode=self.mode,
+            channel=str(self.channel),
+            description=self.description,
+        )
+
+
+@dataclass
+class Service:
+    """A named, versioned set of methods.
+
+    `channel` is the default for methods that name none. Inside a handler, `service.call`,
+    `service.stream` and `service.notify` reach other services with this service as sender,
+    inheriting the corrid and deadline of the call being handled.
+    """
+
+    name: str
+    version: str = "0.1.0"
+    channel: str = "tcp+msgpack"
+    description: str = ""
+    methods: dict[str, MethodSpec] = field(default_factory=dict)
+    client: Client | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigurationError(
+                f"service name {self.name!r} must be letters, digits, '_' or '-' (no dots)"
+            )
+        ChannelSpec.parse(self.channel)
+
+    def method(
+        self,
+        name: str | None = None,
+        *,
+        request: Any = True,
+        response: Any = True,
+        mode: ResponseMode | str = ResponseMode.RESPONSE,
+        channel: str | None = None,
+        description: str | None = None,
+    ) -> Callable[[F], F]:
+        """Declare an async handler (an async generator for `mode="stream"`)."""
+        rmode = ResponseMode(mode)
+        check_schema(request)
+        check_schema(response)
+        spec = ChannelSpec.parse(channel or self.channel)
+
+        def decorate(fn: F) -> F:
+            method_name = name or fn.__name__
+            if not _NAME.match(method_name):
+                raise ConfigurationError(f"method name {method_name!r} is not valid")
+            if method_name in self.methods:
+                raise ConfigurationError(f"{self.name}.{method_name} is declared twice")
+            is_gen = inspect.isasyncgenfunction(fn)
+            if rmode is ResponseMode.STREAM and not is_gen:
+                raise ConfigurationError(
+                    f"{self.name}.{method_name}: a stream method must be an async generator"
+                )
+            if rmode is not ResponseMode.STREAM and not inspect.iscoroutinefunction(fn):
+                raise ConfigurationError(
+                    f"{self.name}.{method_name}: a handler must be an async function"
+                )
+            self.methods[method_name] = MethodSpec(
+                name=method_name,
+                handler=fn,
+                request=request,
+                response=response,
+                mode=rmode,
+                channel=spec,
+                description=description or inspect.getdoc(fn) or "",
+            )
+            return fn
+
+        return decorate
+
+    @property
+    def schemes(self) -> set[str]:
+        return {m.channel.transport for m in self.methods.values()}
+
+    def _client(self) -> Client:
+        if self.client is None:
+            raise ConfigurationError(
+                f"service {self.name!r} is not running: start it with jesus.serve(...)"
+            )
+        return self.client
+
+    async def call(self, target: str, data: Any = None, **kwargs: Any) -> Any:
+        return await self._client().call(target, data, **kwargs)
+
+    async def notify(self, target: str, data: Any = None, **kwargs: Any) -> None:
+        await self._client().notify(target, data, **kwargs)
+
+    def stream(self, target: str, data: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
+        return self._client().stream(target, data, **kwargs)

@@ -1,0 +1,311 @@
+"""Client side: one multiplexed connection per (endpoint, codec, compression), answers matched
+to their calls by stream id in the reader, without a task per call."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream, TaskGroup, TaskStatus
+from jesus.errors import (
+    CallError,
+    InvalidRequest,
+    ProtocolError,
+    TooLarge,
+    Unavailable,
+)
+from jesus.messages import Meta, ResponseMode
+from jesus.protocol import events as ev
+from jesus.protocol.connection import ProtocolConnection, Role
+from jesus.transport import TransportOptions
+
+from jesus_tcp.writer import FrameWriter
+
+log = logging.getLogger("jesus.tcp.client")
+
+READ_SIZE = 65536
+_BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+_ITEM, _END, _ERROR = 0, 1, 2
+
+Connector = Callable[[str], Awaitable[ByteStream]]
+
+
+class ConnectionLost(Unavailable):
+    """The connection broke while a call was in flight: the server may have run it."""
+
+    sent = True
+
+
+class _Waiter:
+    __slots__ = ("error", "event", "value")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.value: Any = None
+        self.error: CallError | None = None
+
+
+class ClientConnection:
+    def __init__(self, stream: ByteStream, codec: Any, compression: Any, options: TransportOptions) -> None:
+        self.stream = stream
+        self.limits = options.limits
+        self.proto = ProtocolConnection(Role.CLIENT, self.limits, codec=codec, compression=compression)
+        self.writer = FrameWriter(stream, self.limits.write_buffer_size)
+        self.calls: dict[int, _Waiter] = {}
+        self.streams: dict[int, Any] = {}
+        self.closed = False
+        self.draining = False
+        self._last_seen = anyio.current_time()
+        self._scope: anyio.CancelScope | None = None
+
+    @property
+    def usable(self) -> bool:
+        return not self.closed and not self.draining and not self.writer.closed
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                self._scope = tg.cancel_scope
+                tg.start_soon(self.writer.run)
+                await self._handshake()
+                task_status.started()
+                tg.start_soon(self._keepalive)
+                await self._read_loop()
+                tg.cancel_scope.cancel()
+        finally:
+            self._fail_all(ConnectionLost("connection to the server was lost"))
+            with anyio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+    async def _handshake(self) -> None:
+        self.writer.write(self.proto.send_hello())
+        try:
+            with anyio.fail_after(self.limits.handshake_timeout):
+                while True:
+                    data = await self.stream.receive(READ_SIZE)
+                    for event in self.proto.receive_data(data):
+                        if type(event) is ev.HelloReceived:
+                            return
+                        if type(event) is ev.ErrorReceived:
+                            error = event.error
+                            if not isinstance(error, Unavailable):
+                                error = Unavailable(f"server refused the handshake: {error.message}")
+                            raise error
+        except TimeoutError:
+            raise Unavailable("server did not complete the handshake in time") from None
+        except ProtocolError as exc:
+            raise Unavailable(f"server broke the handshake: {exc}") from None
+        except _BROKEN as exc:
+            raise Unavailable(f"server closed the connection during the handshake: {exc}") from None
+
+    async def _read_loop(self) -> None:
+        proto = self.proto
+        try:
+            while True:
+                data = await self.stream.receive(READ_SIZE)
+                self._last_seen = anyio.current_time()
+                for event in proto.receive_data(data):
+                    self._on_event(event)
+        except ProtocolError as exc:
+            log.warning("server broke the protocol, dropping the connection: %s", exc)
+        except _BROKEN:
+            pass
+
+    def _on_event(self, event: ev.Event) -> None:
+        kind = type(event)
+        if kind is ev.ResponseReceived:
+            waiter = self.calls.pop(event.stream_id, None)  # type: ignore[union-attr]
+            if waiter is not None:
+                waiter.value = event.value  # type: ignore[union-attr]
+                waiter.event.set()
+        elif kind is ev.ItemReceived:
+            sink = self.streams.get(event.stream_id)  # type: ignore[union-attr]
+            if sink is not None:
+                try:
+                    sink.send_nowait((_ITEM, event.value))  # type: ignore[union-attr]
+                except anyio.WouldBlock:
+                    log.warning("server sent past its stream credit; ending that stream")
+                    self.writer.write(self.proto.send_cancel(event.stream_id))  # type: ignore[union-attr]
+        elif kind is ev.AckReceived:
+            waiter = self.calls.pop(event.stream_id, None)  # type: ignore[union-attr]
+            if waiter is not None:
+                waiter.event.set()
+        elif kind is ev.EndReceived:
+            self._to_stream(event.stream_id, (_END, None))  # type: ignore[union-attr]
+        elif kind is ev.ErrorReceived:
+            sid, error = event.stream_id, event.error  # type: ignore[union-attr]
+            if sid == 0:
+                log.warning("server closed the connection: %s", error)
+                self._fail_all(ConnectionLost(f"server closed the connection: {error.message}"))
+                return
+            waiter = self.calls.pop(sid, None)
+            if waiter is not None:
+                waiter.error = error
+                waiter.event.set()
+            else:
+                self._to_stream(sid, (_ERROR, error))
+        elif kind is ev.GoAwayReceived:
+            self.draining = True
+        elif kind is ev.PingReceived:
+            self.writer.write(self.proto.send_pong(event.payload))  # type: ignore[union-attr]
+
+    def _to_stream(self, sid: int, item: tuple[int, Any]) -> None:
+        sink = self.streams.get(sid)
+        if sink is not None:
+            try:
+                sink.send_nowait(item)
+            except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+
+    def _fail_all(self, error: CallError) -> None:
+        self.closed = True
+        calls, self.calls = self.calls, {}
+        for waiter in calls.values():
+            waiter.error = error
+            waiter.event.set()
+        for sid in list(self.streams):
+            self._to_stream(sid, (_ERROR, error))
+
+    async def _keepalive(self) -> None:
+        interval = self.limits.keepalive_interval
+        if not math.isfinite(interval):
+            return
+        while True:
+            await anyio.sleep(interval)
+            silent = anyio.current_time() - self._last_seen
+            if silent >= 2 * interval:
+                log.warning("server silent for %.0fs, dropping the connection", silent)
+                self.close()
+                return
+            if silent >= interval:
+                self.writer.write(self.proto.send_ping(os.urandom(8)))
+
+    def close(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+
+    # ------------------------------------------------------------------ calls
+
+    def _open(self, method: str, meta: Meta, data: Any, mode: ResponseMode) -> tuple[int, bytes]:
+        if len(self.calls) + len(self.streams) >= int(
+            self.proto.peer_info.get("max_inflight_calls", self.limits.max_inflight_calls)
+        ):
+            raise Unavailable("too many calls in flight on this connection", corrid=meta.corrid)
+        try:
+            return self.proto.send_request(method, meta.to_wire(), data, mode)
+        except TooLarge as exc:
+            exc.corrid = meta.corrid
+            raise
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), corrid=meta.corrid) from None
+
+    async def request(self, method: str, meta: Meta, data: Any, mode: ResponseMode) -> Any:
+        sid, frame = self._open(method, meta, data, mode)
+        if mode is ResponseMode.NO_RESPONSE:
+            self.writer.write(frame)
+            await self.writer.drain()
+            return None
+        waiter = _Waiter()
+        self.calls[sid] = waiter
+        self.writer.write(frame)
+        try:
+            await waiter.event.wait()
+        finally:
+            if not waiter.event.is_set() and self.calls.pop(sid, None) is not None:
+                self.writer.write(self.proto.send_cancel(sid))
+        if waiter.error is not None:
+            if waiter.error.corrid is None:
+                waiter.error.corrid = meta.corrid
+            raise waiter.error
+        return waiter.value
+
+    async def open_stream(self, method: str, meta: Meta, data: Any) -> AsyncIterator[Any]:
+        window = self.limits.stream_window
+        sid, frame = self._open(method, meta, data, ResponseMode.STREAM)
+        send, receive = anyio.create_memory_object_stream[tuple[int, Any]](window + 2)
+        self.streams[sid] = send
+        self.writer.write(frame)
+        consumed = 0
+        finished = False
+        try:
+            while True:
+                kind, value = await receive.receive()
+                if kind == _ITEM:
+                    consumed += 1
+                    if consumed >= max(1, window // 2):
+                        self.writer.write(self.proto.send_credit(sid, consumed))
+                        consumed = 0
+                    yield value
+                elif kind == _END:
+                    finished = True
+                    return
+                else:
+                    finished = True
+                    if value.corrid is None:
+                        value.corrid = meta.corrid
+                    raise value
+        finally:
+            self.streams.pop(sid, None)
+            send.close()
+            receive.close()
+            if not finished and sid in self.proto.open_streams:
+                self.writer.write(self.proto.send_cancel(sid))
+
+
+class StreamClient:
+    """The TransportClient of the tcp and unix transports: a pool of multiplexed connections."""
+
+    def __init__(self, connect: Connector, options: TransportOptions, task_group: TaskGroup) -> None:
+        self._connect = connect
+        self._options = options
+        self._tg = task_group
+        self._pool: dict[tuple[str, str, str], ClientConnection] = {}
+        self._locks: dict[tuple[str, str, str], anyio.Lock] = {}
+
+    async def _get(self, endpoint: str, codec: Any, compression: Any) -> ClientConnection:
+        key = (endpoint, codec.name, compression.name)
+        conn = self._pool.get(key)
+        if conn is not None and conn.usable:
+            return conn
+        lock = self._locks.setdefault(key, anyio.Lock())
+        async with lock:
+            conn = self._pool.get(key)
+            if conn is not None and conn.usable:
+                return conn
+            try:
+                stream = await self._connect(endpoint)
+            except (OSError, anyio.BrokenResourceError) as exc:
+                raise Unavailable(f"cannot connect to {endpoint}: {exc}") from None
+            conn = ClientConnection(stream, codec, compression, self._options)
+            await self._tg.start(conn.run)
+            self._pool[key] = conn
+            return conn
+
+    async def request(
+        self, endpoint: str, codec: Any, compression: Any, method: str, data: Any,
+        meta: Meta, mode: ResponseMode,
+    ) -> Any:
+        conn = await self._get(endpoint, codec, compression)
+        return await conn.request(method, meta, data, mode)
+
+    async def stream(
+        self, endpoint: str, codec: Any, compression: Any, method: str, data: Any, meta: Meta
+    ) -> AsyncIterator[Any]:
+        conn = await self._get(endpoint, codec, compression)
+        items = conn.open_stream(method, meta, data)
+        try:
+            async for item in items:
+                yield item
+        finally:
+            await items.aclose()  # type: ignore[attr-defined]
+
+    async def aclose(self) -> None:
+        pool, self._pool = self._pool, {}
+        for conn in pool.values():
+            with anyio.move_on_after(1, shield=True):
+                await conn.writer.flush()
+            conn.close()

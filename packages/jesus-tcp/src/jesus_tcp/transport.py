@@ -1,0 +1,95 @@
+"""The `tcp` and `unix` transports: the same protocol over two kinds of socket."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream, TaskGroup
+from anyio.streams.tls import TLSListener
+from jesus.errors import ConfigurationError
+from jesus.messages import ResponseMode
+from jesus.runtime.dispatcher import CallDispatcher
+from jesus.transport import TransportOptions
+
+from jesus_tcp.addresses import Address, default_unix_path, parse_endpoint, parse_tcp_bind
+from jesus_tcp.client import StreamClient
+from jesus_tcp.server import StreamListener
+
+ALL_MODES = frozenset(ResponseMode)
+
+
+class TcpTransport:
+    """`tcp://host:port`; TLS (mutual TLS when the server context requires client
+    certificates) when a server `ssl_context` is given."""
+
+    scheme = "tcp"
+    modes = ALL_MODES
+
+    async def listen(
+        self, dispatcher: CallDispatcher, bind: str | None, options: TransportOptions
+    ) -> StreamListener:
+        host, port = parse_tcp_bind(bind)
+        listener: Any = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        bound_host, bound_port = listener.extra(anyio.abc.SocketAttribute.local_address)[:2]
+        tls = options.ssl_context is not None
+        if tls:
+            listener = TLSListener(listener, options.ssl_context, standard_compatible=False)
+        endpoint = Address("tcp", host=bound_host, port=bound_port, tls=tls).endpoint()
+        return StreamListener(listener, endpoint, dispatcher, options)
+
+    def client(self, options: TransportOptions, task_group: TaskGroup) -> StreamClient:
+        async def connect(endpoint: str) -> ByteStream:
+            address = parse_endpoint(endpoint)
+            if address.scheme != "tcp":
+                raise ConfigurationError(f"{endpoint!r} is not a tcp endpoint")
+            if not address.tls:
+                return await anyio.connect_tcp(address.host, address.port)
+            context = options.ssl_context or ssl.create_default_context()
+            return await anyio.connect_tcp(
+                address.host, address.port, ssl_context=context, tls_standard_compatible=False
+            )
+
+        return StreamClient(connect, options, task_group)
+
+
+class UnixTransport:
+    """`unix:///path/to.sock`: the tcp protocol without the network stack, for one machine
+    (and, later, the per-node daemon)."""
+
+    scheme = "unix"
+    modes = ALL_MODES
+
+    async def listen(
+        self, dispatcher: CallDispatcher, bind: str | None, options: TransportOptions
+    ) -> StreamListener:
+        path = bind or default_unix_path()
+        if os.path.exists(path):
+            os.unlink(path)  # a stale socket from a process that died
+        listener = await anyio.create_unix_listener(path, mode=0o600)
+        return _UnixListener(listener, Address("unix", path=path).endpoint(), dispatcher, options, path)
+
+    def client(self, options: TransportOptions, task_group: TaskGroup) -> StreamClient:
+        async def connect(endpoint: str) -> ByteStream:
+            address = parse_endpoint(endpoint)
+            if address.scheme != "unix":
+                raise ConfigurationError(f"{endpoint!r} is not a unix endpoint")
+            return await anyio.connect_unix(address.path)
+
+        return StreamClient(connect, options, task_group)
+
+
+class _UnixListener(StreamListener):
+    def __init__(self, listener: Any, endpoint: str, dispatcher: CallDispatcher,
+                 options: TransportOptions, path: str) -> None:
+        super().__init__(listener, endpoint, dispatcher, options)
+        self._path = path
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        try:
+            os.unlink(self._path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,62 @@
+"""Coalescing writer: frames queued by any task go out in as few `send()` calls as possible."""
+
+from __future__ import annotations
+
+import anyio
+from anyio.abc import ByteStream
+
+
+class FrameWriter:
+    """Frames are queued synchronously (`write`) and flushed by one task (`run`).
+
+    When more than `high_water` bytes wait, `drain()` blocks its caller until the socket
+    catches up, so a slow peer pushes back instead of growing the queue without bound.
+    """
+
+    def __init__(self, stream: ByteStream, high_water: int) -> None:
+        self._stream = stream
+        self._queue: list[bytes] = []
+        self._queued = 0
+        self._high_water = high_water
+        self._wake = anyio.Event()
+        self._drained = anyio.Event()
+        self.closed = False
+
+    def write(self, frame: bytes) -> None:
+        if self.closed:
+            return
+        self._queue.append(frame)
+        self._queued += len(frame)
+        if len(self._queue) == 1:
+            self._wake.set()
+
+    async def drain(self) -> None:
+        while self._queued > self._high_water and not self.closed:
+            await self._drained.wait()
+
+    async def run(self) -> None:
+        """Flush until the stream breaks or the task is cancelled."""
+        try:
+            while True:
+                if not self._queue:
+                    self._wake = anyio.Event()
+                    await self._wake.wait()
+                    continue
+                data = b"".join(self._queue) if len(self._queue) > 1 else self._queue[0]
+                self._queue.clear()
+                self._queued = 0
+                await self._stream.send(data)
+                if self._queued <= self._high_water:
+                    self._drained.set()
+                    self._drained = anyio.Event()
+        finally:
+            self.closed = True
+            self._drained.set()
+
+    async def flush(self) -> None:
+        """Send what is queued now (used before closing)."""
+        if self._queue and not self.closed:
+            data = b"".join(self._queue)
+            self._queue.clear()
+            self._queued = 0
+            await self._stream.send(data)
