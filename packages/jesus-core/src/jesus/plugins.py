@@ -72,7 +72,7 @@ def get_plugin_manager(load_entry_points: bool = True) -> tuple[pluggy.PluginMan
         try:
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the rest down
+        except Exception as exc:
             failures.append(PluginFailure(ep.name, f"{type(exc).__name__}: {exc}"))
             log.error("jesus plugin %r failed to load: %s", ep.name, exc)
             continue
@@ -94,7 +94,7 @@ def build_catalog(pm: pluggy.PluginManager, failures: list[PluginFailure]) -> Ca
                 return
             try:
                 impl(register=register)
-            except Exception as exc:  # noqa: BLE001 - reported, the others go on
+            except Exception as exc:
                 catalog.failures.append(PluginFailure(_name, f"{hook_name}: {exc}"))
                 log.error("jesus plugin %r failed in %s: %s", _name, hook_name, exc)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, TaskGroup, TaskStatus
+
 from jesus.errors import (
     CallError,
     InvalidRequest,
@@ -22,7 +23,6 @@ from jesus.messages import Meta, ResponseMode
 from jesus.protocol import events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
 from jesus.transport import TransportOptions
-
 from jesus_tcp.writer import FrameWriter
 
 log = logging.getLogger("jesus.tcp.client")
@@ -68,10 +68,11 @@ class ClientConnection:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
+            # Before any task starts, so a refusal reaches the caller as itself, ungrouped.
+            await self._handshake()
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
-                tg.start_soon(self.writer.run)
-                await self._handshake()
+                tg.start_soon(self.writer.run, tg.cancel_scope.cancel)
                 task_status.started()
                 tg.start_soon(self._keepalive)
                 await self._read_loop()
@@ -82,9 +83,9 @@ class ClientConnection:
                 await self.stream.aclose()
 
     async def _handshake(self) -> None:
-        self.writer.write(self.proto.send_hello())
         try:
             with anyio.fail_after(self.limits.handshake_timeout):
+                await self.stream.send(self.proto.send_hello())
                 while True:
                     data = await self.stream.receive(READ_SIZE)
                     for event in self.proto.receive_data(data):

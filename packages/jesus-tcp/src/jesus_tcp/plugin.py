@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from jesus import hookimpl
-
 from jesus_tcp.transport import TcpTransport, UnixTransport
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, Listener, TaskGroup
+
 from jesus.errors import (
     BadFrame,
     CallError,
@@ -20,9 +21,9 @@ from jesus.limits import Limits
 from jesus.messages import ResponseMode
 from jesus.protocol import events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
+from jesus.protocol.frames import FrameTooLarge
 from jesus.runtime.dispatcher import CallDispatcher, PreparedCall
 from jesus.transport import TransportOptions
-
 from jesus_tcp.writer import FrameWriter
 
 log = logging.getLogger("jesus.tcp.server")
@@ -75,6 +76,9 @@ class StreamListener:
         self._connections.add(conn)
         try:
             await conn.run()
+        except Exception:
+            # One connection's failure must never take the listener down.
+            log.exception("connection failed")
         finally:
             self._connections.discard(conn)
 
@@ -88,6 +92,8 @@ class StreamListener:
         while any(conn.busy for conn in self._connections):
             await anyio.sleep(0.01)
         for conn in list(self._connections):
+            with anyio.move_on_after(1):
+                await conn.writer.flush()  # the last answers
             await conn.close()
         self._stopped.set()
         if not self._serving:
@@ -140,7 +146,7 @@ class ServerConnection:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                tg.start_soon(self.writer.run)
+                tg.start_soon(self.writer.run, tg.cancel_scope.cancel)
                 await self._read_loop(tg)
                 tg.cancel_scope.cancel()
         finally:
@@ -165,7 +171,8 @@ class ServerConnection:
             log.info("closing idle or silent connection")
         except RemoteProtocolError as exc:
             log.warning("protocol error from peer, closing its connection: %s", exc)
-            self.writer.write(proto.send_error(0, BadFrame(str(exc))))
+            error = TooLarge(str(exc)) if isinstance(exc, FrameTooLarge) else BadFrame(str(exc))
+            self.writer.write(proto.send_error(0, error))
             with anyio.move_on_after(1, shield=True):
                 await self.writer.flush()
         except _BROKEN:

@@ -9,11 +9,11 @@ from typing import Any
 import anyio
 from anyio.abc import ByteStream, TaskGroup
 from anyio.streams.tls import TLSListener
+
 from jesus.errors import ConfigurationError
 from jesus.messages import ResponseMode
 from jesus.runtime.dispatcher import CallDispatcher
 from jesus.transport import TransportOptions
-
 from jesus_tcp.addresses import Address, default_unix_path, parse_endpoint, parse_tcp_bind
 from jesus_tcp.client import StreamClient
 from jesus_tcp.server import StreamListener

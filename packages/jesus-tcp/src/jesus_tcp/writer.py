@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import anyio
 from anyio.abc import ByteStream
+
+_BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
 
 class FrameWriter:
@@ -21,6 +25,7 @@ class FrameWriter:
         self._wake = anyio.Event()
         self._drained = anyio.Event()
         self.closed = False
+        self._sending = False
 
     def write(self, frame: bytes) -> None:
         if self.closed:
@@ -34,8 +39,8 @@ class FrameWriter:
         while self._queued > self._high_water and not self.closed:
             await self._drained.wait()
 
-    async def run(self) -> None:
-        """Flush until the stream breaks or the task is cancelled."""
+    async def run(self, on_broken: Callable[[], None]) -> None:
+        """Flush until the stream breaks (then call `on_broken`) or the task is cancelled."""
         try:
             while True:
                 if not self._queue:
@@ -45,18 +50,22 @@ class FrameWriter:
                 data = b"".join(self._queue) if len(self._queue) > 1 else self._queue[0]
                 self._queue.clear()
                 self._queued = 0
-                await self._stream.send(data)
+                self._sending = True
+                try:
+                    await self._stream.send(data)
+                finally:
+                    self._sending = False
                 if self._queued <= self._high_water:
                     self._drained.set()
                     self._drained = anyio.Event()
+        except _BROKEN:
+            on_broken()
         finally:
             self.closed = True
             self._drained.set()
 
     async def flush(self) -> None:
-        """Send what is queued now (used before closing)."""
-        if self._queue and not self.closed:
-            data = b"".join(self._queue)
-            self._queue.clear()
-            self._queued = 0
-            await self._stream.send(data)
+        """Wait until everything queued so far has been handed to the socket (rare paths:
+        before closing), without racing the `run` task for the stream."""
+        while (self._queue or self._sending) and not self.closed:
+            await anyio.sleep(0.005)

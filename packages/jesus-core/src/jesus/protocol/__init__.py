@@ -4,6 +4,13 @@ Transports (TCP, unix sockets, TLS) only move bytes; everything PROTOCOL.md says
 frames, the handshake and the call state machine lives here.
 """
 
-from jesus.protocol.frames import HEADER, PROTOCOL_VERSION, Flag, FrameDecoder, FrameType, encode_frame
+from jesus.protocol.frames import (
+    HEADER,
+    PROTOCOL_VERSION,
+    Flag,
+    FrameDecoder,
+    FrameType,
+    encode_frame,
+)
 
 __all__ = ["HEADER", "PROTOCOL_VERSION", "Flag", "FrameDecoder", "FrameType", "encode_frame"]

@@ -35,12 +35,14 @@ from jesus.protocol.frames import (
     PROTOCOL_VERSION,
     Flag,
     FrameDecoder,
+    FrameTooLarge,
     FrameType,
     encode_frame,
 )
 
 CAPABILITIES = ("stream", "cancel", "credit", "ping", "goaway")
 _U32 = struct.Struct("!I")
+_DATA_FRAMES = frozenset((FrameType.REQUEST, FrameType.RESPONSE, FrameType.ITEM))
 _MODES = [ResponseMode.from_wire(i) for i in range(4)]
 
 
@@ -149,12 +151,18 @@ class ProtocolConnection:
             flags = Flag.COMPRESSED
         else:
             flags = 0
-        if len(payload) > self.limits.max_message_size:
+        if len(payload) > self.max_outgoing:
             raise TooLarge(
-                f"message of {len(payload)} bytes exceeds max_message_size "
-                f"({self.limits.max_message_size})"
+                f"message of {len(payload)} bytes exceeds max_message_size ({self.max_outgoing})"
             )
         return flags, payload
+
+    @property
+    def max_outgoing(self) -> int:
+        """The smaller of our limit and the one the peer announced in its HELLO."""
+        peer = self.peer_info.get("max_message_size")
+        mine = self.limits.max_message_size
+        return min(mine, peer) if isinstance(peer, int) and peer > 0 else mine
 
     def _unpack(self, flags: int, payload: bytes) -> Any:
         """Decode a data payload; raises TooLarge (bomb) or BadFrame (garbage)."""
@@ -237,7 +245,13 @@ class ProtocolConnection:
         connection; per-call problems come back as events instead.
         """
         out: list[ev.Event] = []
+        limit = self.limits.max_message_size
         for ftype, flags, stream_id, payload in self._decoder.feed(data):
+            if len(payload) > limit and ftype in _DATA_FRAMES:
+                raise FrameTooLarge(
+                    f"{FrameType(ftype).name} frame of {len(payload)} bytes exceeds "
+                    f"max_message_size ({limit})"
+                )
             if self.state is State.AWAIT_HELLO:
                 if ftype != FrameType.HELLO:
                     if ftype == FrameType.ERROR and self.role is Role.CLIENT:

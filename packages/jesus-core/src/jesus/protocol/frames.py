@@ -18,6 +18,8 @@ PROTOCOL_VERSION = 1
 HEADER = struct.Struct("!IBBI")
 HEADER_SIZE = HEADER.size
 MAX_STREAM_ID = 0xFFFFFFFF
+# Control frames (HELLO, ERROR, GOAWAY) may always be this large, whatever max_message_size is.
+MIN_FRAME_LIMIT = 65536
 
 
 class FrameType(enum.IntEnum):
@@ -56,6 +58,10 @@ def encode_frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -
     return _pack(len(payload), ftype, flags, stream_id) + payload
 
 
+class FrameTooLarge(RemoteProtocolError):
+    """The peer announced a frame longer than we accept."""
+
+
 class FrameDecoder:
     """Accumulates bytes and yields whole frames as (type, flags, stream_id, payload).
 
@@ -67,7 +73,7 @@ class FrameDecoder:
 
     def __init__(self, max_payload: int) -> None:
         self._buffer = bytearray()
-        self.max_payload = max_payload
+        self.max_payload = max(max_payload, MIN_FRAME_LIMIT)
 
     @property
     def buffered(self) -> int:
@@ -83,7 +89,7 @@ class FrameDecoder:
         while end - offset >= HEADER_SIZE:
             length, ftype, flags, stream_id = _unpack_from(buf, offset)
             if length > max_payload:
-                raise RemoteProtocolError(
+                raise FrameTooLarge(
                     f"frame of {length} bytes exceeds max_message_size ({max_payload})"
                 )
             if ftype not in KNOWN_TYPES:

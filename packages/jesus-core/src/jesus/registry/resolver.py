@@ -49,14 +49,15 @@ class Resolver:
             self._cache[service] = (time.monotonic(), found)
             return found
 
-    async def pick(self, service: str) -> list[InstanceRecord]:
-        """Live instances of `service`, rotated so calls spread, recently failed ones last."""
+    async def pick(self, service: str, rotate: bool = True) -> list[InstanceRecord]:
+        """Live instances of `service`, rotated (once per call) so calls spread, recently
+        failed ones last."""
         found = await self.instances(service)
         if not found:
             self._cache.pop(service, None)
             raise ServiceNotFound(f"no live instance of service {service!r} in the registry")
         counter = self._rr.setdefault(service, itertools.count())
-        start = next(counter) % len(found)
+        start = (next(counter) if rotate else 0) % len(found)
         ordered = found[start:] + found[:start]
         now = time.monotonic()
         good = [r for r in ordered if self._bad.get(r.instance_id, 0.0) <= now]

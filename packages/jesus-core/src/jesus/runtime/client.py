@@ -127,7 +127,7 @@ class Client:
         service, method = split_target(target)
         seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
         started = anyio.current_time()
-        record, method_rec, channel, transport = await self._route(service, method)
+        record, method_rec, channel, transport = await self._route(service, method, rotate=True)
         if method_rec.mode is not ResponseMode.STREAM:
             raise InvalidRequest(f"{target} is declared {method_rec.mode.value!r}, not 'stream'")
         meta = self._meta(ResponseMode.STREAM, channel, seconds, userid)
@@ -191,9 +191,9 @@ class Client:
             ) from None
 
     async def _route(
-        self, service: str, method: str
+        self, service: str, method: str, rotate: bool = False
     ) -> tuple[InstanceRecord, MethodRecord, Channel, TransportClient]:
-        candidates = await self.resolver.pick(service)
+        candidates = await self.resolver.pick(service, rotate=rotate)
         for record in candidates:
             method_rec = record.methods.get(method)
             if method_rec is None:

@@ -1,0 +1,3 @@
+from jesus.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""`jesus` command line: plugins, serve, call, services, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from jesus.cli import commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jesus", description="RPC and events between services over pluggable channels."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default=os.environ.get("JESUS_BACKEND", "asyncio"),
+        help="anyio backend to run on (default asyncio, or $JESUS_BACKEND)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def registry_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--registry",
+            default=None,
+            help="registry URL (default: $JESUS_REGISTRY or embedded://)",
+        )
+
+    p = sub.add_parser("plugins", help="list installed plugins and what each contributes")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=commands.plugins)
+
+    p = sub.add_parser("serve", help="serve the services of MODULE:ATTR until Ctrl-C/SIGTERM")
+    p.add_argument("target", metavar="MODULE:ATTR", help="a Service, or a list of them")
+    registry_option(p)
+    p.add_argument(
+        "--bind",
+        action="append",
+        default=[],
+        metavar="SCHEME=ADDRESS",
+        help="where a transport listens, e.g. tcp=127.0.0.1:4000 or unix=/run/svc.sock",
+    )
+    p.add_argument("--drain-timeout", type=float, default=10.0, help="seconds to finish calls")
+    p.set_defaults(func=commands.serve)
+
+    p = sub.add_parser("call", help="call SERVICE.METHOD with JSON data and print the result")
+    p.add_argument("target", metavar="SERVICE.METHOD")
+    p.add_argument("data", nargs="?", default="null", metavar="JSON")
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--userid", default=None)
+    registry_option(p)
+    p.set_defaults(func=commands.call)
+
+    p = sub.add_parser("services", help="what the registry knows, with schemas")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    registry_option(p)
+    p.set_defaults(func=commands.services)
+
+    p = sub.add_parser(
+        "demo", help="services in separate processes talking over every installed channel"
+    )
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole demo")
+    p.set_defaults(func=commands.demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Hostile bytes against a live server: each gets an error or a closed connection, and a
+well-behaved client on another connection keeps getting answers throughout."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from typing import Any
+
+import anyio
+import pytest
+import zstandard
+
+import jesus
+from jesus.codecs.msgpack import MsgpackCodec
+from jesus.protocol.frames import FrameDecoder, FrameType, encode_frame
+from tests.helpers.services import calculator
+
+pytestmark = pytest.mark.anyio
+
+HELLO = encode_frame(FrameType.HELLO, 0, 0, json.dumps(
+    {"protocol": "jesus", "version": 1, "codec": "msgpack", "compression": "zstd"}).encode())
+
+
+async def connect(node: jesus.Node) -> Any:
+    host, port = node.endpoints["tcp"].removeprefix("tcp://").rsplit(":", 1)
+    return await anyio.connect_tcp(host, int(port))
+
+
+async def read_frames(stream: Any, want: int = 1, timeout: float = 5) -> list[tuple[int, int, int, bytes]]:
+    """Frames until `want` arrived or the server closed the connection."""
+    decoder = FrameDecoder(1 << 20)
+    frames: list[tuple[int, int, int, bytes]] = []
+    with anyio.fail_after(timeout):
+        while len(frames) < want:
+            try:
+                frames += decoder.feed(await stream.receive())
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                break
+    return frames
+
+
+async def closed_by_server(stream: Any) -> bool:
+    with anyio.fail_after(5):
+        try:
+            while await stream.receive():
+                pass
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            return True
+    return False
+
+
+async def still_serving(client: jesus.Client) -> None:
+    assert await client.call("calc.add", {"a": 20, "b": 22}) == 42
+
+
+def request(sid: int, payload: bytes, flags: int = 2 << 4) -> bytes:
+    return encode_frame(FrameType.REQUEST, flags, sid, payload)
+
+
+GARBAGE = {
+    "random bytes": os.urandom(4096),
+    "http request": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "length prefix of 4 GiB": struct.pack("!IBBI", 0xFFFFFFFF, FrameType.HELLO, 0, 0),
+    "unknown frame type": encode_frame(0x7E, 0, 0, b""),
+    "truncated frame then close": encode_frame(FrameType.HELLO, 0, 0, b"{" * 100)[:50],
+    "hello that is not json": encode_frame(FrameType.HELLO, 0, 0, b"\xff\xfe"),
+}
+
+
+@pytest.mark.parametrize("name", list(GARBAGE))
+async def test_garbage_before_the_handshake(running: Any, name: str) -> None:
+    svc, _ = calculator()
+    async with running(svc) as (node, client):
+        await still_serving(client)
+        stream = await connect(node)
+        await stream.send(GARBAGE[name])
+        if name.startswith("truncated"):
+            await stream.send_eof()
+        assert await closed_by_server(stream)
+        await still_serving(client)
+
+
+@pytest.mark.parametrize("name", ["random bytes", "length prefix of 4 GiB", "unknown frame type"])
+async def test_garbage_after_the_handshake_gets_an_error_frame(running: Any, name: str) -> None:
+    svc, _ = calculator()
+    async with running(svc) as (node, client):
+        stream = await connect(node)
+        await stream.send(HELLO)
+        assert (await read_frames(stream))[0][0] == FrameType.HELLO
+        await stream.send(GARBAGE[name])
+        frames = await read_frames(stream)
+        if frames:  # random bytes may parse as a frame that is only cut short
+            ftype, _, sid, payload = frames[0]
+            assert (ftype, sid) == (FrameType.ERROR, 0)
+            assert json.loads(payload)["code"] in ("PROTOCOL_ERROR", "TOO_LARGE")
+        await still_serving(client)
+
+
+async def test_invalid_envelopes_get_per_call_errors_on_a_live_connection(running: Any) -> None:
+    svc, _ = calculator()
+    async with running(svc) as (node, client):
+        stream = await connect(node)
+        await stream.send(HELLO)
+        await read_frames(stream)
+        codec = MsgpackCodec()
+        bomb = zstandard.ZstdCompressor().compress(b"\0" * (100 * 1024 * 1024))
+        await stream.send(
+            request(1, b"\xc1\xc1\xc1")  # not msgpack
+            + request(2, codec.encode({"not": "a list"}))
+            + request(3, codec.encode(["calc.add", {"c": "x"}, {"a": 1, "b": 2}]))  # valid
+            + request(4, codec.encode(["calc.add", "meta must be a map", {}]))
+            + request(5, codec.encode(["calc.nope", {"c": "y"}, None]))
+            + request(6, bomb, flags=(2 << 4) | 0x01)  # decompression bomb
+            + request(7, b"\x28\xb5\x2f\xfd garbage", flags=(2 << 4) | 0x01)  # corrupt zstd
+        )
+        frames = {sid: (ftype, payload) for ftype, _, sid, payload in await read_frames(stream, 7)}
+        codes = {sid: json.loads(p)["code"] for sid, (t, p) in frames.items() if t == FrameType.ERROR}
+        assert codes == {1: "PROTOCOL_ERROR", 2: "PROTOCOL_ERROR", 4: "INVALID_REQUEST",
+                         5: "UNKNOWN_METHOD", 6: "TOO_LARGE", 7: "PROTOCOL_ERROR"}
+        assert frames[3] == (FrameType.RESPONSE, codec.encode(3))
+        # the same connection still works after all that
+        await stream.send(request(8, codec.encode(["calc.add", {"c": "z"}, {"a": 2, "b": 2}])))
+        (frame,) = await read_frames(stream)
+        assert frame[0] == FrameType.RESPONSE and frame[3] == codec.encode(4)
+        await still_serving(client)
+
+
+async def test_oversized_message_fails_at_the_sender_and_the_server(running: Any) -> None:
+    svc, _ = calculator()
+    limits = jesus.Limits(max_message_size=100_000)
+    async with running(svc, limits=limits, client={"limits": limits}) as (node, client):
+        with pytest.raises(jesus.TooLarge):
+            await client.call("calc.echo", os.urandom(200_000).hex())
+        await still_serving(client)
+        # A peer that ignores the announced limit is cut off with TOO_LARGE.
+        stream = await connect(node)
+        await stream.send(HELLO)
+        await read_frames(stream)
+        await stream.send(request(1, b"\0" * 200_000))
+        (frame,) = await read_frames(stream)
+        assert frame[0] == FrameType.ERROR and json.loads(frame[3])["code"] == "TOO_LARGE"
+        assert await closed_by_server(stream)
+        await still_serving(client)
+
+
+async def test_a_flood_of_connections_is_capped(running: Any) -> None:
+    svc, _ = calculator()
+    limits = jesus.Limits(max_connections=20)
+    async with running(svc, limits=limits) as (node, client):
+        await still_serving(client)  # the client's own connection is one of the 20
+        idle = [await connect(node) for _ in range(60)]
+        refused = 0
+        for stream in idle[19:]:
+            frames = await read_frames(stream, timeout=5)
+            if frames and frames[0][0] == FrameType.ERROR:
+                assert json.loads(frames[0][3])["code"] == "UNAVAILABLE"
+                refused += 1
+        assert refused == 60 - 19
+        await still_serving(client)
+        for stream in idle:
+            await stream.aclose()
+        # once the flood is gone, new clients get in again
+        async with jesus.Client(client.resolver.backend.url) as fresh:
+            await still_serving(fresh)
+
+
+async def test_a_silent_connection_is_dropped_after_the_handshake_timeout(running: Any) -> None:
+    svc, _ = calculator()
+    async with running(svc, limits=jesus.Limits(handshake_timeout=0.3)) as (node, client):
+        stream = await connect(node)
+        assert await closed_by_server(stream)
+        await still_serving(client)
+
+
+async def test_too_many_calls_in_flight_get_unavailable(running: Any) -> None:
+    svc, _ = calculator()
+    async with running(svc, limits=jesus.Limits(max_inflight_calls=4)) as (node, client):
+        stream = await connect(node)
+        await stream.send(HELLO)
+        await read_frames(stream)
+        codec = MsgpackCodec()
+        await stream.send(b"".join(
+            request(i, codec.encode(["calc.sleep", {"c": str(i)}, 0.5])) for i in range(1, 11)))
+        frames = await read_frames(stream, 10)
+        codes = sorted(json.loads(p)["code"] for t, _, _, p in frames if t == FrameType.ERROR)
+        assert codes == ["UNAVAILABLE"] * 6
+        assert sum(1 for t, *_ in frames if t == FrameType.RESPONSE) == 4
+        await still_serving(client)
