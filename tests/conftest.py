@@ -28,7 +28,9 @@ def running(registry: str) -> Callable[..., Any]:
     """`async with running(service, ...) as (node, client):` serves and connects."""
 
     @asynccontextmanager
-    async def run(*services: jesus.Service, **kwargs: Any) -> AsyncIterator[tuple[jesus.Node, jesus.Client]]:
+    async def run(
+        *services: jesus.Service, **kwargs: Any
+    ) -> AsyncIterator[tuple[jesus.Node, jesus.Client]]:
         client_kwargs = kwargs.pop("client", {})
         async with (
             jesus.serve(*services, registry=registry, **kwargs) as node,

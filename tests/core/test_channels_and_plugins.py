@@ -28,7 +28,10 @@ def test_channel_spec_defaults_and_parsing() -> None:
 def test_channel_resolves_to_its_three_plugins() -> None:
     channel = resolve_channel("tcp+msgpack+zstd", default_catalog())
     assert (channel.transport.scheme, channel.codec.name, channel.compression.name) == (
-        "tcp", "msgpack", "zstd")
+        "tcp",
+        "msgpack",
+        "zstd",
+    )
 
 
 @pytest.mark.parametrize(("spec", "extra"), [("http+json+gzip", "http"), ("udp+msgpack", "udp")])
@@ -62,7 +65,12 @@ def test_unknown_codec_is_reported() -> None:
 def test_core_contributions_register_through_the_hooks() -> None:
     catalog = default_catalog()
     assert catalog.contributions["jesus.builtins"][:5] == [
-        "codec:msgpack", "codec:json", "compression:none", "compression:gzip", "compression:zstd"]
+        "codec:msgpack",
+        "codec:json",
+        "compression:none",
+        "compression:gzip",
+        "compression:zstd",
+    ]
     assert "transport:tcp" in catalog.contributions["tcp"]
     assert "transport:unix" in catalog.contributions["tcp"]
 
@@ -100,8 +108,11 @@ def test_load_plugins_switch_restricts_entry_points(monkeypatch: pytest.MonkeyPa
     assert "tcp" not in catalog.transports and "msgpack" in catalog.codecs
 
 
-HOOKS = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)
-         if name.startswith("jesus_")]
+HOOKS = [
+    name
+    for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)
+    if name.startswith("jesus_")
+]
 
 
 @pytest.mark.parametrize("hook", HOOKS)

@@ -15,20 +15,51 @@ from jesus.messages import Meta, ResponseMode, new_corrid
 
 
 def test_meta_round_trips_through_the_compact_wire_form() -> None:
-    meta = Meta(userid="u1", sender="orders", req_out_ts=1.5, deadline_ms=250,
-                traceparent="00-abc-def-01", channel="tcp+msgpack+none", extra={"k": 1})
+    meta = Meta(
+        userid="u1",
+        sender="orders",
+        req_out_ts=1.5,
+        deadline_ms=250,
+        traceparent="00-abc-def-01",
+        channel="tcp+msgpack+none",
+        extra={"k": 1},
+    )
     wire = meta.to_wire()
-    assert wire == {"c": meta.corrid, "u": "u1", "f": "orders", "o": 1.5, "d": 250,
-                    "t": "00-abc-def-01", "h": "tcp+msgpack+none", "x": {"k": 1}}
+    assert wire == {
+        "c": meta.corrid,
+        "u": "u1",
+        "f": "orders",
+        "o": 1.5,
+        "d": 250,
+        "t": "00-abc-def-01",
+        "h": "tcp+msgpack+none",
+        "x": {"k": 1},
+    }
     back = Meta.from_wire(wire, ResponseMode.ACK)
     assert (back.corrid, back.userid, back.sender, back.deadline_ms, back.mode) == (
-        meta.corrid, "u1", "orders", 250, ResponseMode.ACK)
+        meta.corrid,
+        "u1",
+        "orders",
+        250,
+        ResponseMode.ACK,
+    )
     assert back.req_in_ts is not None
     assert back.as_dict()["from"] == "orders"
 
 
-@pytest.mark.parametrize("raw", [None, [], {}, {"c": ""}, {"c": 1}, {"c": "x" * 200},
-                                 {"c": "a", "d": "soon"}, {"c": "a", "d": -1}])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        None,
+        [],
+        {},
+        {"c": ""},
+        {"c": 1},
+        {"c": "x" * 200},
+        {"c": "a", "d": "soon"},
+        {"c": "a", "d": -1},
+    ],
+)
 def test_malformed_meta_is_refused(raw: object) -> None:
     with pytest.raises(ValueError):
         Meta.from_wire(raw, ResponseMode.RESPONSE)
@@ -42,14 +73,25 @@ def test_corrids_are_unique() -> None:
     assert len({new_corrid() for _ in range(10_000)}) == 10_000
 
 
-@pytest.mark.parametrize("cls", [c for c in vars(jesus).values()
-                                 if isinstance(c, type) and issubclass(c, CallError) and c is not CallError])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        c
+        for c in vars(jesus).values()
+        if isinstance(c, type) and issubclass(c, CallError) and c is not CallError
+    ],
+)
 def test_every_call_error_travels_and_comes_back_typed(cls: type[CallError]) -> None:
     err = cls("it went wrong", corrid="c-1", details=["x"])
     back = error_from_wire(err.to_wire())
     expected = Unavailable if cls is jesus.ServiceNotFound else cls
     assert type(back) is expected
-    assert (back.message, back.corrid, back.details, back.remote) == ("it went wrong", "c-1", ["x"], True)
+    assert (back.message, back.corrid, back.details, back.remote) == (
+        "it went wrong",
+        "c-1",
+        ["x"],
+        True,
+    )
     assert "c-1" in str(back) and "(remote)" in str(back)
 
 

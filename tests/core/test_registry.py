@@ -25,10 +25,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def record(service: str, instance: str, host: str = "elsewhere") -> InstanceRecord:
     return InstanceRecord(
-        service=service, version="1.2.3", instance_id=instance,
+        service=service,
+        version="1.2.3",
+        instance_id=instance,
         endpoints={"tcp": "tcp://127.0.0.1:1"},
         methods={"m": MethodRecord({"type": "object"}, True, ResponseMode.ACK, "tcp+msgpack+none")},
-        host=host, pid=0,
+        host=host,
+        pid=0,
     )
 
 
@@ -51,7 +54,9 @@ class RegistryConformance:
         assert back.methods["m"].request == {"type": "object"}
         assert back.version == "1.2.3" and back.endpoints == {"tcp": "tcp://127.0.0.1:1"}
 
-    async def test_an_instance_that_stops_heartbeating_drops_out_within_its_ttl(self, backend: Any) -> None:
+    async def test_an_instance_that_stops_heartbeating_drops_out_within_its_ttl(
+        self, backend: Any
+    ) -> None:
         await backend.register(record("a", "1"), ttl=0.5)
         assert len(await backend.list_instances("a")) == 1
         await anyio.sleep(0.7)
@@ -89,8 +94,19 @@ def test_embedded_registry_is_the_default(monkeypatch: pytest.MonkeyPatch) -> No
 def _serve(registry: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "jesus", "serve", "tests.helpers.served:calc", "--registry", registry],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "jesus",
+            "serve",
+            "tests.helpers.served:calc",
+            "--registry",
+            registry,
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 

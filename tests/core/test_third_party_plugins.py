@@ -58,8 +58,6 @@ def test_a_third_party_codec_registers_and_works() -> None:
     assert catalog.codecs["upper"].encode("a") == b"A"
 
 
-
-
 def test_a_third_party_compression_registers() -> None:
     class Reverse:
         name = "reverse"

@@ -44,14 +44,30 @@ CASES: list[tuple[Any, Any]] = [
     ({"oneOf": [{"type": "string"}, {"type": "integer"}]}, 1),
     ({"oneOf": [{"type": "number"}, {"type": "integer"}]}, 1),
     ({"anyOf": [{"type": "null"}, {"minimum": 5}]}, 4),
-    ({"$defs": {"p": {"type": "integer"}}, "type": "array", "items": {"$ref": "#/$defs/p"}}, [1, 2]),
-    ({"$defs": {"p": {"type": "integer"}}, "type": "array", "items": {"$ref": "#/$defs/p"}}, [1, "2"]),
+    (
+        {"$defs": {"p": {"type": "integer"}}, "type": "array", "items": {"$ref": "#/$defs/p"}},
+        [1, 2],
+    ),
+    (
+        {"$defs": {"p": {"type": "integer"}}, "type": "array", "items": {"$ref": "#/$defs/p"}},
+        [1, "2"],
+    ),
     ({"type": "array", "prefixItems": [{"type": "string"}], "items": False}, ["a"]),
     ({"type": "array", "prefixItems": [{"type": "string"}], "items": False}, ["a", 1]),
     ({"const": {"a": [1]}}, {"a": [1]}),
     ({"const": {"a": [1]}}, {"a": [2]}),
-    ({"$schema": "http://json-schema.org/draft-07/schema#", "items": [{"type": "string"}], "additionalItems": False}, ["a", 1]),
-    ({"$schema": "http://json-schema.org/draft-07/schema#", "dependencies": {"a": ["b"]}}, {"a": 1}),
+    (
+        {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "items": [{"type": "string"}],
+            "additionalItems": False,
+        },
+        ["a", 1],
+    ),
+    (
+        {"$schema": "http://json-schema.org/draft-07/schema#", "dependencies": {"a": ["b"]}},
+        {"a": 1},
+    ),
 ]
 
 

@@ -17,7 +17,9 @@ ADD_REQUEST = {
 }
 
 
-def calculator(channel: str = "tcp+msgpack", name: str = "calc") -> tuple[jesus.Service, dict[str, Any]]:
+def calculator(
+    channel: str = "tcp+msgpack", name: str = "calc"
+) -> tuple[jesus.Service, dict[str, Any]]:
     """A service with one method per mode; `state` records what handlers saw."""
     svc = jesus.Service(name, channel=channel)
     state: dict[str, Any] = {

@@ -19,8 +19,14 @@ from tests.helpers.services import calculator
 
 pytestmark = pytest.mark.anyio
 
-HELLO = encode_frame(FrameType.HELLO, 0, 0, json.dumps(
-    {"protocol": "jesus", "version": 1, "codec": "msgpack", "compression": "zstd"}).encode())
+HELLO = encode_frame(
+    FrameType.HELLO,
+    0,
+    0,
+    json.dumps(
+        {"protocol": "jesus", "version": 1, "codec": "msgpack", "compression": "zstd"}
+    ).encode(),
+)
 
 
 async def connect(node: jesus.Node) -> Any:
@@ -28,7 +34,9 @@ async def connect(node: jesus.Node) -> Any:
     return await anyio.connect_tcp(host, int(port))
 
 
-async def read_frames(stream: Any, want: int = 1, timeout: float = 5) -> list[tuple[int, int, int, bytes]]:
+async def read_frames(
+    stream: Any, want: int = 1, timeout: float = 5
+) -> list[tuple[int, int, int, bytes]]:
     """Frames until `want` arrived or the server closed the connection."""
     decoder = FrameDecoder(1 << 20)
     frames: list[tuple[int, int, int, bytes]] = []
@@ -116,9 +124,17 @@ async def test_invalid_envelopes_get_per_call_errors_on_a_live_connection(runnin
             + request(7, b"\x28\xb5\x2f\xfd garbage", flags=(2 << 4) | 0x01)  # corrupt zstd
         )
         frames = {sid: (ftype, payload) for ftype, _, sid, payload in await read_frames(stream, 7)}
-        codes = {sid: json.loads(p)["code"] for sid, (t, p) in frames.items() if t == FrameType.ERROR}
-        assert codes == {1: "PROTOCOL_ERROR", 2: "PROTOCOL_ERROR", 4: "INVALID_REQUEST",
-                         5: "UNKNOWN_METHOD", 6: "TOO_LARGE", 7: "PROTOCOL_ERROR"}
+        codes = {
+            sid: json.loads(p)["code"] for sid, (t, p) in frames.items() if t == FrameType.ERROR
+        }
+        assert codes == {
+            1: "PROTOCOL_ERROR",
+            2: "PROTOCOL_ERROR",
+            4: "INVALID_REQUEST",
+            5: "UNKNOWN_METHOD",
+            6: "TOO_LARGE",
+            7: "PROTOCOL_ERROR",
+        }
         assert frames[3] == (FrameType.RESPONSE, codec.encode(3))
         # the same connection still works after all that
         await stream.send(request(8, codec.encode(["calc.add", {"c": "z"}, {"a": 2, "b": 2}])))
@@ -181,8 +197,11 @@ async def test_too_many_calls_in_flight_get_unavailable(running: Any) -> None:
         await stream.send(HELLO)
         await read_frames(stream)
         codec = MsgpackCodec()
-        await stream.send(b"".join(
-            request(i, codec.encode(["calc.sleep", {"c": str(i)}, 0.5])) for i in range(1, 11)))
+        await stream.send(
+            b"".join(
+                request(i, codec.encode(["calc.sleep", {"c": str(i)}, 0.5])) for i in range(1, 11)
+            )
+        )
         frames = await read_frames(stream, 10)
         codes = sorted(json.loads(p)["code"] for t, _, _, p in frames if t == FrameType.ERROR)
         assert codes == ["UNAVAILABLE"] * 6

@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 import jesus
+from tests.helpers import wait_until
 from tests.helpers.services import calculator
 
 pytestmark = pytest.mark.anyio
@@ -18,16 +19,14 @@ CHANNELS = ["tcp+msgpack", "tcp+json+gzip", "tcp+msgpack+zstd", "unix+msgpack", 
 @pytest.mark.parametrize("channel", CHANNELS)
 async def test_all_modes(running: Any, channel: str) -> None:
     svc, state = calculator(channel)
-    async with running(svc) as (node, client):
+    async with running(svc) as (_node, client):
         assert await client.call("calc.add", {"a": 2, "b": 3}) == 5
         big = {"blob": "jesus " * 20_000}  # compressed on channels that compress
         assert await client.call("calc.echo", big) == big
         assert await client.call("calc.record", {"n": 1}) is None
         assert state["acked"] == [{"n": 1}]
         assert await client.notify("calc.fire", {"n": 2}) is None
-        with anyio.fail_after(5):
-            while not state["notified"]:
-                await anyio.sleep(0.01)
+        await wait_until(lambda: bool(state["notified"]))
         assert state["notified"] == [{"n": 2}]
         assert [i async for i in client.stream("calc.count", {"n": 100})] == list(range(100))
 

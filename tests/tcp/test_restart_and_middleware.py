@@ -34,7 +34,10 @@ async def test_calls_move_to_a_live_instance_when_one_is_gone(registry: str) -> 
             assert state_a["corrids"] and state_b["corrids"]  # spread over both
             stale = node_b.records[0]
         # b is gone but a stale cache still lists it: calls step around it
-        client.resolver._cache["calc"] = (anyio.current_time() + 1e9, [stale, *await client.resolver.backend.list_instances("calc")])
+        client.resolver._cache["calc"] = (
+            anyio.current_time() + 1e9,
+            [stale, *await client.resolver.backend.list_instances("calc")],
+        )
         before = len(state_a["corrids"])
         for i in range(10):
             assert await client.call("calc.add", {"a": i, "b": 1}) == i + 1

@@ -39,8 +39,9 @@ def client_context(ca: trustme.CA | None, cert: bool = False) -> ssl.SSLContext:
 
 async def test_tls(running: Any, ca: trustme.CA) -> None:
     svc, _ = calculator()
-    async with running(svc, ssl_context=server_context(ca),
-                       client={"ssl_context": client_context(ca)}) as (node, client):
+    async with running(
+        svc, ssl_context=server_context(ca), client={"ssl_context": client_context(ca)}
+    ) as (node, client):
         assert node.endpoints["tcp"].endswith("?tls=1")
         assert await client.call("calc.add", {"a": 1, "b": 2}) == 3
         assert [i async for i in client.stream("calc.count", {"n": 5})] == [0, 1, 2, 3, 4]
@@ -49,16 +50,20 @@ async def test_tls(running: Any, ca: trustme.CA) -> None:
 async def test_tls_refuses_an_untrusted_server(running: Any, ca: trustme.CA) -> None:
     svc, _ = calculator()
     other_ca = trustme.CA()
-    async with running(svc, ssl_context=server_context(ca),
-                       client={"ssl_context": client_context(other_ca)}) as (_, client):
+    async with running(
+        svc, ssl_context=server_context(ca), client={"ssl_context": client_context(other_ca)}
+    ) as (_, client):
         with pytest.raises(jesus.Unavailable):
             await client.call("calc.add", {"a": 1, "b": 2})
 
 
 async def test_mutual_tls(running: Any, ca: trustme.CA, registry: str) -> None:
     svc, _ = calculator()
-    async with running(svc, ssl_context=server_context(ca, require_client_cert=True),
-                       client={"ssl_context": client_context(ca, cert=True)}) as (_, client):
+    async with running(
+        svc,
+        ssl_context=server_context(ca, require_client_cert=True),
+        client={"ssl_context": client_context(ca, cert=True)},
+    ) as (_, client):
         assert await client.call("calc.add", {"a": 2, "b": 2}) == 4
         async with jesus.Client(registry, ssl_context=client_context(ca)) as no_cert:
             with pytest.raises(jesus.Unavailable):

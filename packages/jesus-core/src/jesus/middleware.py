@@ -38,9 +38,7 @@ class Middleware:
         return await call_next(call)
 
 
-def chain(
-    middleware: Sequence[Middleware], side: str, innermost: NextCall
-) -> NextCall:
+def chain(middleware: Sequence[Middleware], side: str, innermost: NextCall) -> NextCall:
     """Compose the `side` ("client" or "server") hooks around `innermost`, first outermost."""
     handler = innermost
     for mw in reversed(middleware):

@@ -47,7 +47,9 @@ class Catalog:
     plugin_names: list[str] = field(default_factory=list)
 
 
-def get_plugin_manager(load_entry_points: bool = True) -> tuple[pluggy.PluginManager, list[PluginFailure]]:
+def get_plugin_manager(
+    load_entry_points: bool = True,
+) -> tuple[pluggy.PluginManager, list[PluginFailure]]:
     """A plugin manager with the hook specs, the core's plugins and the installed entry points.
 
     A plugin that fails to import or register is reported in the returned failures and
@@ -88,7 +90,9 @@ def build_catalog(pm: pluggy.PluginManager, failures: list[PluginFailure]) -> Ca
         catalog.plugin_names.append(plugin_name)
         contributed = catalog.contributions.setdefault(plugin_name, [])
 
-        def call(hook_name: str, register: Any, _plugin: Any = plugin, _name: str = plugin_name) -> None:
+        def call(
+            hook_name: str, register: Any, _plugin: Any = plugin, _name: str = plugin_name
+        ) -> None:
             impl = getattr(_plugin, hook_name, None)
             if impl is None:
                 return
@@ -98,12 +102,15 @@ def build_catalog(pm: pluggy.PluginManager, failures: list[PluginFailure]) -> Ca
                 catalog.failures.append(PluginFailure(_name, f"{hook_name}: {exc}"))
                 log.error("jesus plugin %r failed in %s: %s", _name, hook_name, exc)
 
-        def named(kind: str, table: dict[str, Any], _c: list[str] = contributed, _n: str = plugin_name) -> Any:
+        def named(
+            kind: str, table: dict[str, Any], _c: list[str] = contributed, _n: str = plugin_name
+        ) -> Any:
             def register(obj: Any) -> None:
                 if obj.name in table:
                     raise ConfigurationError(f"{kind} {obj.name!r} is already registered")
                 table[obj.name] = obj
                 _c.append(f"{kind}:{obj.name}")
+
             return register
 
         def register_transport(obj: Any, _c: list[str] = contributed) -> None:

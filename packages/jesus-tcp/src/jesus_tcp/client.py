@@ -50,10 +50,14 @@ class _Waiter:
 
 
 class ClientConnection:
-    def __init__(self, stream: ByteStream, codec: Any, compression: Any, options: TransportOptions) -> None:
+    def __init__(
+        self, stream: ByteStream, codec: Any, compression: Any, options: TransportOptions
+    ) -> None:
         self.stream = stream
         self.limits = options.limits
-        self.proto = ProtocolConnection(Role.CLIENT, self.limits, codec=codec, compression=compression)
+        self.proto = ProtocolConnection(
+            Role.CLIENT, self.limits, codec=codec, compression=compression
+        )
         self.writer = FrameWriter(stream, self.limits.write_buffer_size)
         self.calls: dict[int, _Waiter] = {}
         self.streams: dict[int, Any] = {}
@@ -94,7 +98,9 @@ class ClientConnection:
                         if type(event) is ev.ErrorReceived:
                             error = event.error
                             if not isinstance(error, Unavailable):
-                                error = Unavailable(f"server refused the handshake: {error.message}")
+                                error = Unavailable(
+                                    f"server refused the handshake: {error.message}"
+                                )
                             raise error
         except TimeoutError:
             raise Unavailable("server did not complete the handshake in time") from None
@@ -260,7 +266,9 @@ class ClientConnection:
 class StreamClient:
     """The TransportClient of the tcp and unix transports: a pool of multiplexed connections."""
 
-    def __init__(self, connect: Connector, options: TransportOptions, task_group: TaskGroup) -> None:
+    def __init__(
+        self, connect: Connector, options: TransportOptions, task_group: TaskGroup
+    ) -> None:
         self._connect = connect
         self._options = options
         self._tg = task_group
@@ -287,8 +295,14 @@ class StreamClient:
             return conn
 
     async def request(
-        self, endpoint: str, codec: Any, compression: Any, method: str, data: Any,
-        meta: Meta, mode: ResponseMode,
+        self,
+        endpoint: str,
+        codec: Any,
+        compression: Any,
+        method: str,
+        data: Any,
+        meta: Meta,
+        mode: ResponseMode,
     ) -> Any:
         conn = await self._get(endpoint, codec, compression)
         return await conn.request(method, meta, data, mode)

@@ -89,8 +89,8 @@ class StreamListener:
         self._closing = True
         for conn in list(self._connections):
             conn.goaway("server shutting down")
-        while any(conn.busy for conn in self._connections):
-            await anyio.sleep(0.01)
+        for conn in list(self._connections):
+            await conn.idle.wait()
         for conn in list(self._connections):
             with anyio.move_on_after(1):
                 await conn.writer.flush()  # the last answers
@@ -112,7 +112,9 @@ async def _refuse(stream: ByteStream, limits: Limits) -> None:
 
 
 class ServerConnection:
-    def __init__(self, stream: ByteStream, dispatcher: CallDispatcher, options: TransportOptions) -> None:
+    def __init__(
+        self, stream: ByteStream, dispatcher: CallDispatcher, options: TransportOptions
+    ) -> None:
         self.stream = stream
         self.dispatcher = dispatcher
         self.limits = options.limits
@@ -126,13 +128,21 @@ class ServerConnection:
         self.running: dict[int, anyio.CancelScope] = {}
         self.credits: dict[int, _Credit] = {}
         self.inflight = 0
+        self.idle = anyio.Event()  # set whenever no call runs on this connection
+        self.idle.set()
         self.draining = False
         self._tg: TaskGroup | None = None
         self._done = anyio.Event()
 
-    @property
-    def busy(self) -> bool:
-        return self.inflight > 0
+    def _started(self) -> None:
+        self.inflight += 1
+        if self.inflight == 1:
+            self.idle = anyio.Event()
+
+    def _finished(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self.idle.set()
 
     def goaway(self, reason: str) -> None:
         self.draining = True
@@ -150,6 +160,7 @@ class ServerConnection:
                 await self._read_loop(tg)
                 tg.cancel_scope.cancel()
         finally:
+            self.idle.set()  # nothing runs any more, whatever the count says
             with anyio.CancelScope(shield=True):
                 await self.stream.aclose()
 
@@ -188,9 +199,15 @@ class ServerConnection:
                 return
             if self.inflight >= self.limits.max_inflight_calls:
                 if mode is not ResponseMode.NO_RESPONSE:
-                    writer.write(proto.send_error(sid, Unavailable(
-                        f"too many calls in flight on this connection "
-                        f"(max_inflight_calls={self.limits.max_inflight_calls})")))
+                    writer.write(
+                        proto.send_error(
+                            sid,
+                            Unavailable(
+                                f"too many calls in flight on this connection "
+                                f"(max_inflight_calls={self.limits.max_inflight_calls})"
+                            ),
+                        )
+                    )
                 else:
                     log.warning("dropped a noResponse call: max_inflight_calls reached")
                 return
@@ -202,7 +219,7 @@ class ServerConnection:
                 else:
                     writer.write(proto.send_error(sid, exc))
                 return
-            self.inflight += 1
+            self._started()
             if mode is ResponseMode.STREAM:
                 self.credits[sid] = _Credit(proto.peer_info.get("stream_window", 16))
                 tg.start_soon(self._stream, sid, call)
@@ -252,7 +269,7 @@ class ServerConnection:
                     log.warning("%s call failed after it was accepted: %s", mode.value, exc)
             finally:
                 self.running.pop(sid, None)
-                self.inflight -= 1
+                self._finished()
         if scope.cancelled_caught:
             proto.open_streams.pop(sid, None)
 
@@ -268,7 +285,9 @@ class ServerConnection:
                     try:
                         writer.write(proto.send_item(sid, item))
                     except (TooLarge, ValueError) as exc:
-                        raise (exc if isinstance(exc, TooLarge) else InvalidResponse(str(exc))) from None
+                        raise (
+                            exc if isinstance(exc, TooLarge) else InvalidResponse(str(exc))
+                        ) from None
                     await writer.drain()
                 writer.write(proto.send_end(sid))
             except CallError as exc:
@@ -280,7 +299,7 @@ class ServerConnection:
                     await items.aclose()  # type: ignore[attr-defined]
                 self.running.pop(sid, None)
                 self.credits.pop(sid, None)
-                self.inflight -= 1
+                self._finished()
         if scope.cancelled_caught:
             proto.open_streams.pop(sid, None)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
 from typing import Any
@@ -35,7 +36,7 @@ class TcpTransport:
         listener: Any = await anyio.create_tcp_listener(local_host=host, local_port=port)
         bound_host, bound_port = listener.extra(anyio.abc.SocketAttribute.local_address)[:2]
         tls = options.ssl_context is not None
-        if tls:
+        if options.ssl_context is not None:
             listener = TLSListener(listener, options.ssl_context, standard_compatible=False)
         endpoint = Address("tcp", host=bound_host, port=bound_port, tls=tls).endpoint()
         return StreamListener(listener, endpoint, dispatcher, options)
@@ -66,10 +67,11 @@ class UnixTransport:
         self, dispatcher: CallDispatcher, bind: str | None, options: TransportOptions
     ) -> StreamListener:
         path = bind or default_unix_path()
-        if os.path.exists(path):
-            os.unlink(path)  # a stale socket from a process that died
+        await _remove_stale_socket(path)
         listener = await anyio.create_unix_listener(path, mode=0o600)
-        return _UnixListener(listener, Address("unix", path=path).endpoint(), dispatcher, options, path)
+        return _UnixListener(
+            listener, Address("unix", path=path).endpoint(), dispatcher, options, path
+        )
 
     def client(self, options: TransportOptions, task_group: TaskGroup) -> StreamClient:
         async def connect(endpoint: str) -> ByteStream:
@@ -81,15 +83,34 @@ class UnixTransport:
         return StreamClient(connect, options, task_group)
 
 
+async def _remove_stale_socket(path: str) -> None:
+    """A socket file nobody accepts on was left by a process that died: remove it. One that
+    still accepts belongs to a live server, which we must not steal from."""
+    try:
+        probe = await anyio.connect_unix(path)
+    except FileNotFoundError:
+        return
+    except OSError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    await probe.aclose()
+    raise ConfigurationError(f"unix socket {path} is in use by a running server")
+
+
 class _UnixListener(StreamListener):
-    def __init__(self, listener: Any, endpoint: str, dispatcher: CallDispatcher,
-                 options: TransportOptions, path: str) -> None:
+    def __init__(
+        self,
+        listener: Any,
+        endpoint: str,
+        dispatcher: CallDispatcher,
+        options: TransportOptions,
+        path: str,
+    ) -> None:
         super().__init__(listener, endpoint, dispatcher, options)
         self._path = path
 
     async def aclose(self) -> None:
         await super().aclose()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path)
-        except FileNotFoundError:
-            pass

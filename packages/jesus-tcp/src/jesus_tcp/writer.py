@@ -24,8 +24,9 @@ class FrameWriter:
         self._high_water = high_water
         self._wake = anyio.Event()
         self._drained = anyio.Event()
+        self._idle = anyio.Event()  # set while nothing is queued or being sent
+        self._idle.set()
         self.closed = False
-        self._sending = False
 
     def write(self, frame: bytes) -> None:
         if self.closed:
@@ -34,27 +35,31 @@ class FrameWriter:
         self._queued += len(frame)
         if len(self._queue) == 1:
             self._wake.set()
+            if self._idle.is_set():
+                self._idle = anyio.Event()
 
     async def drain(self) -> None:
         while self._queued > self._high_water and not self.closed:
             await self._drained.wait()
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far was handed to the socket (before closing)."""
+        if not self.closed:
+            await self._idle.wait()
 
     async def run(self, on_broken: Callable[[], None]) -> None:
         """Flush until the stream breaks (then call `on_broken`) or the task is cancelled."""
         try:
             while True:
                 if not self._queue:
+                    self._idle.set()
                     self._wake = anyio.Event()
                     await self._wake.wait()
                     continue
                 data = b"".join(self._queue) if len(self._queue) > 1 else self._queue[0]
                 self._queue.clear()
                 self._queued = 0
-                self._sending = True
-                try:
-                    await self._stream.send(data)
-                finally:
-                    self._sending = False
+                await self._stream.send(data)
                 if self._queued <= self._high_water:
                     self._drained.set()
                     self._drained = anyio.Event()
@@ -63,9 +68,4 @@ class FrameWriter:
         finally:
             self.closed = True
             self._drained.set()
-
-    async def flush(self) -> None:
-        """Wait until everything queued so far has been handed to the socket (rare paths:
-        before closing), without racing the `run` task for the stream."""
-        while (self._queue or self._sending) and not self.closed:
-            await anyio.sleep(0.005)
+            self._idle.set()

@@ -35,10 +35,15 @@ def _fail(message: str, code: int = 1) -> int:
 def plugins(args: argparse.Namespace) -> int:
     catalog = default_catalog()
     if args.json:
-        print(json.dumps({
-            "plugins": catalog.contributions,
-            "failures": [{"plugin": f.name, "error": f.error} for f in catalog.failures],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "plugins": catalog.contributions,
+                    "failures": [{"plugin": f.name, "error": f.error} for f in catalog.failures],
+                },
+                indent=2,
+            )
+        )
         return 1 if catalog.failures else 0
     for name in catalog.plugin_names:
         print(name)
@@ -130,7 +135,9 @@ def call(args: argparse.Namespace) -> int:
 
 
 async def _call(args: argparse.Namespace, data: Any) -> int:
-    async with Client(args.registry, name="jesus-cli", timeout=args.timeout, userid=args.userid) as client:
+    async with Client(
+        args.registry, name="jesus-cli", timeout=args.timeout, userid=args.userid
+    ) as client:
         service, _, method = args.target.partition(".")
         records = await client.resolver.pick(service)
         declared = next((r.methods[method] for r in records if method in r.methods), None)
@@ -158,8 +165,10 @@ def services(args: argparse.Namespace) -> int:
         print(f"no live services in {registry_url(args.registry)}")
         return 0
     for record in records:
-        print(f"{record.service} {record.version}  instance {record.instance_id}  "
-              f"pid {record.pid}@{record.host}")
+        print(
+            f"{record.service} {record.version}  instance {record.instance_id}  "
+            f"pid {record.pid}@{record.host}"
+        )
         for scheme, endpoint in record.endpoints.items():
             print(f"    {scheme:<6} {endpoint}")
         for name, m in sorted(record.methods.items()):

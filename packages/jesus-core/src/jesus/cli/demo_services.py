@@ -79,7 +79,10 @@ def pricing() -> Service:
 
             @svc.method(
                 f"ticker_{s}",
-                request={"type": "object", "properties": {"n": {"type": "integer", "maximum": 100}}},
+                request={
+                    "type": "object",
+                    "properties": {"n": {"type": "integer", "maximum": 100}},
+                },
                 response={"type": "object", "required": ["seq", "price"]},
                 mode="stream",
                 channel=channel,
@@ -119,7 +122,9 @@ def orders() -> Service:
     for channel in demo_channels():
         s = slug(channel)
 
-        @svc.method(f"place_{s}", request=QUOTE_REQUEST, response={"type": "object"}, channel=channel)
+        @svc.method(
+            f"place_{s}", request=QUOTE_REQUEST, response={"type": "object"}, channel=channel
+        )
         async def place(data: dict[str, Any], _s: str = s) -> dict[str, Any]:
             """Place an order: asks pricing over the same channel."""
             quote = await svc.call(f"pricing.quote_{_s}", data)

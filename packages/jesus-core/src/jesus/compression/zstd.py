@@ -14,19 +14,21 @@ class ZstdCompression:
         self._dctx = zstandard.ZstdDecompressor()
 
     def compress(self, data: bytes) -> bytes:
-        return self._cctx.compress(data)  # type: ignore[no-any-return]
+        return self._cctx.compress(data)
 
     def decompress(self, data: bytes, max_size: int) -> bytes:
         try:
             declared = zstandard.frame_content_size(data)
             if declared > max_size:
-                raise TooLarge(f"zstd frame declares {declared} bytes, over the limit of {max_size}")
+                raise TooLarge(
+                    f"zstd frame declares {declared} bytes, over the limit of {max_size}"
+                )
             if declared == -1:
                 # Size not in the header: read at most one byte past the limit to tell.
                 with self._dctx.stream_reader(data, read_across_frames=True) as reader:
                     if len(reader.read(max_size + 1)) > max_size:
                         raise TooLarge(f"zstd payload inflates past the limit of {max_size} bytes")
             # Bounded either by the checked header or by max_output_size.
-            return self._dctx.decompress(data, max_output_size=max_size)  # type: ignore[no-any-return]
+            return self._dctx.decompress(data, max_output_size=max_size)
         except zstandard.ZstdError as exc:
             raise ValueError(f"invalid zstd data: {exc}") from exc

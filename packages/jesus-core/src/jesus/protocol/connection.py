@@ -146,11 +146,10 @@ class ProtocolConnection:
 
     def _pack(self, value: Any) -> tuple[int, bytes]:
         payload = self.codec.encode(value)
+        flags = 0
         if self._compress and len(payload) >= self.limits.compress_threshold:
             payload = self.compression.compress(payload)
             flags = Flag.COMPRESSED
-        else:
-            flags = 0
         if len(payload) > self.max_outgoing:
             raise TooLarge(
                 f"message of {len(payload)} bytes exceeds max_message_size ({self.max_outgoing})"
@@ -257,9 +256,7 @@ class ProtocolConnection:
                     if ftype == FrameType.ERROR and self.role is Role.CLIENT:
                         out.append(ev.ErrorReceived(0, self._error(payload)))
                         continue
-                    raise RemoteProtocolError(
-                        f"expected HELLO, got frame type 0x{ftype:02x}"
-                    )
+                    raise RemoteProtocolError(f"expected HELLO, got frame type 0x{ftype:02x}")
                 out.append(self._receive_hello(payload))
                 continue
             handler = self._server_frames if self.role is Role.SERVER else self._client_frames
@@ -284,7 +281,9 @@ class ProtocolConnection:
             info = _unjson(payload, "GOAWAY")
             if not isinstance(info, dict):
                 raise RemoteProtocolError("GOAWAY payload must be a JSON object")
-            return ev.GoAwayReceived(int(info.get("last_stream_id", 0)), str(info.get("reason", "")))
+            return ev.GoAwayReceived(
+                int(info.get("last_stream_id", 0)), str(info.get("reason", ""))
+            )
         if ftype == FrameType.HELLO:
             raise RemoteProtocolError("HELLO received twice")
         raise RemoteProtocolError(

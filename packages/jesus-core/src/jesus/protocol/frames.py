@@ -1,10 +1,10 @@
 """Frame layout: a 10-byte header, then the payload.
 
-    offset  size  field
-    0       4     payload length, unsigned big-endian (not counting the header)
-    4       1     frame type (FrameType)
-    5       1     flags (Flag)
-    6       4     stream id, unsigned big-endian (0 = the connection itself)
+offset  size  field
+0       4     payload length, unsigned big-endian (not counting the header)
+4       1     frame type (FrameType)
+5       1     flags (Flag)
+6       4     stream id, unsigned big-endian (0 = the connection itself)
 """
 
 from __future__ import annotations

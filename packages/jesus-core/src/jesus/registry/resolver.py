@@ -17,7 +17,9 @@ log = logging.getLogger("jesus.registry")
 
 
 class Resolver:
-    def __init__(self, backend: RegistryBackend, refresh: float = 2.0, penalty: float = 5.0) -> None:
+    def __init__(
+        self, backend: RegistryBackend, refresh: float = 2.0, penalty: float = 5.0
+    ) -> None:
         self.backend = backend
         self.refresh = refresh
         self.penalty = penalty

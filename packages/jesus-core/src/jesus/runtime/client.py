@@ -108,20 +108,35 @@ class Client:
     # ------------------------------------------------------------------ public API
 
     async def call(
-        self, target: str, data: Any = None, *, timeout: float | None = None, userid: str | None = None
+        self,
+        target: str,
+        data: Any = None,
+        *,
+        timeout: float | None = None,
+        userid: str | None = None,
     ) -> Any:
         """Call a method in its declared mode: the result for `response`, None once the
         receiver accepted the message for `ack`, None at once for `noResponse`."""
         return await self._call(target, data, None, timeout, userid)
 
     async def notify(
-        self, target: str, data: Any = None, *, timeout: float | None = None, userid: str | None = None
+        self,
+        target: str,
+        data: Any = None,
+        *,
+        timeout: float | None = None,
+        userid: str | None = None,
     ) -> None:
         """Fire and forget (noResponse), whatever mode the method declares."""
         await self._call(target, data, ResponseMode.NO_RESPONSE, timeout, userid)
 
     async def stream(
-        self, target: str, data: Any = None, *, timeout: float | None = None, userid: str | None = None
+        self,
+        target: str,
+        data: Any = None,
+        *,
+        timeout: float | None = None,
+        userid: str | None = None,
     ) -> AsyncIterator[Any]:
         """Iterate a stream method's items; breaking out cancels the stream at the server."""
         service, method = split_target(target)
@@ -245,7 +260,7 @@ class Client:
     ) -> Any:
         service, method = split_target(target)
         seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
-        record, method_rec, channel, _ = await self._route(service, method)
+        _record, method_rec, channel, _ = await self._route(service, method)
         mode = force_mode or method_rec.mode
         if mode is ResponseMode.STREAM:
             raise InvalidRequest(f"{target} is a stream method: use Client.stream()")
@@ -281,7 +296,13 @@ class Client:
             transport = self._transport(channel)
             try:
                 return await transport.request(
-                    endpoint, channel.codec, channel.compression, target, info.data, info.meta, info.mode
+                    endpoint,
+                    channel.codec,
+                    channel.compression,
+                    target,
+                    info.data,
+                    info.meta,
+                    info.mode,
                 )
             except Unavailable as exc:
                 if exc.remote or getattr(exc, "sent", False):

@@ -95,7 +95,9 @@ async def serve(
         for scheme in sorted(schemes):
             transport = catalog.transports[scheme]
             listeners.append(await transport.listen(dispatcher, (bind or {}).get(scheme), options))
-        endpoints = {scheme: lis.endpoint for scheme, lis in zip(sorted(schemes), listeners, strict=True)}
+        endpoints = {
+            scheme: lis.endpoint for scheme, lis in zip(sorted(schemes), listeners, strict=True)
+        }
         records = [_record(service, endpoints) for service in services]
         node = Node(list(services), endpoints, client, records)
         for service in services:

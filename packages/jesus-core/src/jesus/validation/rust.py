@@ -6,6 +6,7 @@ from typing import Any
 
 from jesus.validation.base import ValidatorBackend, format_path
 
+jsonschema_rs: Any
 try:
     import jsonschema_rs
 except ImportError:  # pragma: no cover - depends on the extras installed
