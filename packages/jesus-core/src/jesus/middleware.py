@@ -21,6 +21,8 @@ class CallInfo:
     meta: Meta
     mode: ResponseMode
     channel: str
+    # Instances the call may go to, in order; the client fills it, middleware leaves it be.
+    route: Any = None
 
 
 NextCall = Callable[[CallInfo], Awaitable[Any]]

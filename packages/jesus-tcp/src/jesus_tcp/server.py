@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from functools import partial
 from typing import Any
 
 import anyio
@@ -23,6 +24,7 @@ from jesus.protocol import events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
 from jesus.protocol.frames import FrameTooLarge
 from jesus.runtime.dispatcher import CallDispatcher, PreparedCall
+from jesus.runtime.spawner import CallSpawner
 from jesus.transport import TransportOptions
 from jesus_tcp.writer import FrameWriter
 
@@ -125,7 +127,7 @@ class ServerConnection:
             compressions=dict(options.compressions),
         )
         self.writer = FrameWriter(stream, options.limits.write_buffer_size)
-        self.running: dict[int, anyio.CancelScope] = {}
+        self.spawner: CallSpawner | None = None
         self.credits: dict[int, _Credit] = {}
         self.inflight = 0
         self.idle = anyio.Event()  # set whenever no call runs on this connection
@@ -156,15 +158,21 @@ class ServerConnection:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                self.spawner = CallSpawner(tg)
                 tg.start_soon(self.writer.run, tg.cancel_scope.cancel)
-                await self._read_loop(tg)
+                try:
+                    await self._read_loop()
+                finally:
+                    # The peer is gone or broke the protocol: its calls have nowhere to answer.
+                    with anyio.CancelScope(shield=True):
+                        await self.spawner.aclose()
                 tg.cancel_scope.cancel()
         finally:
             self.idle.set()  # nothing runs any more, whatever the count says
             with anyio.CancelScope(shield=True):
                 await self.stream.aclose()
 
-    async def _read_loop(self, tg: TaskGroup) -> None:
+    async def _read_loop(self) -> None:
         proto = self.proto
         idle = self.limits.keepalive_interval * 3
         try:
@@ -172,12 +180,12 @@ class ServerConnection:
                 while proto.peer_info == {}:
                     data = await self.stream.receive(READ_SIZE)
                     for event in proto.receive_data(data):
-                        self._on_event(event, tg)
+                        self._on_event(event)
             while True:
                 with anyio.fail_after(idle if math.isfinite(idle) else None):
                     data = await self.stream.receive(READ_SIZE)
                 for event in proto.receive_data(data):
-                    self._on_event(event, tg)
+                    self._on_event(event)
         except TimeoutError:
             log.info("closing idle or silent connection")
         except RemoteProtocolError as exc:
@@ -189,7 +197,7 @@ class ServerConnection:
         except _BROKEN:
             pass
 
-    def _on_event(self, event: ev.Event, tg: TaskGroup) -> None:
+    def _on_event(self, event: ev.Event) -> None:
         proto, writer = self.proto, self.writer
         if type(event) is ev.RequestReceived:
             sid, mode = event.stream_id, event.mode
@@ -220,17 +228,22 @@ class ServerConnection:
                     writer.write(proto.send_error(sid, exc))
                 return
             self._started()
+            assert self.spawner is not None
+            expired = partial(self._deadline_passed, sid, call)
             if mode is ResponseMode.STREAM:
                 self.credits[sid] = _Credit(proto.peer_info.get("stream_window", 16))
-                tg.start_soon(self._stream, sid, call)
+                self.spawner.spawn(
+                    sid, self._stream, sid, call, deadline=call.deadline, on_deadline=expired
+                )
                 return
             if mode is ResponseMode.ACK:
                 writer.write(proto.send_ack(sid))
-            tg.start_soon(self._call, sid, call, mode)
+            self.spawner.spawn(
+                sid, self._call, sid, call, mode, deadline=call.deadline, on_deadline=expired
+            )
         elif type(event) is ev.CancelReceived:
-            scope = self.running.get(event.stream_id)
-            if scope is not None:
-                scope.cancel()
+            if self.spawner is not None:
+                self.spawner.cancel(event.stream_id)
         elif type(event) is ev.CreditReceived:
             credit = self.credits.get(event.stream_id)
             if credit is not None:
@@ -247,61 +260,59 @@ class ServerConnection:
         elif type(event) is ev.ErrorReceived:
             log.warning("peer reported an error: %s", event.error)
 
+    def _deadline_passed(self, sid: int, call: PreparedCall) -> None:
+        if sid in self.proto.open_streams:
+            self.writer.write(self.proto.send_error(sid, self.dispatcher.deadline_exceeded(call)))
+        else:
+            log.warning("%s ran past its deadline", call.entry.full_name)
+
     async def _call(self, sid: int, call: PreparedCall, mode: ResponseMode) -> None:
         proto, writer = self.proto, self.writer
-        with anyio.CancelScope() as scope:
-            self.running[sid] = scope
-            try:
-                result = await self.dispatcher.run(call)
-                if mode is ResponseMode.RESPONSE:
-                    try:
-                        frame = proto.send_response(sid, result)
-                    except (TooLarge, ValueError) as exc:
-                        error = exc if isinstance(exc, TooLarge) else InvalidResponse(str(exc))
-                        error.corrid = call.meta.corrid
-                        frame = proto.send_error(sid, error)
-                    writer.write(frame)
-                    await writer.drain()
-            except CallError as exc:
-                if mode is ResponseMode.RESPONSE:
-                    writer.write(proto.send_error(sid, exc))
-                else:
-                    log.warning("%s call failed after it was accepted: %s", mode.value, exc)
-            finally:
-                self.running.pop(sid, None)
-                self._finished()
-        if scope.cancelled_caught:
-            proto.open_streams.pop(sid, None)
+        try:
+            result = await self.dispatcher.run(call)
+            if mode is ResponseMode.RESPONSE:
+                try:
+                    frame = proto.send_response(sid, result)
+                except (TooLarge, ValueError) as exc:
+                    error = exc if isinstance(exc, TooLarge) else InvalidResponse(str(exc))
+                    error.corrid = call.meta.corrid
+                    frame = proto.send_error(sid, error)
+                writer.write(frame)
+                await writer.drain()
+        except CallError as exc:
+            if mode is ResponseMode.RESPONSE:
+                writer.write(proto.send_error(sid, exc))
+            else:
+                log.warning("%s call failed after it was accepted: %s", mode.value, exc)
+        finally:
+            proto.open_streams.pop(sid, None)  # cancelled: nothing more goes to this stream
+            self._finished()
 
     async def _stream(self, sid: int, call: PreparedCall) -> None:
         proto, writer = self.proto, self.writer
         credit = self.credits[sid]
-        with anyio.CancelScope() as scope:
-            self.running[sid] = scope
-            items = self.dispatcher.open_stream(call)
-            try:
-                async for item in items:
-                    await credit.take()
-                    try:
-                        writer.write(proto.send_item(sid, item))
-                    except (TooLarge, ValueError) as exc:
-                        raise (
-                            exc if isinstance(exc, TooLarge) else InvalidResponse(str(exc))
-                        ) from None
-                    await writer.drain()
-                writer.write(proto.send_end(sid))
-            except CallError as exc:
-                if exc.corrid is None:
-                    exc.corrid = call.meta.corrid
-                writer.write(proto.send_error(sid, exc))
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await items.aclose()  # type: ignore[attr-defined]
-                self.running.pop(sid, None)
-                self.credits.pop(sid, None)
-                self._finished()
-        if scope.cancelled_caught:
+        items = self.dispatcher.open_stream(call)
+        try:
+            async for item in items:
+                await credit.take()
+                try:
+                    writer.write(proto.send_item(sid, item))
+                except (TooLarge, ValueError) as exc:
+                    raise (
+                        exc if isinstance(exc, TooLarge) else InvalidResponse(str(exc))
+                    ) from None
+                await writer.drain()
+            writer.write(proto.send_end(sid))
+        except CallError as exc:
+            if exc.corrid is None:
+                exc.corrid = call.meta.corrid
+            writer.write(proto.send_error(sid, exc))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await items.aclose()  # type: ignore[attr-defined]
             proto.open_streams.pop(sid, None)
+            self.credits.pop(sid, None)
+            self._finished()
 
 
 class _Credit:

@@ -142,7 +142,8 @@ class Client:
         service, method = split_target(target)
         seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
         started = anyio.current_time()
-        record, method_rec, channel, transport = await self._route(service, method, rotate=True)
+        record, method_rec, channel = self._plan(await self.resolver.pick(service), service, method)
+        transport = self._transport(channel)
         if method_rec.mode is not ResponseMode.STREAM:
             raise InvalidRequest(f"{target} is declared {method_rec.mode.value!r}, not 'stream'")
         meta = self._meta(ResponseMode.STREAM, channel, seconds, userid)
@@ -205,22 +206,6 @@ class Client:
                 f"{target} did not answer within {seconds:.3f}s", corrid=meta.corrid
             ) from None
 
-    async def _route(
-        self, service: str, method: str, rotate: bool = False
-    ) -> tuple[InstanceRecord, MethodRecord, Channel, TransportClient]:
-        candidates = await self.resolver.pick(service, rotate=rotate)
-        for record in candidates:
-            method_rec = record.methods.get(method)
-            if method_rec is None:
-                continue
-            channel = self._channel(method_rec.channel)
-            if channel.spec.transport not in record.endpoints:
-                continue
-            return record, method_rec, channel, self._transport(channel)
-        if any(method in r.methods for r in candidates):
-            raise ServiceNotFound(f"no instance of {service!r} has an endpoint for {method!r}")
-        raise UnknownMethod(f"service {service!r} has no method {method!r}")
-
     def _channel(self, spec: str) -> Channel:
         channel = self._channels.get(spec)
         if channel is None:
@@ -260,15 +245,21 @@ class Client:
     ) -> Any:
         service, method = split_target(target)
         seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
-        _record, method_rec, channel, _ = await self._route(service, method)
+        route = await self.resolver.pick(service)
+        record, method_rec, channel = self._plan(route, service, method)
         mode = force_mode or method_rec.mode
         if mode is ResponseMode.STREAM:
             raise InvalidRequest(f"{target} is a stream method: use Client.stream()")
         meta = self._meta(mode, channel, seconds, userid)
         self._check_request(target, method_rec, data, meta)
-        info = CallInfo(service, method, data, meta, mode, str(channel.spec))
-        with self._deadline(seconds, target, meta):
+        info = CallInfo(service, method, data, meta, mode, str(channel.spec), route)
+        try:
             result = await self._send(info)
+        except DeadlineExceeded as exc:
+            if not exc.remote:
+                exc.message = f"{target} did not answer within {seconds or 0:.3f}s"
+                exc.args = (exc.message,)
+            raise
         if mode is ResponseMode.RESPONSE:
             check = self._response_validator(method_rec)
             if check is not None and not check.is_valid(result):
@@ -279,13 +270,29 @@ class Client:
                 )
         return result
 
+    def _plan(
+        self, route: list[InstanceRecord], service: str, method: str
+    ) -> tuple[InstanceRecord, MethodRecord, Channel]:
+        """The first instance able to take `method`, its declaration and its channel."""
+        for record in route:
+            method_rec = record.methods.get(method)
+            if method_rec is None:
+                continue
+            channel = self._channel(method_rec.channel)
+            if channel.spec.transport in record.endpoints:
+                return record, method_rec, channel
+        if any(method in r.methods for r in route):
+            raise ServiceNotFound(f"no instance of {service!r} has an endpoint for {method!r}")
+        raise UnknownMethod(f"service {service!r} has no method {method!r}")
+
     async def _send_innermost(self, info: CallInfo) -> Any:
         """Send to the first instance that can be reached; an instance that cannot is
         skipped for a while and the next one tried (the request never left, so no retry
         can run a handler twice)."""
         target = f"{info.service}.{info.method}"
+        route = info.route if info.route is not None else await self.resolver.pick(info.service)
         last: Unavailable | None = None
-        for record in await self.resolver.pick(info.service):
+        for record in route:
             method_rec = record.methods.get(info.method)
             if method_rec is None:
                 continue

@@ -12,6 +12,10 @@ from jesus.messages import Meta
 current_meta: contextvars.ContextVar[Meta | None] = contextvars.ContextVar(
     "jesus_current_meta", default=None
 )
+# Absolute deadline (anyio clock) of the call being handled, None when it has none.
+current_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "jesus_current_deadline", default=None
+)
 
 
 def current_call() -> Meta | None:
@@ -20,9 +24,12 @@ def current_call() -> Meta | None:
 
 
 def remaining_seconds(timeout: float | None) -> float | None:
-    """Time left before the nearest of `timeout` and the enclosing cancel scopes' deadline
-    (a handler runs inside a scope set to its caller's deadline)."""
+    """Time left before the nearest of `timeout`, the enclosing cancel scopes' deadline and
+    the deadline of the call being handled."""
     deadline = anyio.current_effective_deadline()
+    inherited = current_deadline.get()
+    if inherited is not None:
+        deadline = min(deadline, inherited)
     left = deadline - anyio.current_time() if math.isfinite(deadline) else None
     if timeout is not None:
         left = timeout if left is None else min(left, timeout)

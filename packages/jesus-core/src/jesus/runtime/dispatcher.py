@@ -8,7 +8,6 @@ then `run` for a result or `open_stream` for items.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,7 @@ from jesus.errors import (
 )
 from jesus.messages import Meta, ResponseMode
 from jesus.middleware import CallInfo, Middleware, chain
-from jesus.runtime.context import current_meta
+from jesus.runtime.context import current_deadline, current_meta
 from jesus.runtime.service import MethodSpec, Service
 from jesus.validation.base import SchemaValidator
 from jesus.validation.cache import ValidatorCache
@@ -47,6 +46,9 @@ class PreparedCall:
     entry: MethodEntry
     data: Any
     meta: Meta
+    # Absolute deadline on the anyio clock, from meta.deadline_ms; the transport enforces it
+    # (see jesus.runtime.spawner) and nested calls inherit it.
+    deadline: float | None = None
 
 
 class CallDispatcher:
@@ -91,10 +93,19 @@ class CallDispatcher:
                 corrid=meta.corrid,
                 details=check.errors(data)[:20],
             )
-        return PreparedCall(entry, data, meta)
+        deadline = None
+        if meta.deadline_ms is not None:
+            deadline = anyio.current_time() + meta.deadline_ms / 1000
+        return PreparedCall(entry, data, meta, deadline)
+
+    def deadline_exceeded(self, call: PreparedCall) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"{call.entry.full_name} ran past the caller's deadline", corrid=call.meta.corrid
+        )
 
     async def run(self, call: PreparedCall) -> Any:
-        """Run a call to completion under its deadline; returns the checked result."""
+        """Run a call to completion; returns the checked result. The deadline is the
+        transport's to enforce (it cancels the task); nested calls see it."""
         meta = call.meta
         info = CallInfo(
             service=call.entry.service.name,
@@ -105,15 +116,9 @@ class CallDispatcher:
             channel=str(call.entry.spec.channel),
         )
         token = current_meta.set(meta)
+        deadline_token = current_deadline.set(call.deadline)
         try:
-            if meta.deadline_ms is None:
-                return await self._run(info)
-            with anyio.fail_after(meta.deadline_ms / 1000):
-                return await self._run(info)
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"{call.entry.full_name} ran past the caller's deadline", corrid=meta.corrid
-            ) from None
+            return await self._run(info)
         except CallError as exc:
             if exc.corrid is None:
                 exc.corrid = meta.corrid
@@ -125,6 +130,7 @@ class CallDispatcher:
             ) from exc
         finally:
             current_meta.reset(token)
+            current_deadline.reset(deadline_token)
 
     async def _invoke(self, info: CallInfo) -> Any:
         entry = self.methods[f"{info.service}.{info.method}"]
@@ -143,24 +149,14 @@ class CallDispatcher:
         entry, meta = call.entry, call.meta
         # The transport gives each stream a task of its own, so the context need not be reset.
         current_meta.set(meta)
-        deadline = (
-            anyio.current_time() + meta.deadline_ms / 1000
-            if meta.deadline_ms is not None
-            else math.inf
-        )
+        current_deadline.set(call.deadline)
         agen = entry.spec.handler(call.data)
         try:
             while True:
                 try:
-                    with anyio.fail_after(deadline - anyio.current_time()):
-                        item = await agen.__anext__()
+                    item = await agen.__anext__()
                 except StopAsyncIteration:
                     return
-                except TimeoutError:
-                    raise DeadlineExceeded(
-                        f"{entry.full_name} streamed past the caller's deadline",
-                        corrid=meta.corrid,
-                    ) from None
                 except CallError as exc:
                     if exc.corrid is None:
                         exc.corrid = meta.corrid

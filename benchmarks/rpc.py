@@ -1,0 +1,238 @@
+"""RPC throughput and latency: jesus (tcp+msgpack, validation on) beside grpc.aio and a raw
+asyncio protocol, servers and client in separate processes, on loopback.
+
+    .venv/bin/python benchmarks/rpc.py                 # all stacks, concurrency 1 and 64
+    .venv/bin/python benchmarks/rpc.py --repeat 5 --duration 3
+
+Each (stack, concurrency) is measured --repeat times, interleaved with the others so machine
+noise spreads evenly; the table reports medians and ratios to the raw asyncio ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).parent))
+import stacks
+
+# Only the transport under test: other installed plugins (an example middleware) stay out.
+os.environ["JESUS_LOAD_PLUGINS"] = "tcp"
+
+STACKS = {
+    "raw-asyncio": "asyncio",
+    "grpc.aio": "asyncio",
+    "jesus": "asyncio",
+    "jesus-uvloop": "asyncio+uvloop",
+    "jesus-trio": "trio",
+}
+SERVER_OF = {
+    "raw-asyncio": "raw",
+    "grpc.aio": "grpc",
+    "jesus": "jesus",
+    "jesus-uvloop": "jesus",
+    "jesus-trio": "jesus",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(kind: str, port: int, registry: str) -> None:
+    if kind == "raw":
+        import asyncio
+
+        asyncio.run(stacks.raw_server(port))
+    elif kind == "grpc":
+        import asyncio
+
+        asyncio.run(stacks.grpc_server(port))
+    else:
+        anyio.run(stacks.jesus_server, registry, f"127.0.0.1:{port}")
+
+
+@contextlib.asynccontextmanager
+async def client_for(stack: str, port: int, registry: str) -> AsyncIterator[Any]:
+    if stack == "raw-asyncio":
+        call, close = await stacks.raw_client(port)
+    elif stack == "grpc.aio":
+        call, close = await stacks.grpc_client(port)
+    else:
+        import jesus
+
+        async with jesus.Client(registry) as client:
+            yield partial(client.call, "bench.call", stacks.REQUEST)
+        return
+    try:
+        yield call
+    finally:
+        await close()
+
+
+async def measure(
+    stack: str, port: int, registry: str, concurrency: int, duration: float
+) -> dict[str, float]:
+    async with client_for(stack, port, registry) as call:
+        expected = stacks.answer(stacks.REQUEST)
+        assert await call() == expected  # the stacks agree on the answer
+        latencies: list[float] = []
+        stop_at = 0.0
+
+        async def worker(record: bool) -> None:
+            clock = time.perf_counter
+            while clock() < stop_at:
+                started = clock()
+                await call()
+                if record:
+                    latencies.append(clock() - started)
+
+        for record, seconds in ((False, 0.3), (True, duration)):  # warm up, then measure
+            latencies.clear()
+            stop_at = time.perf_counter() + seconds
+            began = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for _ in range(concurrency):
+                    tg.start_soon(worker, record)
+            elapsed = time.perf_counter() - began
+    latencies.sort()
+    return {
+        "calls_per_s": len(latencies) / elapsed,
+        "p50_us": latencies[len(latencies) // 2] * 1e6,
+        "p99_us": latencies[int(len(latencies) * 0.99)] * 1e6,
+    }
+
+
+def run_measure(
+    stack: str, port: int, registry: str, concurrency: int, duration: float
+) -> dict[str, float]:
+    backend = STACKS[stack]
+    options: dict[str, Any] = {}
+    if backend == "asyncio+uvloop":
+        backend, options = "asyncio", {"use_uvloop": True}
+    return anyio.run(
+        measure,
+        stack,
+        port,
+        registry,
+        concurrency,
+        duration,
+        backend=backend,
+        backend_options=options,
+    )
+
+
+def wait_ready(port: int, registry: str, kind: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.2),
+        ):
+            if kind != "jesus" or any(
+                Path(registry.removeprefix("embedded://")).glob("bench@*.json")
+            ):
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"{kind} server did not start")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per measurement")
+    parser.add_argument("--repeat", type=int, default=3, help="measurements per cell (median)")
+    parser.add_argument("--concurrency", default="1,64", help="comma-separated in-flight calls")
+    parser.add_argument("--stacks", default=",".join(STACKS), help="comma-separated subset")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--serve", nargs=3, metavar=("KIND", "PORT", "REGISTRY"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve[0], int(args.serve[1]), args.serve[2])
+        return 0
+
+    chosen = [s for s in args.stacks.split(",") if s]
+    levels = [int(c) for c in args.concurrency.split(",")]
+    registry = f"embedded://{tempfile.mkdtemp(prefix='jesus-bench-')}"
+    servers: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
+    try:
+        for kind in sorted({SERVER_OF[s] for s in chosen}):
+            port = free_port()
+            proc = subprocess.Popen(
+                [sys.executable, __file__, "--serve", kind, str(port), registry]
+            )
+            servers[kind] = (port, proc)
+            wait_ready(port, registry, kind)
+        results: dict[tuple[str, int], list[dict[str, float]]] = {}
+        for round_ in range(args.repeat):
+            for concurrency in levels:
+                for stack in chosen:
+                    port = servers[SERVER_OF[stack]][0]
+                    r = run_measure(stack, port, registry, concurrency, args.duration)
+                    results.setdefault((stack, concurrency), []).append(r)
+                    print(
+                        f"round {round_ + 1}/{args.repeat} {stack:<13} c={concurrency:<3} "
+                        f"{r['calls_per_s']:>9,.0f} calls/s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    finally:
+        for _, proc in servers.values():
+            proc.terminate()
+            proc.wait(timeout=10)
+    report(results, chosen, levels, args)
+    return 0
+
+
+def report(
+    results: dict[tuple[str, int], list[dict[str, float]]],
+    chosen: list[str],
+    levels: list[int],
+    args: argparse.Namespace,
+) -> None:
+    def median(stack: str, c: int, key: str) -> float:
+        return statistics.median(r[key] for r in results[(stack, c)])
+
+    print(
+        f"\nmedian of {args.repeat} runs x {args.duration}s; python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} cores; command: python benchmarks/rpc.py "
+        f"--repeat {args.repeat} --duration {args.duration} --concurrency {args.concurrency}\n"
+    )
+    print("| stack | in flight | calls/s | p50 µs | p99 µs | vs raw asyncio | vs grpc.aio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for c in levels:
+        raw = median("raw-asyncio", c, "calls_per_s") if "raw-asyncio" in chosen else None
+        grpc = median("grpc.aio", c, "calls_per_s") if "grpc.aio" in chosen else None
+        for stack in chosen:
+            cps = median(stack, c, "calls_per_s")
+            vs_raw = f"{cps / raw:.2f}x" if raw else "-"
+            vs_grpc = f"{cps / grpc:.2f}x" if grpc else "-"
+            print(
+                f"| {stack} | {c} | {cps:,.0f} | {median(stack, c, 'p50_us'):,.0f} | "
+                f"{median(stack, c, 'p99_us'):,.0f} | {vs_raw} | {vs_grpc} |"
+            )
+    if args.json:
+        args.json.write_text(json.dumps({f"{s}@{c}": v for (s, c), v in results.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,180 @@
+"""The servers and clients compared by `rpc.py`: jesus, grpc.aio and a raw asyncio protocol.
+
+Every stack serves the same call: a three-field object in, a three-field object out, msgpack
+on the wire. Only jesus validates (both ends, request and response), as it does by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+
+REQUEST = {"id": 7, "name": "widget", "tags": ["a", "b"]}
+REQUEST_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "name": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["id", "name", "tags"],
+}
+RESPONSE_SCHEMA = {
+    "type": "object",
+    "properties": {"id": {"type": "integer"}, "ok": {"type": "boolean"}, "n": {"type": "integer"}},
+    "required": ["id", "ok", "n"],
+}
+
+
+def answer(request: dict[str, Any]) -> dict[str, Any]:
+    return {"id": request["id"], "ok": True, "n": len(request["tags"])}
+
+
+Call = Callable[[], Awaitable[Any]]
+
+# ------------------------------------------------------------------ raw asyncio protocol
+
+_LEN = struct.Struct("!I")
+
+
+class _RawServerProtocol(asyncio.Protocol):
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        out = []
+        offset = 0
+        while len(buf) - offset >= 4:
+            (length,) = _LEN.unpack_from(buf, offset)
+            if len(buf) - offset - 4 < length:
+                break
+            call_id, request = msgpack.unpackb(buf[offset + 4 : offset + 4 + length])
+            body = msgpack.packb([call_id, answer(request)])
+            out.append(_LEN.pack(len(body)) + body)
+            offset += 4 + length
+        del buf[:offset]
+        if out:
+            self.transport.write(b"".join(out))
+
+
+async def raw_server(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_RawServerProtocol, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+class _RawClientProtocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.waiting: dict[int, asyncio.Future[Any]] = {}
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        offset = 0
+        while len(buf) - offset >= 4:
+            (length,) = _LEN.unpack_from(buf, offset)
+            if len(buf) - offset - 4 < length:
+                break
+            call_id, response = msgpack.unpackb(buf[offset + 4 : offset + 4 + length])
+            offset += 4 + length
+            self.waiting.pop(call_id).set_result(response)
+        del buf[:offset]
+
+
+async def raw_client(port: int) -> tuple[Call, Callable[[], Awaitable[None]]]:
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_connection(_RawClientProtocol, "127.0.0.1", port)
+    counter = iter(range(1, 1 << 62))
+
+    async def call() -> Any:
+        call_id = next(counter)
+        fut = loop.create_future()
+        proto.waiting[call_id] = fut
+        body = msgpack.packb([call_id, REQUEST])
+        transport.write(_LEN.pack(len(body)) + body)
+        return await fut
+
+    async def close() -> None:
+        transport.close()
+
+    return call, close
+
+
+# ------------------------------------------------------------------ grpc.aio
+
+
+async def grpc_server(port: int) -> None:
+    import grpc
+
+    async def handle(request: Any, context: Any) -> Any:
+        return answer(request)
+
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Bench",
+        {
+            "Call": grpc.unary_unary_rpc_method_handler(
+                handle,
+                request_deserializer=msgpack.unpackb,
+                response_serializer=msgpack.packb,
+            )
+        },
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+async def grpc_client(port: int) -> tuple[Call, Callable[[], Awaitable[None]]]:
+    import grpc
+
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    await channel.channel_ready()
+    stub = channel.unary_unary(
+        "/bench.Bench/Call", request_serializer=msgpack.packb, response_deserializer=msgpack.unpackb
+    )
+
+    async def call() -> Any:
+        return await stub(REQUEST)
+
+    async def close() -> None:
+        await channel.close()
+
+    return call, close
+
+
+# ------------------------------------------------------------------ jesus
+
+
+def jesus_service() -> Any:
+    import jesus
+
+    svc = jesus.Service("bench", channel="tcp+msgpack")
+
+    @svc.method(request=REQUEST_SCHEMA, response=RESPONSE_SCHEMA)
+    async def call(data: dict[str, Any]) -> dict[str, Any]:
+        return answer(data)
+
+    return svc
+
+
+async def jesus_server(registry: str, bind: str) -> None:
+    import anyio
+
+    import jesus
+
+    async with jesus.serve(jesus_service(), registry=registry, bind={"tcp": bind}):
+        await anyio.sleep_forever()
