@@ -76,7 +76,8 @@ class Meta:
     mode: ResponseMode = ResponseMode.RESPONSE
     deadline_ms: int | None = None
     traceparent: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Meta that plugins add (auth tokens, baggage); travels as the "x" map.
+    extra: dict[str, Any] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """Compact map for the envelope; absent fields are left out."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from functools import partial
 from typing import Any
 
 import anyio
@@ -158,7 +157,7 @@ class ServerConnection:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                self.spawner = CallSpawner(tg)
+                self.spawner = CallSpawner(tg, self._deadline_passed)
                 tg.start_soon(self.writer.run, tg.cancel_scope.cancel)
                 try:
                     await self._read_loop()
@@ -229,18 +228,14 @@ class ServerConnection:
                 return
             self._started()
             assert self.spawner is not None
-            expired = partial(self._deadline_passed, sid, call)
             if mode is ResponseMode.STREAM:
                 self.credits[sid] = _Credit(proto.peer_info.get("stream_window", 16))
-                self.spawner.spawn(
-                    sid, self._stream, sid, call, deadline=call.deadline, on_deadline=expired
-                )
-                return
-            if mode is ResponseMode.ACK:
-                writer.write(proto.send_ack(sid))
-            self.spawner.spawn(
-                sid, self._call, sid, call, mode, deadline=call.deadline, on_deadline=expired
-            )
+                job, args = self._stream, (sid, call)
+            else:
+                if mode is ResponseMode.ACK:
+                    writer.write(proto.send_ack(sid))
+                job, args = self._call, (sid, call, mode)  # type: ignore[assignment]
+            self.spawner.spawn(sid, job, *args, deadline=call.deadline, context=call)
         elif type(event) is ev.CancelReceived:
             if self.spawner is not None:
                 self.spawner.cancel(event.stream_id)

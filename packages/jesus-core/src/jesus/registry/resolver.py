@@ -58,12 +58,19 @@ class Resolver:
         if not found:
             self._cache.pop(service, None)
             raise ServiceNotFound(f"no live instance of service {service!r} in the registry")
+        if len(found) == 1:
+            return found
         counter = self._rr.setdefault(service, itertools.count())
         start = (next(counter) if rotate else 0) % len(found)
         ordered = found[start:] + found[:start]
+        if not self._bad:
+            return ordered
         now = time.monotonic()
-        good = [r for r in ordered if self._bad.get(r.instance_id, 0.0) <= now]
-        bad = [r for r in ordered if self._bad.get(r.instance_id, 0.0) > now]
+        for instance_id, until in list(self._bad.items()):
+            if until <= now:
+                del self._bad[instance_id]
+        good = [r for r in ordered if r.instance_id not in self._bad]
+        bad = [r for r in ordered if r.instance_id in self._bad]
         return good + bad
 
     def mark_failed(self, record: InstanceRecord) -> None:

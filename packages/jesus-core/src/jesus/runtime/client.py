@@ -246,7 +246,7 @@ class Client:
         service, method = split_target(target)
         seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
         route = await self.resolver.pick(service)
-        record, method_rec, channel = self._plan(route, service, method)
+        _, method_rec, channel = self._plan(route, service, method)
         mode = force_mode or method_rec.mode
         if mode is ResponseMode.STREAM:
             raise InvalidRequest(f"{target} is a stream method: use Client.stream()")

@@ -1,15 +1,17 @@
 """One task per incoming call, each cancellable on its own and bounded by its deadline, at
 the lowest cost each backend allows. Transports use it to run handlers.
 
-On asyncio a call is a bare task with a timer handle for its deadline: no cancel scope and no
-task-group bookkeeping per call, which dominate the cost of a small call. On trio (whose
-nursery and cancel scopes are cheap) it is a task in the nursery with a scope of its own.
+On asyncio a call is a bare task; one expiry task per spawner enforces every deadline, waking
+only at the earliest one. That avoids a cancel scope and a timer per call, which together
+cost more than the rest of a small call. On trio (whose nursery and cancel scopes are cheap)
+a call is a task in the nursery with a scope of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -19,7 +21,8 @@ from anyio.abc import TaskGroup
 log = logging.getLogger("jesus.server")
 
 Job = Callable[..., Coroutine[Any, Any, None]]
-OnDeadline = Callable[[], None]
+# Called with (key, context) once a call's deadline passed and it was cancelled.
+OnDeadline = Callable[[Any, Any], None]
 
 
 def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
@@ -31,79 +34,79 @@ def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
 
 
 class CallSpawner:
-    """`spawn(key, job, *args, deadline=, on_deadline=)` runs `job(*args)`; `cancel(key)` and
+    """`spawn(key, job, *args, deadline=, context=)` runs `job(*args)`; `cancel(key)` and
     `cancel_all()` stop calls; when `deadline` (anyio clock) passes first, the call is
-    cancelled and `on_deadline()` runs. `aclose()` cancels whatever still runs and waits."""
+    cancelled and `on_deadline(key, context)` runs. `aclose()` cancels what still runs and
+    waits for it."""
 
-    def __init__(self, task_group: TaskGroup) -> None:
+    def __init__(self, task_group: TaskGroup, on_deadline: OnDeadline) -> None:
         self._tg = task_group
+        self._on_deadline = on_deadline
         self._loop = running_asyncio_loop()
-        self._asyncio = self._loop is not None
+        # key -> [task, deadline, context] on asyncio; key -> CancelScope elsewhere
         self._running: dict[Any, Any] = {}
+        self._keys: dict[Any, Any] = {}  # asyncio task -> key
+        self._next_expiry = math.inf
+        self._wake = anyio.Event()
+        self._expiring = False
 
     def __len__(self) -> int:
         return len(self._running)
 
     def spawn(
-        self,
-        key: Any,
-        job: Job,
-        *args: Any,
-        deadline: float | None = None,
-        on_deadline: OnDeadline | None = None,
+        self, key: Any, job: Job, *args: Any, deadline: float | None = None, context: Any = None
     ) -> None:
-        if self._asyncio:
-            self._spawn_asyncio(key, job, args, deadline, on_deadline)
-        else:
-            self._tg.start_soon(self._run_scoped, key, job, args, deadline, on_deadline)
+        loop = self._loop
+        if loop is None:
+            self._tg.start_soon(self._run_scoped, key, job, args, deadline, context)
+            return
+        task = loop.create_task(job(*args))
+        self._running[key] = [task, deadline, context]
+        self._keys[task] = key
+        task.add_done_callback(self._done)
+        if deadline is not None:
+            if not self._expiring:
+                self._expiring = True
+                self._tg.start_soon(self._expire)
+            if deadline < self._next_expiry:
+                self._wake.set()
 
     # ------------------------------------------------------------------ asyncio
 
-    def _spawn_asyncio(
-        self,
-        key: Any,
-        job: Job,
-        args: tuple[Any, ...],
-        deadline: float | None,
-        on_deadline: OnDeadline | None,
-    ) -> None:
-        assert self._loop is not None
-        task = self._loop.create_task(job(*args))
-        timer = None
-        if deadline is not None:
-            timer = self._loop.call_at(deadline, self._expire, key, on_deadline)
-        self._running[key] = (task, timer)
-        task.add_done_callback(lambda t, _k=key: self._done(_k, t))
-
-    def _expire(self, key: Any, on_deadline: OnDeadline | None) -> None:
-        entry = self._running.get(key)
-        if entry is not None and not entry[0].done():
-            entry[0].cancel()
-            if on_deadline is not None:
-                on_deadline()
-
-    def _done(self, key: Any, task: Any) -> None:
+    def _done(self, task: Any) -> None:
+        key = self._keys.pop(task, None)
         entry = self._running.get(key)
         if entry is not None and entry[0] is task:
             del self._running[key]
-            if entry[1] is not None:
-                entry[1].cancel()
         if not task.cancelled() and task.exception() is not None:
             log.error("call task failed", exc_info=task.exception())
+
+    async def _expire(self) -> None:
+        while True:
+            now = anyio.current_time()
+            earliest = math.inf
+            for key, (task, deadline, context) in list(self._running.items()):
+                if deadline is None:
+                    continue
+                if deadline <= now:
+                    entry = self._running.pop(key)
+                    entry[1] = None
+                    if not task.done():
+                        task.cancel()
+                        self._on_deadline(key, context)
+                elif deadline < earliest:
+                    earliest = deadline
+            self._next_expiry = earliest
+            self._wake = anyio.Event()
+            with anyio.move_on_after(earliest - now):
+                await self._wake.wait()
 
     # ------------------------------------------------------------------ trio (and others)
 
     async def _run_scoped(
-        self,
-        key: Any,
-        job: Job,
-        args: tuple[Any, ...],
-        deadline: float | None,
-        on_deadline: OnDeadline | None,
+        self, key: Any, job: Job, args: tuple[Any, ...], deadline: float | None, context: Any
     ) -> None:
-        with anyio.CancelScope(
-            deadline=deadline if deadline is not None else float("inf")
-        ) as scope:
+        with anyio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
             self._running[key] = scope
             try:
                 await job(*args)
@@ -112,8 +115,8 @@ class CallSpawner:
             finally:
                 if self._running.get(key) is scope:
                     del self._running[key]
-        if scope.cancelled_caught and not scope.cancel_called and on_deadline is not None:
-            on_deadline()  # the deadline, not a cancel(), ended it
+        if scope.cancelled_caught and not scope.cancel_called:
+            self._on_deadline(key, context)  # the deadline, not a cancel(), ended it
 
     # ------------------------------------------------------------------ cancelling
 
@@ -121,7 +124,7 @@ class CallSpawner:
         entry = self._running.get(key)
         if entry is None:
             return
-        if self._asyncio:
+        if self._loop is not None:
             entry[0].cancel()
         else:
             entry.cancel()
@@ -132,8 +135,6 @@ class CallSpawner:
 
     async def aclose(self) -> None:
         self.cancel_all()
-        if self._asyncio:
-            tasks = [task for task, _ in self._running.values()]
-            if tasks:
-                with anyio.CancelScope(shield=True):
-                    await asyncio.wait(tasks)
+        if self._loop is not None and self._keys:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(list(self._keys))
