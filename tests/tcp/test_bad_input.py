@@ -207,3 +207,29 @@ async def test_too_many_calls_in_flight_get_unavailable(running: Any) -> None:
         assert codes == ["UNAVAILABLE"] * 6
         assert sum(1 for t, *_ in frames if t == FrameType.RESPONSE) == 4
         await still_serving(client)
+
+
+async def test_keepalive_pings_keep_an_idle_connection_and_silent_peers_are_dropped(
+    running: Any,
+) -> None:
+    svc, _ = calculator()
+    limits = jesus.Limits(keepalive_interval=0.2)
+    async with running(svc, limits=limits, client={"limits": limits}) as (node, client):
+        await still_serving(client)
+        (pool,) = client._transports.values()
+        (conn,) = pool._pool.values()  # type: ignore[attr-defined]
+        await anyio.sleep(1.0)  # past the server's 3 x 0.2 s silence limit: pings kept it up
+        await still_serving(client)
+        assert list(pool._pool.values()) == [conn]  # type: ignore[attr-defined]
+        # A peer that handshakes and then stays silent is dropped.
+        stream = await connect(node)
+        await stream.send(HELLO)
+        await read_frames(stream)
+        started = anyio.current_time()
+        assert await closed_by_server(stream)
+        assert anyio.current_time() - started < 3
+        # The server pings back: a PING gets its PONG.
+        stream = await connect(node)
+        await stream.send(HELLO + encode_frame(FrameType.PING, 0, 0, b"12345678"))
+        frames = await read_frames(stream, 2)
+        assert frames[1] == (FrameType.PONG, 0, 0, b"12345678")

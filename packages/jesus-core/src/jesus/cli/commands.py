@@ -177,6 +177,12 @@ def services(args: argparse.Namespace) -> int:
                 print(f"      {m.description.splitlines()[0]}")
             print(f"      request:  {json.dumps(m.request)}")
             print(f"      response: {json.dumps(m.response)}")
+        for event, spec in sorted(record.listens.items()):
+            print(f"  listens {event}  group {spec.get('group')} over {spec.get('channel')}")
+            print(f"      schema:   {json.dumps(spec.get('schema'))}")
+        for event, spec in sorted(record.emits.items()):
+            print(f"  emits   {event}  over {spec.get('channel')}")
+            print(f"      schema:   {json.dumps(spec.get('schema'))}")
     return 0
 
 

@@ -65,7 +65,8 @@ async def serve(
     limits = limits or Limits()
     schemes: set[str] = set()
     for service in services:
-        for spec in service.methods.values():
+        specs = [*service.methods.values(), *service.listeners.values()]
+        for spec in specs:
             resolve_channel(spec.channel, catalog)  # fail now, naming the extra to install
             schemes.add(spec.channel.transport)
     for scheme in bind or {}:
@@ -143,6 +144,8 @@ def _record(service: Service, endpoints: dict[str, str]) -> InstanceRecord:
         instance_id=uuid.uuid4().hex[:12],
         endpoints={s: endpoints[s] for s in sorted(service.schemes) if s in endpoints},
         methods={name: spec.record() for name, spec in service.methods.items()},
+        listens={event: spec.record() for event, spec in service.listeners.items()},
+        emits={event: spec.record() for event, spec in service.emits.items()},
         host=os.uname().nodename,
         pid=os.getpid(),
         started_at=time.time(),

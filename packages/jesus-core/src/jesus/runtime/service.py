@@ -43,6 +43,35 @@ class MethodSpec:
         )
 
 
+@dataclass(frozen=True)
+class ListenerSpec:
+    """An event this service listens to. `event` may end in `.*` (a prefix match)."""
+
+    event: str
+    handler: Callable[..., Any]
+    schema: Any
+    channel: ChannelSpec
+    group: str
+
+    def record(self) -> dict[str, Any]:
+        return {"schema": self.schema, "channel": str(self.channel), "group": self.group}
+
+
+@dataclass(frozen=True)
+class EmitSpec:
+    """An event this service emits, with the schema its data follows."""
+
+    event: str
+    schema: Any
+    channel: ChannelSpec
+
+    def record(self) -> dict[str, Any]:
+        return {"schema": self.schema, "channel": str(self.channel)}
+
+
+_EVENT = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*(\.\*)?$")
+
+
 @dataclass
 class Service:
     """A named, versioned set of methods.
@@ -57,6 +86,8 @@ class Service:
     channel: str = "tcp+msgpack"
     description: str = ""
     methods: dict[str, MethodSpec] = field(default_factory=dict)
+    listeners: dict[str, ListenerSpec] = field(default_factory=dict)
+    emits: dict[str, EmitSpec] = field(default_factory=dict)
     client: Client | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -110,9 +141,44 @@ class Service:
 
         return decorate
 
+    def listener(
+        self,
+        event: str,
+        *,
+        schema: Any = True,
+        channel: str | None = None,
+        group: str | None = None,
+    ) -> Callable[[F], F]:
+        """Declare an async handler for `event` (`user.created`, or `user.*` for every event
+        under `user.`). Listeners of one `group` (default: this service's name) share the
+        load; each group gets every event. Published in the registry for emitters to find."""
+        if not _EVENT.match(event):
+            raise ConfigurationError(f"event name {event!r} is not valid")
+        check_schema(schema)
+        spec = ChannelSpec.parse(channel or self.channel)
+
+        def decorate(fn: F) -> F:
+            if not inspect.iscoroutinefunction(fn):
+                raise ConfigurationError(f"{self.name}: a listener must be an async function")
+            if event in self.listeners:
+                raise ConfigurationError(f"{self.name} listens to {event!r} twice")
+            self.listeners[event] = ListenerSpec(event, fn, schema, spec, group or self.name)
+            return fn
+
+        return decorate
+
+    def emitter(self, event: str, *, schema: Any = True, channel: str | None = None) -> None:
+        """Declare an event this service emits and the schema of its data."""
+        if not _EVENT.match(event) or event.endswith(".*"):
+            raise ConfigurationError(f"event name {event!r} is not valid")
+        check_schema(schema)
+        self.emits[event] = EmitSpec(event, schema, ChannelSpec.parse(channel or self.channel))
+
     @property
     def schemes(self) -> set[str]:
-        return {m.channel.transport for m in self.methods.values()}
+        return {m.channel.transport for m in self.methods.values()} | {
+            spec.channel.transport for spec in self.listeners.values()
+        }
 
     def _client(self) -> Client:
         if self.client is None:

@@ -1,0 +1,65 @@
+"""The README's example runs as written, on both backends, and its CLI lines work."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, re.S)[0]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_readme_example_runs(tmp_path: Path, backend: str) -> None:
+    code = readme_example().replace("anyio.run(main)", f"anyio.run(main, backend={backend!r})")
+    (tmp_path / "calc.py").write_text(code)
+    env = {**os.environ, "JESUS_REGISTRY": f"embedded://{tmp_path / 'reg'}"}
+    result = subprocess.run(
+        [sys.executable, "calc.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:4] == ["3", "0", "1", "2"]
+    assert "'b' is a required property" in lines[4] or '"b" is a required property' in lines[4]
+
+
+def test_readme_cli_lines(tmp_path: Path) -> None:
+    (tmp_path / "calc.py").write_text(readme_example().replace("anyio.run(main)", ""))
+    env = {**os.environ, "JESUS_REGISTRY": f"embedded://{tmp_path / 'reg'}"}
+    jesus = [sys.executable, "-m", "jesus"]
+    server = subprocess.Popen(
+        [*jesus, "serve", "calc:calc"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().startswith("serving calc")
+
+        def cli(*args: str) -> str:
+            out = subprocess.run(
+                [*jesus, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+            )
+            assert out.returncode == 0, out.stderr
+            return out.stdout
+
+        assert json.loads(cli("call", "calc.add", '{"a": 1, "b": 2}')) == 3
+        assert cli("call", "calc.count", '{"n": 3}').split() == ["0", "1", "2"]
+        assert "calc.audit  [ack] over tcp+json+gzip" in cli("services")
+        assert "transport    unix" in cli("plugins")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
