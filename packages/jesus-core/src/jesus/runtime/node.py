@@ -65,10 +65,11 @@ async def serve(
     limits = limits or Limits()
     schemes: set[str] = set()
     for service in services:
-        specs = [*service.methods.values(), *service.listeners.values()]
-        for spec in specs:
-            resolve_channel(spec.channel, catalog)  # fail now, naming the extra to install
-            schemes.add(spec.channel.transport)
+        channels = [m.channel for m in service.methods.values()]
+        channels += [listener.channel for listener in service.listeners.values()]
+        for channel in channels:
+            resolve_channel(channel, catalog)  # fail now, naming the extra to install
+            schemes.add(channel.transport)
     for scheme in bind or {}:
         if scheme not in catalog.transports:
             raise missing("transport", scheme, catalog.transports)
