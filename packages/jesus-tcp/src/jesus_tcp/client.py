@@ -25,12 +25,11 @@ from jesus.protocol import events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
 from jesus.runtime.spawner import running_asyncio_loop
 from jesus.transport import TransportOptions
-from jesus_tcp.writer import FrameWriter
+from jesus_tcp.writer import BROKEN, FrameWriter
 
 log = logging.getLogger("jesus.tcp.client")
 
 READ_SIZE = 65536
-_BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 _ITEM, _END, _ERROR = 0, 1, 2
 
 Connector = Callable[[str], Awaitable[ByteStream]]
@@ -134,7 +133,7 @@ class ClientConnection:
             raise Unavailable("server did not complete the handshake in time") from None
         except ProtocolError as exc:
             raise Unavailable(f"server broke the handshake: {exc}") from None
-        except _BROKEN as exc:
+        except BROKEN as exc:
             raise Unavailable(f"server closed the connection during the handshake: {exc}") from None
 
     async def _read_loop(self) -> None:
@@ -147,7 +146,7 @@ class ClientConnection:
                     self._on_event(event)
         except ProtocolError as exc:
             log.warning("server broke the protocol, dropping the connection: %s", exc)
-        except _BROKEN:
+        except BROKEN:
             pass
 
     def _on_event(self, event: ev.Event) -> None:

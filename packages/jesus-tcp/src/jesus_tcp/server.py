@@ -25,12 +25,11 @@ from jesus.protocol.frames import FrameTooLarge
 from jesus.runtime.dispatcher import CallDispatcher, PreparedCall
 from jesus.runtime.spawner import CallSpawner
 from jesus.transport import TransportOptions
-from jesus_tcp.writer import FrameWriter
+from jesus_tcp.writer import BROKEN, FrameWriter
 
 log = logging.getLogger("jesus.tcp.server")
 
 READ_SIZE = 65536
-_BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
 
 class StreamListener:
@@ -107,7 +106,7 @@ async def _refuse(stream: ByteStream, limits: Limits) -> None:
     with anyio.move_on_after(1):
         try:
             await stream.send(proto.send_error(0, error))
-        except _BROKEN:
+        except BROKEN:
             pass
     await stream.aclose()
 
@@ -193,7 +192,7 @@ class ServerConnection:
             self.writer.write(proto.send_error(0, error))
             with anyio.move_on_after(1, shield=True):
                 await self.writer.flush()
-        except _BROKEN:
+        except BROKEN:
             pass
 
     def _on_event(self, event: ev.Event) -> None:

@@ -7,7 +7,8 @@ from collections.abc import Callable
 import anyio
 from anyio.abc import ByteStream
 
-_BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+# What a stream raises once the peer is gone.
+BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
 
 class FrameWriter:
@@ -63,7 +64,7 @@ class FrameWriter:
                 if self._queued <= self._high_water:
                     self._drained.set()
                     self._drained = anyio.Event()
-        except _BROKEN:
+        except BROKEN:
             on_broken()
         finally:
             self.closed = True

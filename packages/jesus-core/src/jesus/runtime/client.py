@@ -30,6 +30,7 @@ from jesus.registry.open import open_registry
 from jesus.registry.resolver import Resolver
 from jesus.runtime.context import current_meta, remaining_seconds
 from jesus.transport import TransportClient, TransportOptions
+from jesus.validation.base import schema_error
 from jesus.validation.cache import ValidatorCache
 
 
@@ -161,10 +162,12 @@ class Client:
                     except StopAsyncIteration:
                         return
                 if check is not None and not check.is_valid(item):
-                    raise InvalidResponse(
+                    raise schema_error(
+                        InvalidResponse,
                         f"{target} streamed an item that does not match its schema",
-                        corrid=meta.corrid,
-                        details=check.errors(item)[:20],
+                        check,
+                        item,
+                        meta.corrid,
                     )
                 yield item
         finally:
@@ -226,10 +229,12 @@ class Client:
             return
         check = self.validators.get(method.request)
         if check is not None and not check.is_valid(data):
-            raise InvalidRequest(
+            raise schema_error(
+                InvalidRequest,
                 f"request to {target} does not match its schema",
-                corrid=meta.corrid,
-                details=check.errors(data)[:20],
+                check,
+                data,
+                meta.corrid,
             )
 
     def _response_validator(self, method: MethodRecord) -> Any:
@@ -263,10 +268,12 @@ class Client:
         if mode is ResponseMode.RESPONSE:
             check = self._response_validator(method_rec)
             if check is not None and not check.is_valid(result):
-                raise InvalidResponse(
+                raise schema_error(
+                    InvalidResponse,
                     f"{target} answered with a value that does not match its schema",
-                    corrid=meta.corrid,
-                    details=check.errors(result)[:20],
+                    check,
+                    result,
+                    meta.corrid,
                 )
         return result
 

@@ -26,7 +26,7 @@ from jesus.messages import Meta, ResponseMode
 from jesus.middleware import CallInfo, Middleware, chain
 from jesus.runtime.context import current_deadline, current_meta
 from jesus.runtime.service import MethodSpec, Service
-from jesus.validation.base import SchemaValidator
+from jesus.validation.base import SchemaValidator, schema_error
 from jesus.validation.cache import ValidatorCache
 
 log = logging.getLogger("jesus.server")
@@ -88,10 +88,12 @@ class CallDispatcher:
             )
         check = entry.request
         if check is not None and not check.is_valid(data):
-            raise InvalidRequest(
+            raise schema_error(
+                InvalidRequest,
                 f"request to {method} does not match its schema",
-                corrid=meta.corrid,
-                details=check.errors(data)[:20],
+                check,
+                data,
+                meta.corrid,
             )
         deadline = None
         if meta.deadline_ms is not None:
@@ -137,10 +139,12 @@ class CallDispatcher:
         result = await entry.spec.handler(info.data)
         check = entry.response
         if check is not None and not check.is_valid(result):
-            raise InvalidResponse(
+            raise schema_error(
+                InvalidResponse,
                 f"{entry.full_name} returned a value that does not match its response schema",
-                corrid=info.meta.corrid,
-                details=check.errors(result)[:20],
+                check,
+                result,
+                info.meta.corrid,
             )
         return result
 
@@ -169,10 +173,12 @@ class CallDispatcher:
                     ) from exc
                 check = entry.response
                 if check is not None and not check.is_valid(item):
-                    raise InvalidResponse(
+                    raise schema_error(
+                        InvalidResponse,
                         f"{entry.full_name} streamed an item that does not match its schema",
-                        corrid=meta.corrid,
-                        details=check.errors(item)[:20],
+                        check,
+                        item,
+                        meta.corrid,
                     )
                 yield item
         finally:

@@ -6,7 +6,7 @@ from typing import Any, Protocol
 import jsonschema
 import jsonschema.validators
 
-from jesus.errors import SchemaError
+from jesus.errors import CallError, SchemaError
 
 
 class SchemaValidator(Protocol):
@@ -47,3 +47,13 @@ def check_schema(schema: Any) -> None:
 def format_path(path: Any) -> str:
     parts = [str(p) for p in path]
     return "/" + "/".join(parts) if parts else "(root)"
+
+
+MAX_DETAILS = 20
+
+
+def schema_error(
+    error: type[CallError], message: str, check: SchemaValidator, instance: Any, corrid: str | None
+) -> CallError:
+    """The typed error for an instance `check` refused, listing why (at most MAX_DETAILS)."""
+    return error(message, corrid=corrid, details=check.errors(instance)[:MAX_DETAILS])
