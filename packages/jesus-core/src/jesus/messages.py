@@ -46,17 +46,8 @@ def new_corrid() -> str:
     return f"{_CORRID_PREFIX}-{next(_corrid_counter):x}"
 
 
-# Short wire keys keep the envelope small; PROTOCOL.md lists them.
-_WIRE_KEYS = {
-    "corrid": "c",
-    "userid": "u",
-    "sender": "f",
-    "req_out_ts": "o",
-    "deadline_ms": "d",
-    "traceparent": "t",
-    "channel": "h",
-}
-_FIELD_BY_WIRE_KEY = {v: k for k, v in _WIRE_KEYS.items()}
+# Short wire keys keep the envelope small; PROTOCOL.md lists them: c corrid, u userid,
+# f from, o reqOutTimestamp, d deadline (ms), t traceparent, h channel, x extra.
 
 
 @dataclass(slots=True)
@@ -106,20 +97,22 @@ class Meta:
         corrid = raw.get("c")
         if not isinstance(corrid, str) or not corrid or len(corrid) > 128:
             raise ValueError("meta.c (corrid) must be a non-empty string of at most 128 chars")
-        meta = cls(corrid=corrid, mode=mode, req_in_ts=time.time())
-        for key, value in raw.items():
-            name = _FIELD_BY_WIRE_KEY.get(key)
-            if name is None or name == "corrid":
-                if key == "x" and isinstance(value, dict):
-                    meta.extra = value
-                continue  # unknown keys are ignored: newer peers may add some
-            expected = _WIRE_TYPES[name]
-            if value is not None and not isinstance(value, expected):
-                raise ValueError(f"meta.{key} ({name}) has the wrong type")
-            setattr(meta, name, value)
+        get = raw.get
+        meta = cls(
+            corrid=corrid,
+            userid=_typed(get("u"), str, "u"),
+            sender=_typed(get("f"), str, "f"),
+            req_in_ts=time.time(),
+            req_out_ts=_typed(get("o"), (int, float), "o"),
+            channel=_typed(get("h"), str, "h"),
+            mode=mode,
+            deadline_ms=_typed(get("d"), int, "d"),
+            traceparent=_typed(get("t"), str, "t"),
+            extra=_typed(get("x"), dict, "x"),
+        )
         if meta.deadline_ms is not None and meta.deadline_ms < 0:
             raise ValueError("meta.d (deadline_ms) must not be negative")
-        return meta
+        return meta  # unknown keys are ignored: newer peers may add some
 
     def as_dict(self) -> dict[str, Any]:
         """The seed's spelling, for people and logs."""
@@ -139,14 +132,10 @@ class Meta:
         return replace(self, **changes)
 
 
-_WIRE_TYPES: dict[str, type | tuple[type, ...]] = {
-    "userid": str,
-    "sender": str,
-    "req_out_ts": (int, float),
-    "deadline_ms": int,
-    "traceparent": str,
-    "channel": str,
-}
+def _typed(value: Any, expected: type | tuple[type, ...], key: str) -> Any:
+    if value is None or (isinstance(value, expected) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"meta.{key} has the wrong type ({type(value).__name__})")
 
 
 @dataclass(slots=True)

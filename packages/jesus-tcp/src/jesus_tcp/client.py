@@ -204,14 +204,17 @@ class ClientConnection:
             self._to_stream(sid, (_ERROR, error))
 
     async def _keepalive(self) -> None:
+        """Ping once the server has been silent for `keepalive_interval` (so the server,
+        which drops peers silent for three intervals, hears from us), and drop a server
+        silent for three intervals: it is gone."""
         interval = self.limits.keepalive_interval
         if not math.isfinite(interval):
             return
         while True:
-            await anyio.sleep(interval)
+            await anyio.sleep(interval / 2)
             silent = anyio.current_time() - self._last_seen
-            if silent >= 2 * interval:
-                log.warning("server silent for %.0fs, dropping the connection", silent)
+            if silent >= 3 * interval:
+                log.warning("server silent for %.1fs, dropping the connection", silent)
                 self.close()
                 return
             if silent >= interval:
