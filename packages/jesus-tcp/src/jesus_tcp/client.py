@@ -337,6 +337,11 @@ class StreamClient:
         conn = self._pool.get(key)
         if conn is not None and conn.usable:
             return conn
+        return await self._open(key, endpoint, codec, compression)
+
+    async def _open(
+        self, key: tuple[str, str, str], endpoint: str, codec: Any, compression: Any
+    ) -> ClientConnection:
         lock = self._locks.setdefault(key, anyio.Lock())
         async with lock:
             conn = self._pool.get(key)
@@ -361,7 +366,10 @@ class StreamClient:
         meta: Meta,
         mode: ResponseMode,
     ) -> Any:
-        conn = await self._get(endpoint, codec, compression)
+        # The pool look-up inline: this runs once per call.
+        conn = self._pool.get((endpoint, codec.name, compression.name))
+        if conn is None or not conn.usable:
+            conn = await self._get(endpoint, codec, compression)
         return await conn.request(method, meta, data, mode)
 
     async def stream(
