@@ -94,5 +94,40 @@ async def test_middleware_wraps_both_ends(registry: str) -> None:
         jesus.Client(registry, catalog=catalog) as client,
     ):
         assert await client.call("calc.add", {"a": 1, "b": 2}) == 3
+        assert [i async for i in client.stream("calc.count", {"n": 2})] == [0, 1]
     assert recorder.seen[0][:2] == ("client", "add")
     assert recorder.seen[1] == ("server", "add", "00-trace-span-01")
+    assert recorder.seen[2][:2] == ("client", "count")
+    assert recorder.seen[3] == ("server", "count", "00-trace-span-01")
+
+
+class Gatekeeper(jesus.Middleware):
+    """Refuses calls without a user, the way an auth plugin would."""
+
+    async def server(self, call: jesus.CallInfo, call_next: Any) -> Any:
+        if call.meta.userid is None:
+            raise PermissionError("who are you?")
+        return await call_next(call)
+
+
+async def test_middleware_that_refuses_a_call_answers_the_caller(registry: str) -> None:
+    class Plugin:
+        @jesus.hookimpl
+        def jesus_register_middleware(self, register: Any) -> None:
+            register(Gatekeeper())
+
+    pm, failures = get_plugin_manager()
+    pm.register(Plugin(), name="gatekeeper")
+    catalog = build_catalog(pm, failures)
+    svc, _ = calculator()
+    async with (
+        jesus.serve(svc, registry=registry, catalog=catalog),
+        jesus.Client(registry) as client,
+    ):
+        with pytest.raises(jesus.RemoteFailure, match="who are you"):
+            await client.call("calc.add", {"a": 1, "b": 2})
+        with pytest.raises(jesus.RemoteFailure, match="who are you"):
+            async for _ in client.stream("calc.count", {"n": 2}):
+                pass
+        assert await client.call("calc.add", {"a": 1, "b": 2}, userid="ann") == 3
+        assert [i async for i in client.stream("calc.count", {"n": 1}, userid="ann")] == [0]

@@ -80,6 +80,7 @@ def jesus_register_middleware(register: Callable[[Any], None]) -> None:
     Called once when the catalog is built. Call `register(middleware)` with a
     `jesus.middleware.Middleware`: its optional `async client(call, call_next)` wraps every
     outgoing call and `async server(call, call_next)` every incoming one, after the request was
-    decoded and validated, before the handler runs. Middleware runs in registration order, outermost first.
+    decoded and validated, before the handler runs. For streams they wrap the
+    opening of the stream. Middleware runs in registration order, outermost first.
     Return nothing.
     """

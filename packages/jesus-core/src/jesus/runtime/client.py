@@ -82,6 +82,7 @@ class Client:
         self._transports: dict[str, TransportClient] = {}
         self._channels: dict[str, Channel] = {}
         self._send = chain(self.catalog.middleware, "client", self._send_innermost)
+        self._open_stream = chain(self.catalog.middleware, "client", self._stream_innermost)
         self._tg: TaskGroup | None = None
         self._stack = contextlib.AsyncExitStack()
 
@@ -144,14 +145,13 @@ class Client:
         seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
         started = anyio.current_time()
         record, method_rec, channel = self._plan(await self.resolver.pick(service), service, method)
-        transport = self._transport(channel)
         if method_rec.mode is not ResponseMode.STREAM:
             raise InvalidRequest(f"{target} is declared {method_rec.mode.value!r}, not 'stream'")
         meta = self._meta(ResponseMode.STREAM, channel, seconds, userid)
         self._check_request(target, method_rec, data, meta)
         check = self._response_validator(method_rec)
-        endpoint = record.endpoints[channel.spec.transport]
-        items = transport.stream(endpoint, channel.codec, channel.compression, target, data, meta)
+        info = CallInfo(service, method, data, meta, ResponseMode.STREAM, str(channel.spec), record)
+        items = await self._open_stream(info)
         # No cancel scope may span a yield (the consumer runs between items), so the deadline
         # is applied to each wait for the next item.
         try:
@@ -172,7 +172,7 @@ class Client:
                 yield item
         finally:
             with anyio.CancelScope(shield=True):
-                await items.aclose()  # type: ignore[attr-defined]
+                await items.aclose()
 
     # ------------------------------------------------------------------ internals
 
@@ -291,6 +291,19 @@ class Client:
         if any(method in r.methods for r in route):
             raise ServiceNotFound(f"no instance of {service!r} has an endpoint for {method!r}")
         raise UnknownMethod(f"service {service!r} has no method {method!r}")
+
+    async def _stream_innermost(self, info: CallInfo) -> AsyncIterator[Any]:
+        """Open the stream (middleware sees its opening; items flow past it)."""
+        record: InstanceRecord = info.route
+        channel = self._channel(record.methods[info.method].channel)
+        return self._transport(channel).stream(
+            record.endpoints[channel.spec.transport],
+            channel.codec,
+            channel.compression,
+            f"{info.service}.{info.method}",
+            info.data,
+            info.meta,
+        )
 
     async def _send_innermost(self, info: CallInfo) -> Any:
         """Send to the first instance that can be reached; an instance that cannot is

@@ -70,6 +70,7 @@ class CallDispatcher:
                     full_name=full,
                 )
         self._run = chain(middleware or [], "server", self._invoke)
+        self._open = chain(middleware or [], "server", self._open_generator)
 
     def prepare(self, method: str, raw_meta: Any, data: Any, mode: ResponseMode) -> PreparedCall:
         """Check a decoded request; raises a CallError that the transport sends back."""
@@ -105,18 +106,22 @@ class CallDispatcher:
             f"{call.entry.full_name} ran past the caller's deadline", corrid=call.meta.corrid
         )
 
+    @staticmethod
+    def _info(call: PreparedCall) -> CallInfo:
+        return CallInfo(
+            service=call.entry.service.name,
+            method=call.entry.spec.name,
+            data=call.data,
+            meta=call.meta,
+            mode=call.meta.mode,
+            channel=str(call.entry.spec.channel),
+        )
+
     async def run(self, call: PreparedCall) -> Any:
         """Run a call to completion; returns the checked result. The deadline is the
         transport's to enforce (it cancels the task); nested calls see it."""
         meta = call.meta
-        info = CallInfo(
-            service=call.entry.service.name,
-            method=call.entry.spec.name,
-            data=call.data,
-            meta=meta,
-            mode=meta.mode,
-            channel=str(call.entry.spec.channel),
-        )
+        info = self._info(call)
         token = current_meta.set(meta)
         deadline_token = current_deadline.set(call.deadline)
         try:
@@ -148,13 +153,24 @@ class CallDispatcher:
             )
         return result
 
+    async def _open_generator(self, info: CallInfo) -> Any:
+        return self.methods[f"{info.service}.{info.method}"].spec.handler(info.data)
+
     async def open_stream(self, call: PreparedCall) -> AsyncIterator[Any]:
         """Yield the handler's items, each checked; errors come out as CallError."""
         entry, meta = call.entry, call.meta
         # The transport gives each stream a task of its own, so the context need not be reset.
         current_meta.set(meta)
         current_deadline.set(call.deadline)
-        agen = entry.spec.handler(call.data)
+        try:
+            agen = await self._open(self._info(call))  # middleware sees the stream open
+        except CallError:
+            raise
+        except Exception as exc:
+            log.exception("opening stream %s failed [corrid=%s]", entry.full_name, meta.corrid)
+            raise RemoteFailure(
+                f"{entry.full_name} failed: {type(exc).__name__}: {exc}", corrid=meta.corrid
+            ) from exc
         try:
             while True:
                 try:
