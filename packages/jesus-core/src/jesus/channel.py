@@ -46,6 +46,7 @@ class Channel:
     transport: Any
     codec: Any
     compression: Any
+    name: str = ""  # the full spec as text, computed once: it travels with every call
 
 
 def missing(kind: str, name: str, available: Any) -> ChannelNotInstalled:
@@ -71,4 +72,4 @@ def resolve_channel(spec: str | ChannelSpec, catalog: Any) -> Channel:
     compression = catalog.compressions.get(parsed.compression)
     if compression is None:
         raise missing("compression", parsed.compression, catalog.compressions)
-    return Channel(parsed, transport, codec, compression)
+    return Channel(parsed, transport, codec, compression, str(parsed))

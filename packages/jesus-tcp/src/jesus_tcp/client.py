@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import ByteStream, TaskGroup, TaskStatus
 
 from jesus.errors import (
@@ -85,6 +86,8 @@ class ClientConnection:
         self.draining = False
         self._last_seen = anyio.current_time()
         self._scope: anyio.CancelScope | None = None
+        # Calls in flight the server accepts on this connection (from its HELLO).
+        self.max_inflight = self.limits.max_inflight_calls
         loop = running_asyncio_loop()
         # A bare asyncio future per call where we can: an anyio Event costs several times more.
         self._new_future: Callable[[], Any] = loop.create_future if loop else _EventFuture
@@ -121,6 +124,9 @@ class ClientConnection:
                     data = await self.stream.receive(READ_SIZE)
                     for event in self.proto.receive_data(data):
                         if type(event) is ev.HelloReceived:
+                            announced = event.info.get("max_inflight_calls")
+                            if isinstance(announced, int) and announced > 0:
+                                self.max_inflight = announced
                             return
                         if type(event) is ev.ErrorReceived:
                             error = event.error
@@ -227,9 +233,7 @@ class ClientConnection:
     # ------------------------------------------------------------------ calls
 
     def _open(self, method: str, meta: Meta, data: Any, mode: ResponseMode) -> tuple[int, bytes]:
-        if len(self.calls) + len(self.streams) >= int(
-            self.proto.peer_info.get("max_inflight_calls", self.limits.max_inflight_calls)
-        ):
+        if len(self.calls) + len(self.streams) >= self.max_inflight:
             raise Unavailable("too many calls in flight on this connection", corrid=meta.corrid)
         try:
             return self.proto.send_request(method, meta.to_wire(), data, mode)
@@ -243,7 +247,10 @@ class ClientConnection:
         sid, frame = self._open(method, meta, data, mode)
         if mode is ResponseMode.NO_RESPONSE:
             self.writer.write(frame)
-            await self.writer.drain()
+            if self.writer.full:
+                await self.writer.drain()
+            else:
+                await anyio.lowlevel.checkpoint()  # a loop of notifies stays cancellable
             return None
         future = self._new_future()
         self.calls[sid] = future

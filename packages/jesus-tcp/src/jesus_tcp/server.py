@@ -272,7 +272,8 @@ class ServerConnection:
                     error.corrid = call.meta.corrid
                     frame = proto.send_error(sid, error)
                 writer.write(frame)
-                await writer.drain()
+                if writer.full:
+                    await writer.drain()
         except CallError as exc:
             if mode is ResponseMode.RESPONSE:
                 writer.write(proto.send_error(sid, exc))
@@ -295,7 +296,8 @@ class ServerConnection:
                     raise (
                         exc if isinstance(exc, TooLarge) else InvalidResponse(str(exc))
                     ) from None
-                await writer.drain()
+                if writer.full:
+                    await writer.drain()
             writer.write(proto.send_end(sid))
         except CallError as exc:
             if exc.corrid is None:

@@ -39,8 +39,13 @@ class FrameWriter:
             if self._idle.is_set():
                 self._idle = anyio.Event()
 
+    @property
+    def full(self) -> bool:
+        """True while senders should `await drain()` (checked first: most writes never wait)."""
+        return self._queued > self._high_water and not self.closed
+
     async def drain(self) -> None:
-        while self._queued > self._high_water and not self.closed:
+        while self.full:
             await self._drained.wait()
 
     async def flush(self) -> None:

@@ -150,7 +150,7 @@ class Client:
         meta = self._meta(ResponseMode.STREAM, channel, seconds, userid)
         self._check_request(target, method_rec, data, meta)
         check = self._response_validator(method_rec)
-        info = CallInfo(service, method, data, meta, ResponseMode.STREAM, str(channel.spec), record)
+        info = CallInfo(service, method, data, meta, ResponseMode.STREAM, channel.name, record)
         items = await self._open_stream(info)
         # No cancel scope may span a yield (the consumer runs between items), so the deadline
         # is applied to each wait for the next item.
@@ -185,7 +185,7 @@ class Client:
             sender=self.name,
             userid=userid or (parent.userid if parent else None) or self.userid,
             req_out_ts=time.time(),
-            channel=str(channel.spec),
+            channel=channel.name,
             deadline_ms=None if seconds is None else max(0, int(seconds * 1000)),
         )
         if parent is not None:
@@ -257,7 +257,7 @@ class Client:
             raise InvalidRequest(f"{target} is a stream method: use Client.stream()")
         meta = self._meta(mode, channel, seconds, userid)
         self._check_request(target, method_rec, data, meta)
-        info = CallInfo(service, method, data, meta, mode, str(channel.spec), route)
+        info = CallInfo(service, method, data, meta, mode, channel.name, route)
         try:
             result = await self._send(info)
         except DeadlineExceeded as exc:

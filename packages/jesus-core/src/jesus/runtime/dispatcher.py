@@ -39,6 +39,7 @@ class MethodEntry:
     request: SchemaValidator | None
     response: SchemaValidator | None
     full_name: str
+    channel: str
 
 
 @dataclass(slots=True)
@@ -68,6 +69,7 @@ class CallDispatcher:
                     request=validators.get(spec.request),
                     response=validators.get(spec.response),
                     full_name=full,
+                    channel=str(spec.channel),
                 )
         self._run = chain(middleware or [], "server", self._invoke)
         self._open = chain(middleware or [], "server", self._open_generator)
@@ -114,7 +116,7 @@ class CallDispatcher:
             data=call.data,
             meta=call.meta,
             mode=call.meta.mode,
-            channel=str(call.entry.spec.channel),
+            channel=call.entry.channel,
         )
 
     async def run(self, call: PreparedCall) -> Any:
