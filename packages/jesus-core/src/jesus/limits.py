@@ -27,9 +27,19 @@ class Limits:
     stream_window: int = 32
     # Seconds a new connection has to complete the handshake.
     handshake_timeout: float = 10.0
-    # Seconds of silence before a keep-alive ping; a peer that stays silent twice as long is dropped.
+    # Seconds of silence before a keep-alive ping; a peer silent three times as long is dropped.
     keepalive_interval: float = 30.0
     # Bytes a connection may queue for writing before senders wait.
     write_buffer_size: int = 4 * MiB
     # Payloads at least this large are compressed; smaller ones are not worth it.
     compress_threshold: int = 512
+    # Datagram transports: largest datagram sent or accepted (header and compressed payload).
+    max_datagram_size: int = 8192
+    # Datagram transports: seconds a receiver remembers a message id to drop retransmissions
+    # (at least the message's own deadline, so a handler never runs twice for one message).
+    dedup_window: float = 60.0
+    # Datagram transports: messages remembered at once; the oldest are forgotten first.
+    dedup_capacity: int = 100_000
+    # Datagram transports: first retransmission delay in seconds, doubled up to retry_max.
+    retry_initial: float = 0.05
+    retry_max: float = 1.0

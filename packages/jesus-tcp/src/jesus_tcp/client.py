@@ -24,7 +24,7 @@ from jesus.errors import (
 from jesus.messages import Meta, ResponseMode
 from jesus.protocol import events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
-from jesus.runtime.spawner import running_asyncio_loop
+from jesus.runtime.futures import future_factory
 from jesus.transport import TransportOptions
 from jesus_tcp.writer import BROKEN, FrameWriter
 
@@ -40,34 +40,6 @@ class ConnectionLost(Unavailable):
     """The connection broke while a call was in flight: the server may have run it."""
 
     sent = True
-
-
-class _EventFuture:
-    """The part of asyncio.Future a call waits on, for backends other than asyncio."""
-
-    __slots__ = ("_error", "_event", "_value")
-
-    def __init__(self) -> None:
-        self._event = anyio.Event()
-        self._value: Any = None
-        self._error: BaseException | None = None
-
-    def done(self) -> bool:
-        return self._event.is_set()
-
-    def set_result(self, value: Any) -> None:
-        self._value = value
-        self._event.set()
-
-    def set_exception(self, error: BaseException) -> None:
-        self._error = error
-        self._event.set()
-
-    def __await__(self) -> Any:
-        yield from self._event.wait().__await__()
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 class ClientConnection:
@@ -88,9 +60,7 @@ class ClientConnection:
         self._scope: anyio.CancelScope | None = None
         # Calls in flight the server accepts on this connection (from its HELLO).
         self.max_inflight = self.limits.max_inflight_calls
-        loop = running_asyncio_loop()
-        # A bare asyncio future per call where we can: an anyio Event costs several times more.
-        self._new_future: Callable[[], Any] = loop.create_future if loop else _EventFuture
+        self._new_future = future_factory()
         self._deadlines: dict[int, float] = {}  # stream id -> deadline, calls in flight only
         self._next_expiry = math.inf
         self._deadline_added = anyio.Event()

@@ -85,6 +85,10 @@ async def _exercise(registry: str, timeout: float) -> Checks:
                     return f"{len(items)} items in order"
 
                 await checks.run(f"stream     pricing.ticker_{s}", ticker)
+            else:
+                print(
+                    f"  --    stream     not carried by {channel.split('+')[0]}: streams need tcp or unix"
+                )
 
             async def audit(_s: str = s) -> str:
                 result = await client.call(f"pricing.audit_{_s}", {"event": "login"})

@@ -17,6 +17,7 @@ import anyio
 from jesus.channel import missing, resolve_channel
 from jesus.errors import ConfigurationError, RegistryError
 from jesus.limits import Limits
+from jesus.messages import ResponseMode
 from jesus.plugins import Catalog, default_catalog
 from jesus.registry.base import InstanceRecord
 from jesus.registry.open import open_registry
@@ -65,11 +66,20 @@ async def serve(
     limits = limits or Limits()
     schemes: set[str] = set()
     for service in services:
-        channels = [m.channel for m in service.methods.values()]
-        channels += [listener.channel for listener in service.listeners.values()]
-        for channel in channels:
-            resolve_channel(channel, catalog)  # fail now, naming the extra to install
-            schemes.add(channel.transport)
+        uses: list[tuple[Any, ResponseMode | None, str]]
+        uses = [(m.channel, m.mode, f"{service.name}.{m.name}") for m in service.methods.values()]
+        uses += [
+            (ls.channel, None, f"{service.name} listener") for ls in service.listeners.values()
+        ]
+        for spec, mode, what in uses:
+            channel = resolve_channel(spec, catalog)  # fail now, naming the extra to install
+            if mode is not None and mode not in channel.transport.modes:
+                able = sorted(s for s, t in catalog.transports.items() if mode in t.modes)
+                raise ConfigurationError(
+                    f"{what} is declared {mode.value!r} over {spec}, which {spec.transport} "
+                    f"cannot carry; channels that can: {', '.join(able) or 'none installed'}"
+                )
+            schemes.add(spec.transport)
     for scheme in bind or {}:
         if scheme not in catalog.transports:
             raise missing("transport", scheme, catalog.transports)

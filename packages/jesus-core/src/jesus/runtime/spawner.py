@@ -49,9 +49,26 @@ class CallSpawner:
         self._next_expiry = math.inf
         self._wake = anyio.Event()
         self._expiring = False
+        self._idle = anyio.Event()  # set while no call runs
+        self._idle.set()
 
     def __len__(self) -> int:
         return len(self._running)
+
+    async def wait_idle(self) -> None:
+        """Return once no call runs (for draining)."""
+        while self._running:
+            await self._idle.wait()
+
+    def _add(self, key: Any, entry: Any) -> None:
+        if not self._running:
+            self._idle = anyio.Event()
+        self._running[key] = entry
+
+    def _remove(self, key: Any) -> None:
+        del self._running[key]
+        if not self._running:
+            self._idle.set()
 
     def spawn(
         self, key: Any, job: Job, *args: Any, deadline: float | None = None, context: Any = None
@@ -61,7 +78,7 @@ class CallSpawner:
             self._tg.start_soon(self._run_scoped, key, job, args, deadline, context)
             return
         task = loop.create_task(job(*args))
-        self._running[key] = [task, deadline, context]
+        self._add(key, [task, deadline, context])
         self._keys[task] = key
         task.add_done_callback(self._done)
         if deadline is not None:
@@ -77,7 +94,7 @@ class CallSpawner:
         key = self._keys.pop(task, None)
         entry = self._running.get(key)
         if entry is not None and entry[0] is task:
-            del self._running[key]
+            self._remove(key)
         if not task.cancelled() and task.exception() is not None:
             log.error("call task failed", exc_info=task.exception())
 
@@ -89,8 +106,7 @@ class CallSpawner:
                 if deadline is None:
                     continue
                 if deadline <= now:
-                    entry = self._running.pop(key)
-                    entry[1] = None
+                    self._running[key][1] = None  # expired once; _done removes it
                     if not task.done():
                         task.cancel()
                         self._on_deadline(key, context)
@@ -107,14 +123,14 @@ class CallSpawner:
         self, key: Any, job: Job, args: tuple[Any, ...], deadline: float | None, context: Any
     ) -> None:
         with anyio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
-            self._running[key] = scope
+            self._add(key, scope)
             try:
                 await job(*args)
             except Exception:
                 log.exception("call task failed")
             finally:
                 if self._running.get(key) is scope:
-                    del self._running[key]
+                    self._remove(key)
         if scope.cancelled_caught and not scope.cancel_called:
             self._on_deadline(key, context)  # the deadline, not a cancel(), ended it
 

@@ -1,0 +1,194 @@
+"""Sending side: noResponse goes out once; ack and response are retransmitted with backoff
+until the answer comes or the deadline passes (the receiver de-duplicates, so a handler runs
+at most once per message)."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import logging
+import math
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskGroup
+
+from jesus.errors import (
+    BadFrame,
+    CallError,
+    DeadlineExceeded,
+    InvalidRequest,
+    TooLarge,
+    Unavailable,
+)
+from jesus.messages import Meta, ResponseMode
+from jesus.protocol.datagram import DatagramCodec, decode_datagram, read_error
+from jesus.protocol.frames import FrameType
+from jesus.runtime.futures import EventFuture
+from jesus.transport import TransportOptions
+from jesus_udp.sender import DatagramSender
+
+log = logging.getLogger("jesus.udp.client")
+
+
+def _endpoint(endpoint: str) -> tuple[str, int]:
+    from jesus_udp.transport import parse_endpoint
+
+    return parse_endpoint(endpoint)
+
+
+class _Socket:
+    """One local socket per address family, with its reader and sender."""
+
+    def __init__(self, socket: Any) -> None:
+        self.socket = socket
+        self.sender = DatagramSender(socket)
+
+
+class UdpClient:
+    def __init__(self, options: TransportOptions, task_group: TaskGroup) -> None:
+        self._options = options
+        self._limits = options.limits
+        self._tg = task_group
+        self._sockets: dict[str, _Socket] = {}
+        self._lock = anyio.Lock()
+        self._waiting: dict[int, Any] = {}  # message id -> future of the answer
+        # Random start: ids stay unique across restarts of this process within the window.
+        self._ids = itertools.count(int.from_bytes(os.urandom(6), "big") << 16)
+        self._codecs: dict[tuple[str, str], DatagramCodec] = {}
+
+    async def _socket_for(self, host: str) -> _Socket:
+        family = "ipv6" if ":" in host else "ipv4"
+        sock = self._sockets.get(family)
+        if sock is not None:
+            return sock
+        async with self._lock:
+            sock = self._sockets.get(family)
+            if sock is None:
+                local = _local_host(host)
+                raw = await anyio.create_udp_socket(local_host=local, local_port=0)
+                sock = self._sockets[family] = _Socket(raw)
+                self._tg.start_soon(sock.sender.run)
+                self._tg.start_soon(self._read, raw)
+        return sock
+
+    def _codec(self, codec: Any, compression: Any) -> DatagramCodec:
+        key = (codec.name, compression.name)
+        pair = self._codecs.get(key)
+        if pair is None:
+            pair = self._codecs[key] = DatagramCodec(codec, compression, self._limits)
+        return pair
+
+    async def _read(self, socket: Any) -> None:
+        try:
+            await self._read_loop(socket)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass  # closed by aclose()
+
+    async def _read_loop(self, socket: Any) -> None:
+        async for data, _ in socket:
+            try:
+                dg = decode_datagram(data)
+            except BadFrame as exc:
+                log.debug("ignored a datagram: %s", exc)
+                continue
+            future = self._waiting.get(dg.message_id)
+            if future is None or future.done():
+                continue  # a late or duplicate answer
+            if dg.type == FrameType.ERROR:
+                future.set_exception(read_error(dg.payload))
+            elif dg.type == FrameType.ACK:
+                future.set_result(None)
+            elif dg.type == FrameType.RESPONSE:
+                codec = self._codecs.get((dg.codec, dg.compression))
+                if codec is None:
+                    continue
+                try:
+                    future.set_result(codec.unpack(dg))
+                except CallError as exc:
+                    future.set_exception(exc)
+
+    async def request(
+        self,
+        endpoint: str,
+        codec: Any,
+        compression: Any,
+        method: str,
+        data: Any,
+        meta: Meta,
+        mode: ResponseMode,
+    ) -> Any:
+        host, port = _endpoint(endpoint)
+        try:
+            sock = await self._socket_for(host)
+        except OSError as exc:
+            raise Unavailable(f"cannot open a udp socket towards {endpoint}: {exc}") from None
+        pair = self._codec(codec, compression)
+        message_id = next(self._ids) & 0xFFFFFFFFFFFFFFFF
+        try:
+            datagram = pair.pack(
+                FrameType.REQUEST, message_id, [method, meta.to_wire(), data], mode
+            )
+        except TooLarge as exc:
+            exc.corrid = meta.corrid
+            raise
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), corrid=meta.corrid) from None
+        if mode is ResponseMode.NO_RESPONSE:
+            sock.sender.send(datagram, (host, port))
+            await anyio.lowlevel.checkpoint()
+            return None
+        future = EventFuture()  # waited on once per retransmission, so it must survive cancels
+        self._waiting[message_id] = future
+        deadline = math.inf
+        if meta.deadline_ms is not None:
+            deadline = anyio.current_time() + meta.deadline_ms / 1000
+        delay = self._limits.retry_initial
+        try:
+            while True:
+                sock.sender.send(datagram, (host, port))
+                wait = min(delay, deadline - anyio.current_time())
+                if wait <= 0:
+                    raise DeadlineExceeded(
+                        f"{method}: no answer over udp before the deadline", corrid=meta.corrid
+                    )
+                with anyio.move_on_after(wait):
+                    return await _result(future, meta)
+                delay = min(delay * 2, self._limits.retry_max)
+        finally:
+            self._waiting.pop(message_id, None)
+
+    def stream(
+        self, endpoint: str, codec: Any, compression: Any, method: str, data: Any, meta: Meta
+    ) -> AsyncIterator[Any]:
+        raise InvalidRequest(
+            f"{method}: stream calls need a stream channel (tcp, unix), not udp", corrid=meta.corrid
+        )
+
+    async def aclose(self) -> None:
+        sockets, self._sockets = self._sockets, {}
+        for sock in sockets.values():
+            await sock.socket.aclose()
+
+
+async def _result(future: Any, meta: Meta) -> Any:
+    try:
+        return await future
+    except CallError as exc:
+        if exc.corrid is None:
+            exc.corrid = meta.corrid
+        raise
+
+
+def _local_host(target: str) -> str:
+    """Bind next to the target: the loopback address for a loopback target."""
+    try:
+        address = ipaddress.ip_address(target)
+    except ValueError:
+        return "0.0.0.0"
+    if address.is_loopback:
+        return "::1" if address.version == 6 else "127.0.0.1"
+    return "::" if address.version == 6 else "0.0.0.0"

@@ -1,0 +1,54 @@
+"""The `udp` transport: `udp://host:port`, one message per datagram."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+from anyio.abc import TaskGroup
+
+from jesus.errors import ConfigurationError
+from jesus.messages import ResponseMode
+from jesus.runtime.dispatcher import CallDispatcher
+from jesus.transport import TransportOptions
+from jesus_udp.client import UdpClient
+from jesus_udp.server import UdpListener
+
+MODES = frozenset({ResponseMode.NO_RESPONSE, ResponseMode.ACK, ResponseMode.RESPONSE})
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    parts = urlsplit(endpoint)
+    if parts.scheme != "udp" or parts.hostname is None or parts.port is None:
+        raise ConfigurationError(f"udp endpoint {endpoint!r} must be udp://host:port")
+    return parts.hostname, parts.port
+
+
+def parse_bind(bind: str | None) -> tuple[str, int]:
+    if not bind:
+        return "127.0.0.1", 0
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigurationError(f"udp bind address {bind!r} must be host:port")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class UdpTransport:
+    """Carries noResponse, ack and response; stream needs a stream transport (tcp, unix)."""
+
+    scheme = "udp"
+    modes = MODES
+
+    async def listen(
+        self, dispatcher: CallDispatcher, bind: str | None, options: TransportOptions
+    ) -> UdpListener:
+        host, port = parse_bind(bind)
+        socket = await anyio.create_udp_socket(local_host=host, local_port=port)
+        local: Any = socket.extra(anyio.abc.SocketAttribute.local_address)
+        bound_host, bound_port = local[0], local[1]
+        host_text = f"[{bound_host}]" if ":" in bound_host else bound_host
+        return UdpListener(socket, f"udp://{host_text}:{bound_port}", dispatcher, options)
+
+    def client(self, options: TransportOptions, task_group: TaskGroup) -> Any:
+        return UdpClient(options, task_group)
