@@ -33,12 +33,14 @@ log = logging.getLogger("jesus.node")
 
 @dataclass
 class Node:
-    """Running services. `endpoints` maps each transport scheme to where it listens."""
+    """Running services. `endpoints` maps each transport scheme to where it listens, and
+    `listeners` to the transport's listener (for its counters, e.g. refused datagrams)."""
 
     services: list[Service]
     endpoints: dict[str, str]
     client: Client
     records: list[InstanceRecord] = field(default_factory=list)
+    listeners: dict[str, Listener] = field(default_factory=dict)
 
 
 @asynccontextmanager
@@ -111,7 +113,13 @@ async def serve(
             scheme: lis.endpoint for scheme, lis in zip(sorted(schemes), listeners, strict=True)
         }
         records = [_record(service, endpoints) for service in services]
-        node = Node(list(services), endpoints, client, records)
+        node = Node(
+            list(services),
+            endpoints,
+            client,
+            records,
+            dict(zip(sorted(schemes), listeners, strict=True)),
+        )
         for service in services:
             service.client = client
         async with client, anyio.create_task_group() as tg:
