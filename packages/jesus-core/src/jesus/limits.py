@@ -33,6 +33,13 @@ class Limits:
     write_buffer_size: int = 4 * MiB
     # Payloads at least this large are compressed; smaller ones are not worth it.
     compress_threshold: int = 512
+    # HTTP: largest request or response head (request line or status line and headers).
+    max_header_size: int = 16 * 1024
+    # HTTP: seconds a client has to send a whole request once it started (slow clients,
+    # "slowloris", are cut off).
+    request_timeout: float = 10.0
+    # HTTP: seconds an idle keep-alive connection is kept open.
+    idle_timeout: float = 60.0
     # Datagram transports: largest datagram sent or accepted (header and compressed payload).
     max_datagram_size: int = 8192
     # Datagram transports: seconds a receiver remembers a message id to drop retransmissions

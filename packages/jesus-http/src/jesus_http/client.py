@@ -1,0 +1,314 @@
+"""HTTP client: a pool of keep-alive connections per endpoint, one request at a time on each."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import httptools
+from anyio.abc import ByteStream, TaskGroup
+
+from jesus.errors import (
+    BadFrame,
+    CallError,
+    DeadlineExceeded,
+    InvalidRequest,
+    RemoteFailure,
+    TooLarge,
+    Unavailable,
+    error_from_wire,
+)
+from jesus.messages import Meta, ResponseMode
+from jesus.transport import TransportOptions
+from jesus_http import mapping
+from jesus_http.parser import Message, ResponseParser
+
+READ_SIZE = 65536
+BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+Connector = Callable[[str], Awaitable[ByteStream]]
+
+
+class Sent(Unavailable):
+    """The connection broke after the request went out: the server may have run it."""
+
+    sent = True
+
+
+class HttpConnection:
+    def __init__(self, stream: ByteStream, options: TransportOptions) -> None:
+        self.stream = stream
+        self.limits = options.limits
+        self.parser = ResponseParser(self.limits.max_header_size, self.limits.max_message_size)
+        self.reused = False
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send(data)
+
+    async def read_head(self) -> Message:
+        """Read until the response head is complete (the body may follow in pieces)."""
+        while True:
+            if self.parser.ready:
+                return self.parser.ready.popleft()
+            partial = self.parser.partial
+            if partial is not None and partial.status:
+                return partial
+            await self._receive()
+
+    async def read_rest(self, message: Message) -> None:
+        while not message.complete:
+            await self._receive()
+        self.done_with(message)
+
+    def done_with(self, message: Message) -> None:
+        """Forget a complete response, so the next read starts with the next one."""
+        if self.parser.ready and self.parser.ready[0] is message:
+            self.parser.ready.popleft()
+
+    async def _receive(self) -> None:
+        data = await self.stream.receive(READ_SIZE)
+        try:
+            self.parser.feed(data)
+        except httptools.HttpParserError as exc:
+            raise BadFrame(f"malformed HTTP response: {exc}") from None
+
+
+class HttpClient:
+    def __init__(
+        self, connect: Connector, options: TransportOptions, task_group: TaskGroup
+    ) -> None:
+        self._connect = connect
+        self._options = options
+        self._limits = options.limits
+        self._idle: dict[str, list[HttpConnection]] = {}  # kept-alive connections per endpoint
+
+    async def _acquire(self, endpoint: str) -> HttpConnection:
+        idle = self._idle.get(endpoint)
+        if idle:
+            conn = idle.pop()
+            conn.reused = True
+            return conn
+        try:
+            stream = await self._connect(endpoint)
+        except (OSError, anyio.BrokenResourceError) as exc:
+            raise Unavailable(f"cannot connect to {endpoint}: {exc}") from None
+        return HttpConnection(stream, self._options)
+
+    async def _release(self, endpoint: str, conn: HttpConnection, keep: bool) -> None:
+        idle = self._idle.setdefault(endpoint, [])
+        if keep and len(idle) < self._limits.max_connections:
+            idle.append(conn)
+            return
+        with anyio.CancelScope(shield=True):
+            await conn.stream.aclose()
+
+    def _request_bytes(
+        self,
+        endpoint: str,
+        codec: Any,
+        compression: Any,
+        method: str,
+        data: Any,
+        meta: Meta,
+        mode: ResponseMode,
+    ) -> bytes:
+        parts = urlsplit(endpoint)
+        service, _, name = method.partition(".")
+        try:
+            body: bytes = codec.encode(data)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), corrid=meta.corrid) from None
+        headers = [
+            ("host", parts.netloc),
+            ("content-type", mapping.CONTENT_TYPES.get(codec.name, codec.content_type)),
+            ("accept", mapping.CONTENT_TYPES.get(codec.name, codec.content_type)),
+            ("accept-encoding", "zstd, gzip"),
+            (mapping.MODE_HEADER, mode.value),
+            *mapping.headers_from_meta(meta.to_wire()),
+        ]
+        if (
+            compression.content_encoding not in (None, "identity")
+            and len(body) >= self._limits.compress_threshold
+        ):
+            body = compression.compress(body)
+            headers.append(("content-encoding", compression.content_encoding))
+        if len(body) > self._limits.max_message_size:
+            raise TooLarge(
+                f"request of {len(body)} bytes exceeds max_message_size ({self._limits.max_message_size})",
+                corrid=meta.corrid,
+            )
+        headers.append(("content-length", str(len(body))))
+        head = f"POST /{service}/{name} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
+        return head.encode("latin-1") + b"\r\n" + body
+
+    async def request(
+        self,
+        endpoint: str,
+        codec: Any,
+        compression: Any,
+        method: str,
+        data: Any,
+        meta: Meta,
+        mode: ResponseMode,
+    ) -> Any:
+        raw = self._request_bytes(endpoint, codec, compression, method, data, meta, mode)
+        deadline = (
+            None if meta.deadline_ms is None else anyio.current_time() + meta.deadline_ms / 1000
+        )
+        for attempt in range(2):
+            conn = await self._acquire(endpoint)
+            keep = False
+            try:
+                with anyio.fail_after(
+                    None if deadline is None else max(0.0, deadline - anyio.current_time())
+                ):
+                    await conn.send(raw)
+                    head = await conn.read_head()
+                    await conn.read_rest(head)
+                keep = head.keep_alive
+                return self._result(head, meta)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"{method}: no answer over http before the deadline", corrid=meta.corrid
+                ) from None
+            except BROKEN as exc:
+                if conn.reused and attempt == 0 and not conn.parser.partial:
+                    continue  # a kept-alive connection the server had closed: try a fresh one
+                raise Sent(
+                    f"connection to {endpoint} broke: {exc or type(exc).__name__}",
+                    corrid=meta.corrid,
+                ) from None
+            finally:
+                await self._release(endpoint, conn, keep)
+        raise Unavailable(f"cannot reach {endpoint}")  # pragma: no cover - loop always returns
+
+    def _decompress(self, message: Message, body: bytes) -> bytes:
+        encoding = message.headers.get("content-encoding", "identity").strip().lower()
+        if encoding == "identity":
+            return body
+        compression = next(
+            (c for c in self._options.compressions.values() if c.content_encoding == encoding), None
+        )
+        if compression is None:
+            raise BadFrame(f"response content-encoding {encoding!r} is not supported")
+        try:
+            return compression.decompress(body, self._limits.max_decompressed_size)
+        except ValueError as exc:
+            raise BadFrame(f"response body does not decompress: {exc}") from None
+
+    def _codec(self, message: Message) -> Any:
+        name = mapping.codec_for(message.headers.get("content-type"))
+        codec = self._options.codecs.get(name or "")
+        if codec is None:
+            raise BadFrame(
+                f"response content-type {message.headers.get('content-type')!r} is not supported"
+            )
+        return codec
+
+    def _result(self, message: Message, meta: Meta) -> Any:
+        if message.refused:
+            raise TooLarge(message.refusal, corrid=meta.corrid)
+        body = self._decompress(message, bytes(message.body))
+        if message.status == 202:
+            return None
+        if message.status == 200:
+            try:
+                return self._codec(message).decode(body) if body else None
+            except ValueError as exc:
+                raise BadFrame(f"response body is not valid: {exc}", corrid=meta.corrid) from None
+        raise self._error(message.status, body, meta)
+
+    @staticmethod
+    def _error(status: int, body: bytes, meta: Meta) -> CallError:
+        try:
+            raw = json.loads(body)["error"]
+        except (ValueError, KeyError, TypeError):
+            return RemoteFailure(f"HTTP {status}: {body[:200]!r}", corrid=meta.corrid, remote=True)
+        return error_from_wire(raw, meta.corrid)
+
+    async def stream(
+        self, endpoint: str, codec: Any, compression: Any, method: str, data: Any, meta: Meta
+    ) -> AsyncIterator[Any]:
+        raw = self._request_bytes(
+            endpoint, codec, compression, method, data, meta, ResponseMode.STREAM
+        )
+        conn = await self._acquire(endpoint)
+        finished = False
+        head: Message | None = None
+        try:
+            try:
+                await conn.send(raw)
+                head = await conn.read_head()
+            except BROKEN as exc:
+                raise Sent(f"connection to {endpoint} broke: {exc}", corrid=meta.corrid) from None
+            if head.status != 200:
+                await conn.read_rest(head)
+                finished = True
+                self._result(head, meta)  # raises the error the server sent
+                raise RemoteFailure(
+                    f"HTTP {head.status} where a stream was expected", corrid=meta.corrid
+                )
+            answer = self._codec(head)
+            json_lines = answer.name == "json"
+            buffer = bytearray()
+            while True:
+                buffer += bytes(head.body)
+                head.body.clear()
+                for obj in _split(buffer, json_lines, answer, self._limits.max_message_size):
+                    if "error" in obj:
+                        finished = True
+                        raise error_from_wire(obj["error"], meta.corrid)
+                    yield obj["item"]
+                if head.complete:
+                    conn.done_with(head)
+                    finished = True
+                    if buffer:
+                        raise BadFrame("stream ended inside an item", corrid=meta.corrid)
+                    return
+                try:
+                    await conn._receive()
+                except BROKEN as exc:
+                    raise Sent(f"stream from {endpoint} broke: {exc}", corrid=meta.corrid) from None
+        finally:
+            # A stream left early cannot be resumed on this connection: closing it is what
+            # tells the server to stop the handler.
+            await self._release(endpoint, conn, finished and head is not None and head.keep_alive)
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                with anyio.CancelScope(shield=True):
+                    await conn.stream.aclose()
+
+
+def _split(buffer: bytearray, json_lines: bool, codec: Any, limit: int) -> list[Any]:
+    """Whole items at the front of `buffer` (removed from it)."""
+    out: list[Any] = []
+    while True:
+        if json_lines:
+            end = buffer.find(b"\n")
+            if end < 0:
+                if len(buffer) > limit:
+                    raise TooLarge("stream item exceeds max_message_size")
+                return out
+            line, rest = bytes(buffer[:end]), end + 1
+        else:
+            if len(buffer) < 4:
+                return out
+            (size,) = mapping.FRAME_LENGTH.unpack_from(buffer)
+            if size > limit:
+                raise TooLarge("stream item exceeds max_message_size")
+            if len(buffer) < 4 + size:
+                return out
+            line, rest = bytes(buffer[4 : 4 + size]), 4 + size
+        del buffer[:rest]
+        try:
+            obj = codec.decode(line)
+        except ValueError as exc:
+            raise BadFrame(f"bad stream item: {exc}") from None
+        if not isinstance(obj, dict) or not ({"item", "error"} & obj.keys()):
+            raise BadFrame('stream items must be {"item": ...} or {"error": ...}')
+        out.append(obj)

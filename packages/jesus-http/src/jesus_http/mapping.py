@@ -1,0 +1,121 @@
+"""The HTTP mapping of PROTOCOL.md: status codes, meta headers, content types, stream framing.
+Shared by the server and the client."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+from jesus.errors import CallError
+from jesus.messages import ResponseMode
+
+# Error code -> HTTP status.
+STATUS_OF = {
+    "UNKNOWN_METHOD": 404,
+    "INVALID_REQUEST": 400,
+    "INVALID_RESPONSE": 500,
+    "DEADLINE_EXCEEDED": 504,
+    "UNAVAILABLE": 503,
+    "TOO_LARGE": 413,
+    "CANCELLED": 499,
+    "PROTOCOL_ERROR": 400,
+    "REMOTE_FAILURE": 500,
+}
+REASONS = {
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    431: "Request Header Fields Too Large",
+    499: "Client Closed Request",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+# Meta travels in these headers (lower case); the wire key of jesus.messages.Meta beside.
+META_HEADERS = {
+    "x-jesus-corrid": "c",
+    "x-jesus-userid": "u",
+    "x-jesus-from": "f",
+    "x-jesus-sent-at": "o",
+    "x-jesus-deadline-ms": "d",
+    "traceparent": "t",
+    "x-jesus-channel": "h",
+}
+MODE_HEADER = "x-jesus-mode"
+ERROR_HEADER = "x-jesus-error"
+
+# Content types per codec, and what each accepts on the way in.
+CONTENT_TYPES = {"json": "application/json", "msgpack": "application/msgpack"}
+CODEC_OF_TYPE = {
+    "application/json": "json",
+    "text/json": "json",
+    "application/msgpack": "msgpack",
+    "application/x-msgpack": "msgpack",
+    "application/vnd.msgpack": "msgpack",
+}
+STREAM_TYPES = {"json": "application/x-ndjson", "msgpack": "application/x-jesus-msgpack-stream"}
+CODEC_OF_TYPE.update({content_type: codec for codec, content_type in STREAM_TYPES.items()})
+FRAME_LENGTH = struct.Struct("!I")
+
+
+def codec_for(content_type: str | None) -> str | None:
+    """The codec name for a Content-Type (parameters ignored); JSON when there is none."""
+    if not content_type:
+        return "json"
+    return CODEC_OF_TYPE.get(content_type.split(";", 1)[0].strip().lower())
+
+
+def meta_from_headers(headers: dict[str, str]) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for header, key in META_HEADERS.items():
+        value = headers.get(header)
+        if value is None:
+            continue
+        if key == "d":
+            try:
+                meta[key] = int(value)
+            except ValueError:
+                meta[key] = value  # Meta.from_wire refuses it with a clear message
+        elif key == "o":
+            try:
+                meta[key] = float(value)
+            except ValueError:
+                meta[key] = value
+        else:
+            meta[key] = value
+    return meta
+
+
+def headers_from_meta(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(h, str(meta[k])) for h, k in META_HEADERS.items() if meta.get(k) is not None]
+
+
+def mode_from_header(value: str | None) -> ResponseMode | None:
+    if value is None:
+        return None
+    try:
+        return ResponseMode(value)
+    except ValueError:
+        return None
+
+
+def error_body(error: CallError) -> dict[str, Any]:
+    return {"error": error.to_wire()}
+
+
+def pick_encoding(accept_encoding: str | None, available: Mapping[str, Any]) -> Any:
+    """The compression to answer with: zstd, then gzip, when the client accepts it."""
+    if not accept_encoding:
+        return None
+    offered = {part.split(";", 1)[0].strip().lower() for part in accept_encoding.split(",")}
+    for name in ("zstd", "gzip"):
+        if name in offered and name in available:
+            return available[name]
+    return None

@@ -1,0 +1,161 @@
+"""Incremental request/response parsing on httptools, with the limits checked as bytes arrive."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import httptools
+
+
+@dataclass
+class Message:
+    method: str = ""
+    target: str = ""
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytearray = field(default_factory=bytearray)
+    keep_alive: bool = True
+    complete: bool = False
+    # Set when a limit was passed; the message is then refused, never processed.
+    refused: int = 0  # HTTP status to refuse with
+    refusal: str = ""
+
+
+class _Collector:
+    """httptools callbacks filling Messages; never raises (limits only mark the message)."""
+
+    def __init__(self, max_header_size: int, max_body_size: int, response: bool) -> None:
+        self.max_header_size = max_header_size
+        self.max_body_size = max_body_size
+        self.response = response
+        self.ready: deque[Message] = deque()
+        self.current: Message | None = None
+        self.header_bytes = 0
+        self.parser: Any = None
+        self._name = b""
+
+    def on_message_begin(self) -> None:
+        self.current = Message()
+        self.header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        assert self.current is not None
+        self.header_bytes += len(url)
+        self.current.target += url.decode("latin-1")
+        self._check_headers()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        msg = self.current
+        assert msg is not None
+        self.header_bytes += len(name) + len(value) + 4
+        if not self._check_headers():
+            return
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        msg.headers[key] = f"{msg.headers[key]}, {text}" if key in msg.headers else text
+
+    def _check_headers(self) -> bool:
+        msg = self.current
+        assert msg is not None
+        if self.header_bytes > self.max_header_size and not msg.refused:
+            msg.refused, msg.refusal = (
+                431,
+                f"headers exceed max_header_size ({self.max_header_size} bytes)",
+            )
+        return not msg.refused
+
+    def on_headers_complete(self) -> None:
+        msg = self.current
+        assert msg is not None
+        parser = self.parser
+        if self.response:
+            msg.status = parser.get_status_code()
+        else:
+            msg.method = parser.get_method().decode("latin-1")
+        version = parser.get_http_version()
+        connection = msg.headers.get("connection", "").lower()
+        msg.keep_alive = "close" not in connection and (
+            version == "1.1" or "keep-alive" in connection
+        )
+        length = msg.headers.get("content-length")
+        if (
+            length is not None
+            and length.isdigit()
+            and int(length) > self.max_body_size
+            and not msg.refused
+        ):
+            msg.refused, msg.refusal = (
+                413,
+                f"body exceeds max_message_size ({self.max_body_size} bytes)",
+            )
+
+    def on_body(self, body: bytes) -> None:
+        msg = self.current
+        assert msg is not None
+        if msg.refused:
+            return
+        if len(msg.body) + len(body) > self.max_body_size:
+            msg.refused, msg.refusal = (
+                413,
+                f"body exceeds max_message_size ({self.max_body_size} bytes)",
+            )
+            msg.body.clear()
+            return
+        msg.body += body
+
+    def on_message_complete(self) -> None:
+        msg = self.current
+        assert msg is not None
+        msg.complete = True
+        self.ready.append(msg)
+        self.current = None
+
+
+class RequestParser:
+    """Bytes in, complete requests out. `feed` raises httptools.HttpParserError on bad HTTP."""
+
+    def __init__(self, max_header_size: int, max_body_size: int) -> None:
+        self._collector = _Collector(max_header_size, max_body_size, response=False)
+        self._parser = httptools.HttpRequestParser(self._collector)
+        self._collector.parser = self._parser
+
+    def feed(self, data: bytes) -> None:
+        self._parser.feed_data(data)
+
+    @property
+    def ready(self) -> deque[Message]:
+        return self._collector.ready
+
+    @property
+    def partial(self) -> Message | None:
+        """The message being received, if any (headers over the limit show here first)."""
+        return self._collector.current
+
+
+class ResponseParser:
+    def __init__(self, max_header_size: int, max_body_size: int) -> None:
+        self._collector = _Collector(max_header_size, max_body_size, response=True)
+        self._parser = httptools.HttpResponseParser(self._collector)
+        self._collector.parser = self._parser
+
+    def feed(self, data: bytes) -> None:
+        self._parser.feed_data(data)
+
+    @property
+    def ready(self) -> deque[Message]:
+        return self._collector.ready
+
+    @property
+    def partial(self) -> Message | None:
+        return self._collector.current
+
+    def take_body(self) -> bytes:
+        """Body bytes received so far of the message in progress (for streamed responses)."""
+        msg = self._collector.current
+        if msg is None:
+            return b""
+        data = bytes(msg.body)
+        msg.body.clear()
+        return data
