@@ -34,13 +34,28 @@ def test_channel_resolves_to_its_three_plugins() -> None:
     )
 
 
-@pytest.mark.parametrize(("spec", "extra"), [("http+json+gzip", "http"), ("https+msgpack", "http")])
-def test_missing_channel_names_the_extra(spec: str, extra: str) -> None:
+@pytest.mark.parametrize(
+    ("spec", "extra"),
+    [
+        ("http+json+gzip", "http"),
+        ("https+msgpack", "http"),
+        ("udp+msgpack", "udp"),
+        ("unix", "tcp"),
+    ],
+)
+def test_missing_channel_names_the_extra(
+    spec: str, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JESUS_LOAD_PLUGINS", "")  # as if only jesus-core were installed
+    pm, failures = get_plugin_manager()
     with pytest.raises(ChannelNotInstalled, match=rf'pip install "jesus-core\[{extra}\]"'):
-        resolve_channel(spec, default_catalog())
+        resolve_channel(spec, build_catalog(pm, failures))
 
 
-def test_missing_channel_fails_at_declaration_time_of_serve() -> None:
+def test_missing_channel_fails_when_serving(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JESUS_LOAD_PLUGINS", "tcp")
+    pm, failures = get_plugin_manager()
+    catalog = build_catalog(pm, failures)
     svc = jesus.Service("needs-http", channel="http+json")
 
     @svc.method()
@@ -48,7 +63,7 @@ def test_missing_channel_fails_at_declaration_time_of_serve() -> None:
         return data
 
     async def start() -> None:
-        async with jesus.serve(svc):
+        async with jesus.serve(svc, catalog=catalog):
             pass
 
     import anyio

@@ -89,7 +89,7 @@ async def test_stream_methods_are_refused_on_udp(registry: str) -> None:
         yield 1
 
     with pytest.raises(
-        jesus.ConfigurationError, match=r"cannot carry; channels that can: tcp, unix"
+        jesus.ConfigurationError, match=r"cannot carry; channels that can: http, tcp, unix"
     ):
         async with jesus.serve(svc, registry=registry):
             pass
