@@ -24,7 +24,7 @@ async def test_all_modes(running: Any, channel: str) -> None:
         big = {"blob": "jesus " * 20_000}  # compressed on channels that compress
         assert await client.call("calc.echo", big) == big
         assert await client.call("calc.record", {"n": 1}) is None
-        assert state["acked"] == [{"n": 1}]
+        await wait_until(lambda: state["acked"] == [{"n": 1}])  # ack: accepted, runs after
         assert await client.notify("calc.fire", {"n": 2}) is None
         await wait_until(lambda: bool(state["notified"]))
         assert state["notified"] == [{"n": 2}]

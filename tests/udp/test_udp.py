@@ -51,7 +51,7 @@ async def test_modes_over_udp(running: Any, channel: str) -> None:
         assert node.endpoints["udp"].startswith("udp://127.0.0.1:")
         assert await client.call("calc.add", {"a": 2, "b": 3}) == 5
         assert await client.call("calc.record", {"n": 1}) is None
-        assert state["acked"] == [{"n": 1}]
+        await wait_until(lambda: state["acked"] == [{"n": 1}])  # ack: accepted, runs after
         await client.notify("calc.fire", {"n": 2})
         await wait_until(lambda: state["notified"])
         with pytest.raises(jesus.InvalidRequest):

@@ -235,7 +235,6 @@ class HttpClient:
             endpoint, codec, compression, method, data, meta, ResponseMode.STREAM
         )
         conn = await self._acquire(endpoint)
-        finished = False
         head: Message | None = None
         try:
             try:
@@ -245,7 +244,6 @@ class HttpClient:
                 raise Sent(f"connection to {endpoint} broke: {exc}", corrid=meta.corrid) from None
             if head.status != 200:
                 await conn.read_rest(head)
-                finished = True
                 self._result(head, meta)  # raises the error the server sent
                 raise RemoteFailure(
                     f"HTTP {head.status} where a stream was expected", corrid=meta.corrid
@@ -258,12 +256,10 @@ class HttpClient:
                 head.body.clear()
                 for obj in _split(buffer, json_lines, answer, self._limits.max_message_size):
                     if "error" in obj:
-                        finished = True
                         raise error_from_wire(obj["error"], meta.corrid)
                     yield obj["item"]
                 if head.complete:
                     conn.done_with(head)
-                    finished = True
                     if buffer:
                         raise BadFrame("stream ended inside an item", corrid=meta.corrid)
                     return
@@ -274,7 +270,11 @@ class HttpClient:
         finally:
             # A stream left early cannot be resumed on this connection: closing it is what
             # tells the server to stop the handler.
-            await self._release(endpoint, conn, finished and head is not None and head.keep_alive)
+            # Only a response read to its end leaves the connection ready for the next request.
+            reusable = head is not None and head.complete and head.keep_alive
+            if head is not None and head.complete:
+                conn.done_with(head)
+            await self._release(endpoint, conn, reusable)
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}

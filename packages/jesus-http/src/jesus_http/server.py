@@ -17,7 +17,6 @@ from anyio.abc import ByteStream, Listener, TaskGroup
 from jesus.errors import (
     BadFrame,
     CallError,
-    DeadlineExceeded,
     InvalidRequest,
     InvalidResponse,
     TooLarge,
@@ -242,19 +241,13 @@ class HttpConnection:
         path = request.target.split("?", 1)[0]
         parts = [p for p in path.split("/") if p]
         try:
+            if len(parts) == 2 and request.method != "POST":
+                error = InvalidRequest(f"use POST to call {parts[0]}.{parts[1]}")
+                await self.send_json(405, mapping.error_body(error), [("allow", "POST")], keep)
+                return keep
             if request.method == "GET":
                 return await self._describe(parts, keep)
-            if request.method != "POST" or len(parts) != 2:
-                if len(parts) == 2:
-                    await self.send_json(
-                        405,
-                        mapping.error_body(
-                            InvalidRequest(f"use POST to call {parts[0]}.{parts[1]}")
-                        ),
-                        [("allow", "POST")],
-                        keep,
-                    )
-                    return keep
+            if len(parts) != 2:
                 raise UnknownMethod(f"no route for {request.method} {path}")
             return await self._call(request, f"{parts[0]}.{parts[1]}", keep)
         except PeerGone:
@@ -378,21 +371,27 @@ class HttpConnection:
     async def _watched(self, call: PreparedCall) -> Any:
         """Run the handler; cancel it if the client leaves or the deadline passes."""
         result: Any = _GONE
+        error: CallError | None = None
+        # Errors are carried out of the task group by hand: raised inside, they would come
+        # out wrapped in an exception group.
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_peer, tg.cancel_scope)
             try:
-                if call.deadline is None:
+                left = (
+                    None
+                    if call.deadline is None
+                    else max(0.0, call.deadline - anyio.current_time())
+                )
+                with anyio.fail_after(left):
                     result = await self.dispatcher.run(call)
-                else:
-                    with anyio.fail_after(max(0.0, call.deadline - anyio.current_time())):
-                        result = await self.dispatcher.run(call)
             except TimeoutError:
-                raise DeadlineExceeded(
-                    f"{call.entry.full_name} ran past the caller's deadline",
-                    corrid=call.meta.corrid,
-                ) from None
+                error = self.dispatcher.deadline_exceeded(call)
+            except CallError as exc:
+                error = exc
             finally:
                 tg.cancel_scope.cancel()
+        if error is not None:
+            raise error
         return result
 
     async def _watch_peer(self, scope: anyio.CancelScope) -> None:
@@ -448,6 +447,8 @@ class HttpConnection:
                         break
                     await self.send(chunk)
                 await self.send(b"0\r\n\r\n")
+            except PeerGone:
+                self._eof = True
             finally:
                 with anyio.CancelScope(shield=True):
                     await items.aclose()  # type: ignore[attr-defined]
