@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import stacks
 
 # Only the transport under test: other installed plugins (an example middleware) stay out.
-os.environ["JESUS_LOAD_PLUGINS"] = "tcp"
+os.environ["JESUS_LOAD_PLUGINS"] = "tcp,http"
 
 STACKS = {
     "raw-asyncio": "asyncio",
@@ -39,6 +39,8 @@ STACKS = {
     "jesus": "asyncio",
     "jesus-uvloop": "asyncio+uvloop",
     "jesus-trio": "trio",
+    "aiohttp": "asyncio",
+    "jesus-http": "asyncio",
 }
 SERVER_OF = {
     "raw-asyncio": "raw",
@@ -46,6 +48,8 @@ SERVER_OF = {
     "jesus": "jesus",
     "jesus-uvloop": "jesus",
     "jesus-trio": "jesus",
+    "aiohttp": "aiohttp",
+    "jesus-http": "jesus",
 }
 
 
@@ -64,6 +68,10 @@ def serve(kind: str, port: int, registry: str) -> None:
         import asyncio
 
         asyncio.run(stacks.grpc_server(port))
+    elif kind == "aiohttp":
+        import asyncio
+
+        asyncio.run(stacks.aiohttp_server(port))
     else:
         anyio.run(stacks.jesus_server, registry, f"127.0.0.1:{port}")
 
@@ -74,11 +82,14 @@ async def client_for(stack: str, port: int, registry: str) -> AsyncIterator[Any]
         call, close = await stacks.raw_client(port)
     elif stack == "grpc.aio":
         call, close = await stacks.grpc_client(port)
+    elif stack == "aiohttp":
+        call, close = await stacks.aiohttp_client(port)
     else:
         import jesus
 
+        target = "bench.call_http" if stack == "jesus-http" else "bench.call"
         async with jesus.Client(registry) as client:
-            yield partial(client.call, "bench.call", stacks.REQUEST)
+            yield partial(client.call, target, stacks.REQUEST)
         return
     try:
         yield call
@@ -217,18 +228,21 @@ def report(
         f"{os.cpu_count()} cores; command: python benchmarks/rpc.py "
         f"--repeat {args.repeat} --duration {args.duration} --concurrency {args.concurrency}\n"
     )
-    print("| stack | in flight | calls/s | p50 µs | p99 µs | vs raw asyncio | vs grpc.aio |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    baselines = [b for b in ("raw-asyncio", "grpc.aio", "aiohttp") if b in chosen]
+    print(
+        "| stack | in flight | calls/s | p50 µs | p99 µs | "
+        + " | ".join(f"vs {b}" for b in baselines)
+        + " |"
+    )
+    print("|---|---:|---:|---:|---:|" + "---:|" * len(baselines))
     for c in levels:
-        raw = median("raw-asyncio", c, "calls_per_s") if "raw-asyncio" in chosen else None
-        grpc = median("grpc.aio", c, "calls_per_s") if "grpc.aio" in chosen else None
+        base = [median(b, c, "calls_per_s") for b in baselines]
         for stack in chosen:
             cps = median(stack, c, "calls_per_s")
-            vs_raw = f"{cps / raw:.2f}x" if raw else "-"
-            vs_grpc = f"{cps / grpc:.2f}x" if grpc else "-"
+            ratios = " | ".join(f"{cps / b:.2f}x" for b in base)
             print(
                 f"| {stack} | {c} | {cps:,.0f} | {median(stack, c, 'p50_us'):,.0f} | "
-                f"{median(stack, c, 'p99_us'):,.0f} | {vs_raw} | {vs_grpc} |"
+                f"{median(stack, c, 'p99_us'):,.0f} | {ratios} |"
             )
     if args.json:
         args.json.write_text(json.dumps({f"{s}@{c}": v for (s, c), v in results.items()}, indent=2))

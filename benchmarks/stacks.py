@@ -168,6 +168,10 @@ def jesus_service() -> Any:
     async def call(data: dict[str, Any]) -> dict[str, Any]:
         return answer(data)
 
+    @svc.method(request=REQUEST_SCHEMA, response=RESPONSE_SCHEMA, channel="http+json")
+    async def call_http(data: dict[str, Any]) -> dict[str, Any]:
+        return answer(data)
+
     return svc
 
 
@@ -178,3 +182,33 @@ async def jesus_server(registry: str, bind: str) -> None:
 
     async with jesus.serve(jesus_service(), registry=registry, bind={"tcp": bind}):
         await anyio.sleep_forever()
+
+
+# ------------------------------------------------------------------ aiohttp
+
+
+async def aiohttp_server(port: int) -> None:
+    from aiohttp import web
+
+    async def handle(request: Any) -> Any:
+        return web.json_response(answer(await request.json()))
+
+    app = web.Application()
+    app.router.add_post("/bench/call", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
+
+
+async def aiohttp_client(port: int) -> tuple[Call, Callable[[], Awaitable[None]]]:
+    import aiohttp
+
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
+    url = f"http://127.0.0.1:{port}/bench/call"
+
+    async def call() -> Any:
+        async with session.post(url, json=REQUEST) as response:
+            return await response.json()
+
+    return call, session.close

@@ -25,8 +25,8 @@ from jesus.messages import Meta, ResponseMode
 from jesus.protocol import events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
 from jesus.runtime.futures import future_factory
+from jesus.runtime.writer import BROKEN, FrameWriter
 from jesus.transport import TransportOptions
-from jesus_tcp.writer import BROKEN, FrameWriter
 
 log = logging.getLogger("jesus.tcp.client")
 

@@ -24,8 +24,8 @@ from jesus.protocol.connection import ProtocolConnection, Role
 from jesus.protocol.frames import FrameTooLarge
 from jesus.runtime.dispatcher import CallDispatcher, PreparedCall
 from jesus.runtime.spawner import CallSpawner
+from jesus.runtime.writer import BROKEN, FrameWriter
 from jesus.transport import TransportOptions
-from jesus_tcp.writer import BROKEN, FrameWriter
 
 log = logging.getLogger("jesus.tcp.server")
 
