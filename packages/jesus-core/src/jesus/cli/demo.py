@@ -67,7 +67,8 @@ async def _exercise(registry: str, timeout: float) -> Checks:
         print("pricing and orders are up, each in its own process\n", flush=True)
         for channel in demo_channels():
             s, modes = slug(channel), modes_of(channel)
-            print(f"channel {channel}", flush=True)
+            seed = "  (the seed's compressedHttp)" if channel == "http+json+gzip" else ""
+            print(f"channel {channel}{seed}", flush=True)
 
             async def place(_s: str = s) -> str:
                 r = await client.call(f"orders.place_{_s}", {"sku": "pear", "qty": 4})
