@@ -8,6 +8,7 @@
     │   ├── LocalProtocolError      ... by us
     │   └── RemoteProtocolError     ... by the peer
     ├── RegistryError               the registry backend failed
+    ├── EventNotDelivered           an acknowledged event did not reach every group
     └── CallError                   a call failed; travels over the wire as {code, message}
         ├── UnknownMethod           UNKNOWN_METHOD
         ├── InvalidRequest          INVALID_REQUEST
@@ -36,6 +37,7 @@ __all__ = [
     "ChannelNotInstalled",
     "ConfigurationError",
     "DeadlineExceeded",
+    "EventNotDelivered",
     "InvalidRequest",
     "InvalidResponse",
     "JesusError",
@@ -83,6 +85,18 @@ class RemoteProtocolError(ProtocolError):
 
 class RegistryError(JesusError):
     pass
+
+
+class EventNotDelivered(JesusError):
+    """Raised by an `ack` emit when some listener groups did not acknowledge the event;
+    `failures` maps each such group to the error it last gave."""
+
+    def __init__(self, event: str, failures: dict[str, Exception], delivered: list[str]) -> None:
+        detail = "; ".join(f"{group}: {error}" for group, error in sorted(failures.items()))
+        super().__init__(f"event {event!r} not acknowledged by {len(failures)} group(s): {detail}")
+        self.event = event
+        self.failures = failures
+        self.delivered = delivered
 
 
 class CallError(JesusError):

@@ -47,7 +47,7 @@ def new_corrid() -> str:
 
 
 # Short wire keys keep the envelope small; PROTOCOL.md lists them: c corrid, u userid,
-# f from, o reqOutTimestamp, d deadline (ms), t traceparent, h channel, x extra.
+# f from, o reqOutTimestamp, d deadline (ms), t traceparent, h channel, e event, x extra.
 
 
 @dataclass(slots=True)
@@ -67,6 +67,8 @@ class Meta:
     mode: ResponseMode = ResponseMode.RESPONSE
     deadline_ms: int | None = None
     traceparent: str | None = None
+    # The event's name, when the message is an event delivered to a listener.
+    event: str | None = None
     # Meta that plugins add (auth tokens, baggage); travels as the "x" map.
     extra: dict[str, Any] | None = None
 
@@ -85,6 +87,8 @@ class Meta:
             out["t"] = self.traceparent
         if self.channel is not None:
             out["h"] = self.channel
+        if self.event is not None:
+            out["e"] = self.event
         if self.extra:
             out["x"] = self.extra
         return out
@@ -108,6 +112,7 @@ class Meta:
             mode=mode,
             deadline_ms=_typed(get("d"), int, "d"),
             traceparent=_typed(get("t"), str, "t"),
+            event=_typed(get("e"), str, "e"),
             extra=_typed(get("x"), dict, "x"),
         )
         if meta.deadline_ms is not None and meta.deadline_ms < 0:
@@ -126,6 +131,7 @@ class Meta:
             "mode": str(self.mode),
             "deadlineMs": self.deadline_ms,
             "traceparent": self.traceparent,
+            "event": self.event,
         }
 
     def copy(self, **changes: Any) -> Meta:

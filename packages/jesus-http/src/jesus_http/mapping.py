@@ -47,6 +47,7 @@ META_HEADERS = {
     "x-jesus-deadline-ms": "d",
     "traceparent": "t",
     "x-jesus-channel": "h",
+    "x-jesus-event": "e",
 }
 MODE_HEADER = "x-jesus-mode"
 ERROR_HEADER = "x-jesus-error"

@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from jesus.errors import CallError, JesusError
+from jesus.errors import CallError, EventNotDelivered, JesusError
 from jesus.plugins import default_catalog
 from jesus.registry.open import open_registry, registry_url
 from jesus.runtime.client import Client
@@ -150,6 +150,31 @@ async def _call(args: argparse.Namespace, data: Any) -> int:
         return 0
 
 
+# ---------------------------------------------------------------- emit
+
+
+def emit(args: argparse.Namespace) -> int:
+    try:
+        data = json.loads(args.data)
+    except json.JSONDecodeError as exc:
+        return _fail(f"DATA is not JSON: {exc}", 2)
+    try:
+        groups = _run(args, _emit, args, data)
+    except EventNotDelivered as exc:
+        print(f"jesus: {exc}", file=sys.stderr)
+        return 1
+    except JesusError as exc:
+        return _fail(str(exc))
+    print(json.dumps({"event": args.event, "delivered_to": groups}))
+    return 0
+
+
+async def _emit(args: argparse.Namespace, data: Any) -> list[str]:
+    async with Client(args.registry, name="jesus-cli", timeout=args.timeout) as client:
+        mode = "ack" if args.ack else "noResponse"
+        return await client.emit(args.event, data, mode=mode, broadcast=args.broadcast)
+
+
 # ---------------------------------------------------------------- services
 
 
@@ -181,7 +206,7 @@ def services(args: argparse.Namespace) -> int:
             print(f"  listens {event}  group {spec.get('group')} over {spec.get('channel')}")
             print(f"      schema:   {json.dumps(spec.get('schema'))}")
         for event, spec in sorted(record.emits.items()):
-            print(f"  emits   {event}  over {spec.get('channel')}")
+            print(f"  emits   {event}  [{spec.get('mode')}]")
             print(f"      schema:   {json.dumps(spec.get('schema'))}")
     return 0
 

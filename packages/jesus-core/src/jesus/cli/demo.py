@@ -119,12 +119,29 @@ async def _exercise(registry: str, timeout: float) -> Checks:
             expected = len(demo_channels())
             for _ in range(50):  # noResponse lines may still be in flight
                 stats = await client.call("pricing.stats", None)
-                if stats["logs"] >= 3 * expected and stats["audits"] >= expected:
+                if (
+                    stats["logs"] >= 3 * expected
+                    and stats["audits"] >= expected
+                    and stats["orders placed"] >= expected
+                    and stats["order events"] >= expected
+                ):
                     return f"{stats['audits']} audits, {stats['logs']} log lines arrived"
                 await anyio.sleep(0.05)
             raise AssertionError(f"not everything arrived: {stats}")
 
         await checks.run("pricing.stats", delivered)
+
+        async def events() -> str:
+            stats = await client.call("pricing.stats", None)
+            groups = await client.emit("order.shipped", {"order": 1}, mode="ack")
+            assert groups == ["pricing"], groups
+            return (
+                f"order.placed reached pricing on two channels, udp (order.*) and tcp "
+                f"(order.placed): {stats['order events']} + {stats['orders placed']}; "
+                f"order.shipped acked by {groups}"
+            )
+
+        await checks.run("events     order.placed, order.shipped", events)
     return checks
 
 

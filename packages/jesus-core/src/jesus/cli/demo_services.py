@@ -58,12 +58,25 @@ def modes_of(channel: str) -> frozenset[ResponseMode]:
 
 def pricing() -> Service:
     svc = Service("pricing", version="1.0.0", description="quotes, a ticker, audits and logs")
-    seen = {"audits": 0, "logs": 0}
+    seen = {"audits": 0, "logs": 0, "orders placed": 0, "order events": 0}
 
     @svc.method(response={"type": "object"}, channel=demo_channels()[0])
     async def stats(data: Any) -> dict[str, int]:
-        """How many audits and log lines arrived."""
+        """How many audits, log lines and order events arrived."""
         return dict(seen)
+
+    # Events on two channels: every order event over udp, placed orders (acked) over tcp.
+    @svc.listener("order.*", channel=_first_channel("udp"))
+    async def on_order_event(data: Any) -> None:
+        seen["order events"] += 1
+
+    @svc.listener(
+        "order.placed",
+        schema={"type": "object", "required": ["order"]},
+        channel=_first_channel("tcp"),
+    )
+    async def on_order_placed(data: Any) -> None:
+        seen["orders placed"] += 1
 
     for channel in demo_channels():
         s, modes = slug(channel), modes_of(channel)
@@ -116,8 +129,14 @@ def pricing() -> Service:
     return svc
 
 
+def _first_channel(preferred: str) -> str:
+    """A channel of the preferred transport if installed, else the first demo channel."""
+    return next((c for c in demo_channels() if c.startswith(preferred + "+")), demo_channels()[0])
+
+
 def orders() -> Service:
     svc = Service("orders", version="1.0.0", description="places orders priced by pricing")
+    svc.emitter("order.placed", schema={"type": "object", "required": ["order"]}, mode="ack")
     counter = iter(range(1, 1_000_000))
     for channel in demo_channels():
         s = slug(channel)
@@ -129,8 +148,10 @@ def orders() -> Service:
             """Place an order: asks pricing over the same channel."""
             quote = await svc.call(f"pricing.quote_{_s}", data)
             meta = current_call()
+            order = next(counter)
+            await svc.emit("order.placed", {"order": order, "total": quote["total"]})
             return {
-                "order": next(counter),
+                "order": order,
                 "total": quote["total"],
                 "my_corrid": meta.corrid if meta else "",
                 "pricing_corrid": quote["corrid"],

@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     registry_option(p)
     p.set_defaults(func=commands.call)
 
+    p = sub.add_parser("emit", help="emit EVENT with JSON data to every listener group")
+    p.add_argument("event", metavar="EVENT")
+    p.add_argument("data", nargs="?", default="null", metavar="JSON")
+    p.add_argument("--ack", action="store_true", help="wait until every group acknowledged")
+    p.add_argument("--broadcast", action="store_true", help="every instance, not one per group")
+    p.add_argument("--timeout", type=float, default=30.0)
+    registry_option(p)
+    p.set_defaults(func=commands.emit)
+
     p = sub.add_parser("services", help="what the registry knows, with schemas")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     registry_option(p)

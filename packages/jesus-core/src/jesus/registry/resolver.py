@@ -23,13 +23,17 @@ class Resolver:
         self.backend = backend
         self.refresh = refresh
         self.penalty = penalty
-        self._cache: dict[str, tuple[float, list[InstanceRecord]]] = {}
+        self._cache: dict[str | None, tuple[float, list[InstanceRecord]]] = {}
         self._rr: dict[str, Any] = {}
         self._bad: dict[str, float] = {}
         self._lock = anyio.Lock()
         self._outage_logged = False
 
-    async def instances(self, service: str) -> list[InstanceRecord]:
+    async def everyone(self) -> list[InstanceRecord]:
+        """Every live instance of every service (to find an event's listeners), cached."""
+        return await self.instances(None)
+
+    async def instances(self, service: str | None) -> list[InstanceRecord]:
         now = time.monotonic()
         cached = self._cache.get(service)
         if cached is not None and now - cached[0] < self.refresh:

@@ -4,17 +4,22 @@ schema the provider published, send it over the method's channel, check the answ
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
+from jesus import events
 from jesus.channel import Channel, resolve_channel
 from jesus.errors import (
+    CallError,
     ConfigurationError,
     DeadlineExceeded,
+    EventNotDelivered,
     InvalidRequest,
     InvalidResponse,
     ServiceNotFound,
@@ -32,6 +37,8 @@ from jesus.runtime.context import current_meta, remaining_seconds
 from jesus.transport import TransportClient, TransportOptions
 from jesus.validation.base import schema_error
 from jesus.validation.cache import ValidatorCache
+
+log = logging.getLogger("jesus.client")
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -83,6 +90,10 @@ class Client:
         self._channels: dict[str, Channel] = {}
         self._send = chain(self.catalog.middleware, "client", self._send_innermost)
         self._open_stream = chain(self.catalog.middleware, "client", self._stream_innermost)
+        self._deliver = chain(self.catalog.middleware, "client", self._deliver_innermost)
+        self._group_turns: dict[str, int] = {}
+        # Events not delivered, per listener group (noResponse emits only log and count).
+        self.event_failures: Counter[str] = Counter()
         self._tg: TaskGroup | None = None
         self._stack = contextlib.AsyncExitStack()
 
@@ -116,10 +127,12 @@ class Client:
         *,
         timeout: float | None = None,
         userid: str | None = None,
+        sender: str | None = None,
     ) -> Any:
         """Call a method in its declared mode: the result for `response`, None once the
-        receiver accepted the message for `ack`, None at once for `noResponse`."""
-        return await self._call(target, data, None, timeout, userid)
+        receiver accepted the message for `ack`, None at once for `noResponse`.
+        `sender` is the name the call is made as (a Service's own calls use its name)."""
+        return await self._call(target, data, None, timeout, userid, sender)
 
     async def notify(
         self,
@@ -128,9 +141,10 @@ class Client:
         *,
         timeout: float | None = None,
         userid: str | None = None,
+        sender: str | None = None,
     ) -> None:
         """Fire and forget (noResponse), whatever mode the method declares."""
-        await self._call(target, data, ResponseMode.NO_RESPONSE, timeout, userid)
+        await self._call(target, data, ResponseMode.NO_RESPONSE, timeout, userid, sender)
 
     async def stream(
         self,
@@ -139,6 +153,7 @@ class Client:
         *,
         timeout: float | None = None,
         userid: str | None = None,
+        sender: str | None = None,
     ) -> AsyncIterator[Any]:
         """Iterate a stream method's items; breaking out cancels the stream at the server."""
         service, method = split_target(target)
@@ -147,7 +162,7 @@ class Client:
         record, method_rec, channel = self._plan(await self.resolver.pick(service), service, method)
         if method_rec.mode is not ResponseMode.STREAM:
             raise InvalidRequest(f"{target} is declared {method_rec.mode.value!r}, not 'stream'")
-        meta = self._meta(ResponseMode.STREAM, channel, seconds, userid)
+        meta = self._meta(ResponseMode.STREAM, channel, seconds, userid, sender)
         self._check_request(target, method_rec, data, meta)
         check = self._response_validator(method_rec)
         info = CallInfo(service, method, data, meta, ResponseMode.STREAM, channel.name, record)
@@ -174,15 +189,145 @@ class Client:
             with anyio.CancelScope(shield=True):
                 await items.aclose()
 
+    async def emit(
+        self,
+        event: str,
+        data: Any = None,
+        *,
+        mode: ResponseMode | str = ResponseMode.NO_RESPONSE,
+        broadcast: bool = False,
+        schema: Any = None,
+        retries: int = 2,
+        timeout: float | None = None,
+        userid: str | None = None,
+        sender: str | None = None,
+    ) -> list[str]:
+        """Deliver `event` to every listener group: one live instance of each (spread over
+        them), or every instance with `broadcast=True`, over the channel each listener chose.
+
+        `mode="noResponse"` sends and returns; `mode="ack"` returns once every group has
+        acknowledged, trying other instances of a group up to `retries` times, and raises
+        EventNotDelivered naming the groups that did not. `schema` (the emitter's declaration)
+        checks the data first. Returns the groups the event went to.
+        """
+        rmode = ResponseMode(mode)
+        if not events.valid_event(event):
+            raise ConfigurationError(f"event name {event!r} is not valid")
+        if rmode not in (ResponseMode.NO_RESPONSE, ResponseMode.ACK):
+            raise ConfigurationError("an event is emitted as noResponse or ack")
+        if schema is not None and self.validate:
+            check = self.validators.get(schema)
+            if check is not None and not check.is_valid(data):
+                raise schema_error(
+                    InvalidRequest, f"event {event} does not match its schema", check, data, None
+                )
+        seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
+        # One delivery per (group, listener pattern): instances of a group share the load of
+        # each of their listeners; two listeners of one service both get a matching event.
+        groups: dict[tuple[str, str], list[tuple[InstanceRecord, str]]] = {}
+        for record in await self.resolver.everyone():
+            for pattern, spec in record.listens.items():
+                if events.matches(pattern, event):
+                    key = (str(spec.get("group") or record.service), pattern)
+                    groups.setdefault(key, []).append((record, pattern))
+        deliveries: list[tuple[str, list[tuple[InstanceRecord, str]]]] = []
+        for (group, pattern), members in sorted(groups.items()):
+            if broadcast:
+                deliveries += [(group, [member]) for member in members]
+            else:
+                turn = self._group_turns.get(f"{group}/{pattern}", 0)
+                self._group_turns[f"{group}/{pattern}"] = turn + 1
+                start = turn % len(members)
+                deliveries.append((group, members[start:] + members[:start]))
+        failures: dict[str, Exception] = {}
+        delivered: list[str] = []
+
+        async def deliver(group: str, candidates: list[tuple[InstanceRecord, str]]) -> None:
+            last: Exception | None = None
+            for record, pattern in candidates[: retries + 1]:
+                channel = self._channel(str(record.listens[pattern].get("channel")))
+                meta = self._meta(rmode, channel, seconds, userid, sender)
+                meta.event = event
+                info = CallInfo(
+                    record.service,
+                    events.listener_method(pattern),
+                    data,
+                    meta,
+                    rmode,
+                    channel.name,
+                    (record, pattern),
+                )
+                try:
+                    await self._deliver(info)
+                except (CallError, ConfigurationError) as exc:
+                    last = exc
+                    if isinstance(exc, CallError) and not exc.retryable:
+                        break  # the listener refused it: another instance would too
+                    continue
+                delivered.append(group)
+                return
+            failures[group] = last or Unavailable("no instance to deliver to")
+            self.event_failures[group] += 1
+            log.warning("event %s not delivered to group %s: %s", event, group, failures[group])
+
+        if rmode is ResponseMode.ACK:
+            async with anyio.create_task_group() as tg:
+                for group, candidates in deliveries:
+                    tg.start_soon(deliver, group, candidates)
+            if failures:
+                raise EventNotDelivered(event, failures, sorted(delivered))
+        else:
+            for group, candidates in deliveries:
+                await deliver(group, candidates)
+        return sorted(set(delivered))
+
+    async def _deliver_innermost(self, info: CallInfo) -> Any:
+        record, pattern = info.route
+        spec = record.listens[pattern]
+        channel = self._channel(str(spec.get("channel")))
+        endpoint = record.endpoints.get(channel.spec.transport)
+        if endpoint is None:
+            raise Unavailable(f"{record.service} has no {channel.spec.transport} endpoint")
+        if self.validate:
+            check = self.validators.get(spec.get("schema", True))
+            if check is not None and not check.is_valid(info.data):
+                raise schema_error(
+                    InvalidRequest,
+                    f"event {info.meta.event} does not match the schema of {record.service}'s "
+                    f"listener {pattern}",
+                    check,
+                    info.data,
+                    info.meta.corrid,
+                )
+        try:
+            return await self._transport(channel).request(
+                endpoint,
+                channel.codec,
+                channel.compression,
+                f"{info.service}.{info.method}",
+                info.data,
+                info.meta,
+                info.mode,
+            )
+        except Unavailable as exc:
+            if not exc.remote and not getattr(exc, "sent", False):
+                self.resolver.mark_failed(record)
+            raise
+
     # ------------------------------------------------------------------ internals
 
     def _meta(
-        self, mode: ResponseMode, channel: Channel, seconds: float | None, userid: str | None
+        self,
+        mode: ResponseMode,
+        channel: Channel,
+        seconds: float | None,
+        userid: str | None,
+        sender: str | None = None,
     ) -> Meta:
         parent = current_meta.get()
         meta = Meta(
             mode=mode,
-            sender=self.name,
+            sender=sender or self.name,
             userid=userid or (parent.userid if parent else None) or self.userid,
             req_out_ts=time.time(),
             channel=channel.name,
@@ -247,6 +392,7 @@ class Client:
         force_mode: ResponseMode | None,
         timeout: float | None,
         userid: str | None,
+        sender: str | None = None,
     ) -> Any:
         service, method = split_target(target)
         seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
@@ -255,7 +401,7 @@ class Client:
         mode = force_mode or method_rec.mode
         if mode is ResponseMode.STREAM:
             raise InvalidRequest(f"{target} is a stream method: use Client.stream()")
-        meta = self._meta(mode, channel, seconds, userid)
+        meta = self._meta(mode, channel, seconds, userid, sender)
         self._check_request(target, method_rec, data, meta)
         info = CallInfo(service, method, data, meta, mode, channel.name, route)
         try:

@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from jesus import events
 from jesus.errors import (
     CallError,
     DeadlineExceeded,
@@ -61,6 +62,24 @@ class CallDispatcher:
     ) -> None:
         self.methods: dict[str, MethodEntry] = {}
         for service in services:
+            for listener in service.listeners.values():
+                spec = MethodSpec(
+                    name=events.listener_method(listener.event),
+                    handler=listener.handler,
+                    request=listener.schema,
+                    response=True,
+                    mode=ResponseMode.ACK,
+                    channel=listener.channel,
+                )
+                full = f"{service.name}.{spec.name}"
+                self.methods[full] = MethodEntry(
+                    service=service,
+                    spec=spec,
+                    request=validators.get(spec.request),
+                    response=None,
+                    full_name=full,
+                    channel=str(spec.channel),
+                )
             for spec in service.methods.values():
                 full = f"{service.name}.{spec.name}"
                 self.methods[full] = MethodEntry(

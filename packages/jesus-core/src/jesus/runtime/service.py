@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from jesus import events
 from jesus.channel import ChannelSpec
 from jesus.errors import ConfigurationError
 from jesus.messages import ResponseMode
@@ -59,17 +60,15 @@ class ListenerSpec:
 
 @dataclass(frozen=True)
 class EmitSpec:
-    """An event this service emits, with the schema its data follows."""
+    """An event this service emits: the schema its data follows and its mode (noResponse or
+    ack). Listeners choose the channel they receive it on."""
 
     event: str
     schema: Any
-    channel: ChannelSpec
+    mode: ResponseMode
 
     def record(self) -> dict[str, Any]:
-        return {"schema": self.schema, "channel": str(self.channel)}
-
-
-_EVENT = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*(\.\*)?$")
+        return {"schema": self.schema, "mode": str(self.mode)}
 
 
 @dataclass
@@ -152,8 +151,10 @@ class Service:
         """Declare an async handler for `event` (`user.created`, or `user.*` for every event
         under `user.`). Listeners of one `group` (default: this service's name) share the
         load; each group gets every event. Published in the registry for emitters to find."""
-        if not _EVENT.match(event):
-            raise ConfigurationError(f"event name {event!r} is not valid")
+        if not events.valid_pattern(event):
+            raise ConfigurationError(
+                f"event pattern {event!r} is not valid: dot-separated names, optionally ending in .*"
+            )
         check_schema(schema)
         spec = ChannelSpec.parse(channel or self.channel)
 
@@ -167,12 +168,18 @@ class Service:
 
         return decorate
 
-    def emitter(self, event: str, *, schema: Any = True, channel: str | None = None) -> None:
-        """Declare an event this service emits and the schema of its data."""
-        if not _EVENT.match(event) or event.endswith(".*"):
+    def emitter(
+        self, event: str, *, schema: Any = True, mode: ResponseMode | str = ResponseMode.NO_RESPONSE
+    ) -> None:
+        """Declare an event this service emits, the schema of its data, and its mode:
+        `noResponse` (fire and forget) or `ack` (emit waits for every listener group)."""
+        if not events.valid_event(event):
             raise ConfigurationError(f"event name {event!r} is not valid")
+        rmode = ResponseMode(mode)
+        if rmode not in (ResponseMode.NO_RESPONSE, ResponseMode.ACK):
+            raise ConfigurationError(f"event {event!r}: an event's mode is noResponse or ack")
         check_schema(schema)
-        self.emits[event] = EmitSpec(event, schema, ChannelSpec.parse(channel or self.channel))
+        self.emits[event] = EmitSpec(event, schema, rmode)
 
     @property
     def schemes(self) -> set[str]:
@@ -188,10 +195,19 @@ class Service:
         return self.client
 
     async def call(self, target: str, data: Any = None, **kwargs: Any) -> Any:
-        return await self._client().call(target, data, **kwargs)
+        return await self._client().call(target, data, sender=self.name, **kwargs)
 
     async def notify(self, target: str, data: Any = None, **kwargs: Any) -> None:
-        await self._client().notify(target, data, **kwargs)
+        await self._client().notify(target, data, sender=self.name, **kwargs)
 
     def stream(self, target: str, data: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
-        return self._client().stream(target, data, **kwargs)
+        return self._client().stream(target, data, sender=self.name, **kwargs)
+
+    async def emit(self, event: str, data: Any = None, **kwargs: Any) -> list[str]:
+        """Emit `event`, checked against this service's `emitter` declaration when there is
+        one (which also gives the default mode). Returns the groups it was delivered to."""
+        declared = self.emits.get(event)
+        if declared is not None:
+            kwargs.setdefault("mode", declared.mode)
+            kwargs.setdefault("schema", declared.schema)
+        return await self._client().emit(event, data, sender=self.name, **kwargs)
