@@ -1,0 +1,1 @@
+"""Shared test suites for plugin authors (needs pytest and anyio's pytest plugin)."""

@@ -1,0 +1,94 @@
+"""Real memcached servers: the one .ci/run started ($JESUS_TEST_MEMCACHED), or ones these
+fixtures start from the installed `memcached` binary. Never a mock."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Memcached:
+    """A memcached process on loopback that a test may stop and start again."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = shutil.which("memcached")
+        assert binary, "memcached is not installed (apt-get install memcached; .ci/run does)"
+        self.proc = subprocess.Popen(
+            [binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64", "-u", "root"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            except OSError:
+                time.sleep(0.05)
+                continue
+            # memcached's clock ticks once a second from start; an item set before the first
+            # tick with a short expiry can vanish at once, so let it tick first.
+            time.sleep(1.1)
+            return
+        raise RuntimeError("memcached did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def memcached_address() -> Iterator[str]:
+    shared = os.environ.get("JESUS_TEST_MEMCACHED")
+    if shared:
+        yield shared
+        return
+    server = Memcached()
+    server.start()
+    yield server.address
+    server.stop()
+
+
+@pytest.fixture
+def memcache_url(memcached_address: str) -> str:
+    """A registry URL with a prefix of its own, so tests never see each other's records."""
+    return f"memcache://{memcached_address}?prefix=t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def own_memcached() -> Iterator[Memcached]:
+    server = Memcached()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def second_memcached() -> Iterator[Memcached]:
+    """A second node, for registries spread over a cluster."""
+    server = Memcached()
+    server.start()
+    yield server
+    server.stop()
