@@ -3,7 +3,8 @@
     JesusError
     ├── ConfigurationError          a service, channel or plugin is set up wrongly
     │   ├── ChannelNotInstalled     the channel's plugin is missing (names the extra)
-    │   └── SchemaError             a declared JSON Schema is itself invalid
+    │   ├── SchemaError             a declared JSON Schema is itself invalid
+    │   └── IncompatibleSchemas     a starting service would break a peer, or a peer it
     ├── ProtocolError               bytes on the wire broke PROTOCOL.md
     │   ├── LocalProtocolError      ... by us
     │   └── RemoteProtocolError     ... by the peer
@@ -38,6 +39,7 @@ __all__ = [
     "ConfigurationError",
     "DeadlineExceeded",
     "EventNotDelivered",
+    "IncompatibleSchemas",
     "InvalidRequest",
     "InvalidResponse",
     "JesusError",
@@ -69,6 +71,15 @@ class ChannelNotInstalled(ConfigurationError):
 
 class SchemaError(ConfigurationError):
     pass
+
+
+class IncompatibleSchemas(ConfigurationError):
+    """A service refused to start: its schemas and those of running peers do not fit.
+    `report` (jesus.compat.Report) names each incompatible field and why."""
+
+    def __init__(self, report: Any) -> None:
+        super().__init__("incompatible with running services:\n" + report.text())
+        self.report = report
 
 
 class ProtocolError(JesusError):

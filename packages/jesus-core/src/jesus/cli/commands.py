@@ -175,6 +175,23 @@ async def _emit(args: argparse.Namespace, data: Any) -> list[str]:
         return await client.emit(args.event, data, mode=mode, broadcast=args.broadcast)
 
 
+# ---------------------------------------------------------------- check
+
+
+def check(args: argparse.Namespace) -> int:
+    from jesus.compat.check import check_registry
+
+    try:
+        records = _run(args, _list, args.registry)
+    except JesusError as exc:
+        return _fail(str(exc))
+    report = check_registry(records, args.mode)
+    services = sorted({r.service for r in records})
+    print(f"{len(records)} instances of {len(services)} services: {', '.join(services) or 'none'}")
+    print(report.text())
+    return 0 if report.ok else 1
+
+
 # ---------------------------------------------------------------- services
 
 

@@ -64,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     registry_option(p)
     p.set_defaults(func=commands.emit)
 
+    p = sub.add_parser(
+        "check", help="check the running services' schemas against each other (exit 1 if not)"
+    )
+    p.add_argument(
+        "--mode",
+        choices=("backward", "forward", "full"),
+        default="backward",
+        help="rule for versions of one service (default: backward)",
+    )
+    registry_option(p)
+    p.set_defaults(func=commands.check)
+
     p = sub.add_parser("services", help="what the registry knows, with schemas")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     registry_option(p)

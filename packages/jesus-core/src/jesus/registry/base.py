@@ -44,7 +44,8 @@ class InstanceRecord:
     endpoints: dict[str, str]  # transport scheme -> endpoint URL
     methods: dict[str, MethodRecord] = field(default_factory=dict)
     listens: dict[str, Any] = field(default_factory=dict)  # event -> {schema, channel, group}
-    emits: dict[str, Any] = field(default_factory=dict)  # event -> {schema, channel}
+    emits: dict[str, Any] = field(default_factory=dict)  # event -> {schema, mode}
+    uses: dict[str, Any] = field(default_factory=dict)  # "service.method" -> {request, response}
     host: str = ""
     pid: int = 0
     started_at: float = 0.0
@@ -65,6 +66,7 @@ class InstanceRecord:
             methods={k: MethodRecord.from_json(v) for k, v in raw.get("methods", {}).items()},
             listens=dict(raw.get("listens", {})),
             emits=dict(raw.get("emits", {})),
+            uses=dict(raw.get("uses", {})),
             host=str(raw.get("host", "")),
             pid=int(raw.get("pid", 0)),
             started_at=float(raw.get("started_at", 0.0)),

@@ -15,7 +15,8 @@ from typing import Any
 import anyio
 
 from jesus.channel import missing, resolve_channel
-from jesus.errors import ConfigurationError, RegistryError
+from jesus.compat.check import MODES, check_start
+from jesus.errors import ConfigurationError, IncompatibleSchemas, RegistryError
 from jesus.limits import Limits
 from jesus.messages import ResponseMode
 from jesus.plugins import Catalog, default_catalog
@@ -53,6 +54,8 @@ async def serve(
     client_ssl_context: Any = None,
     ttl: float = 10.0,
     drain_timeout: float = 10.0,
+    compatibility: str | None = "backward",
+    on_incompatible: str = "refuse",
     catalog: Catalog | None = None,
 ) -> AsyncIterator[Node]:
     """Serve `services` until the block exits.
@@ -61,7 +64,16 @@ async def serve(
     unnamed schemes get a free local address. `ssl_context` turns on TLS for transports that
     support it (a server context; require client certificates in it for mutual TLS), and
     `client_ssl_context` is what the services' own outgoing calls use.
+
+    Before registering, the services are checked against what runs (jesus.compat.check):
+    `compatibility` is the rule for a new version of a running service ("backward", the
+    default, keeps old callers working; "forward"; "full"; None skips every check), and
+    `on_incompatible` "refuse" raises IncompatibleSchemas, "warn" logs the report.
     """
+    if compatibility is not None and compatibility not in MODES:
+        raise ConfigurationError(f"compatibility must be one of {MODES} or None")
+    if on_incompatible not in ("refuse", "warn"):
+        raise ConfigurationError("on_incompatible must be 'refuse' or 'warn'")
     if not services:
         raise ConfigurationError("serve() needs at least one service")
     catalog = catalog or default_catalog()
@@ -122,6 +134,8 @@ async def serve(
         )
         for service in services:
             service.client = client
+        if compatibility is not None:
+            await _check_compatibility(backend, records, compatibility, on_incompatible)
         async with client, anyio.create_task_group() as tg:
             for listener in listeners:
                 tg.start_soon(listener.serve)
@@ -165,10 +179,30 @@ def _record(service: Service, endpoints: dict[str, str]) -> InstanceRecord:
         methods={name: spec.record() for name, spec in service.methods.items()},
         listens={event: spec.record() for event, spec in service.listeners.items()},
         emits={event: spec.record() for event, spec in service.emits.items()},
+        uses=dict(service.uses),
         host=os.uname().nodename,
         pid=os.getpid(),
         started_at=time.time(),
     )
+
+
+async def _check_compatibility(
+    backend: Any, records: list[InstanceRecord], mode: str, on_incompatible: str
+) -> None:
+    try:
+        live = await backend.list_instances()
+    except RegistryError as exc:
+        log.warning("compatibility not checked, the registry is unavailable: %s", exc)
+        return
+    report = check_start(records, live, mode)
+    for finding in report.findings:
+        if finding.kind != "incompatible":
+            log.warning("compatibility: %s", finding)
+    if report.ok:
+        return
+    if on_incompatible == "refuse":
+        raise IncompatibleSchemas(report)
+    log.warning("starting despite incompatibilities:\n%s", report.text())
 
 
 async def _heartbeat(backend: Any, records: list[InstanceRecord], ttl: float) -> None:

@@ -87,6 +87,7 @@ class Service:
     methods: dict[str, MethodSpec] = field(default_factory=dict)
     listeners: dict[str, ListenerSpec] = field(default_factory=dict)
     emits: dict[str, EmitSpec] = field(default_factory=dict)
+    uses: dict[str, dict[str, Any]] = field(default_factory=dict)
     client: Client | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -180,6 +181,17 @@ class Service:
             raise ConfigurationError(f"event {event!r}: an event's mode is noResponse or ack")
         check_schema(schema)
         self.emits[event] = EmitSpec(event, schema, rmode)
+
+    def use(self, target: str, *, request: Any = True, response: Any = True) -> None:
+        """Declare a method of another service this one calls, with the request it sends and
+        the response it expects. Checked against the providers when this service starts (and
+        by `jesus check`), and again when a provider's new version starts."""
+        service, sep, method = target.partition(".")
+        if not sep or not _NAME.match(service) or not _NAME.match(method):
+            raise ConfigurationError(f"{target!r} must be 'service.method'")
+        check_schema(request)
+        check_schema(response)
+        self.uses[target] = {"request": request, "response": response}
 
     @property
     def schemes(self) -> set[str]:
