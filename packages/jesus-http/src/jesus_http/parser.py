@@ -113,12 +113,13 @@ class _Collector:
         self.current = None
 
 
-class RequestParser:
-    """Bytes in, complete requests out. `feed` raises httptools.HttpParserError on bad HTTP."""
+class _Parser:
+    """Bytes in, complete messages out. `feed` raises httptools.HttpParserError on bad HTTP."""
 
-    def __init__(self, max_header_size: int, max_body_size: int) -> None:
-        self._collector = _Collector(max_header_size, max_body_size, response=False)
-        self._parser = httptools.HttpRequestParser(self._collector)
+    def __init__(self, parser_class: Any, max_header_size: int, max_body_size: int) -> None:
+        response = parser_class is httptools.HttpResponseParser
+        self._collector = _Collector(max_header_size, max_body_size, response=response)
+        self._parser = parser_class(self._collector)
         self._collector.parser = self._parser
 
     def feed(self, data: bytes) -> None:
@@ -134,28 +135,11 @@ class RequestParser:
         return self._collector.current
 
 
-class ResponseParser:
+class RequestParser(_Parser):
     def __init__(self, max_header_size: int, max_body_size: int) -> None:
-        self._collector = _Collector(max_header_size, max_body_size, response=True)
-        self._parser = httptools.HttpResponseParser(self._collector)
-        self._collector.parser = self._parser
+        super().__init__(httptools.HttpRequestParser, max_header_size, max_body_size)
 
-    def feed(self, data: bytes) -> None:
-        self._parser.feed_data(data)
 
-    @property
-    def ready(self) -> deque[Message]:
-        return self._collector.ready
-
-    @property
-    def partial(self) -> Message | None:
-        return self._collector.current
-
-    def take_body(self) -> bytes:
-        """Body bytes received so far of the message in progress (for streamed responses)."""
-        msg = self._collector.current
-        if msg is None:
-            return b""
-        data = bytes(msg.body)
-        msg.body.clear()
-        return data
+class ResponseParser(_Parser):
+    def __init__(self, max_header_size: int, max_body_size: int) -> None:
+        super().__init__(httptools.HttpResponseParser, max_header_size, max_body_size)

@@ -37,6 +37,7 @@ from jesus.protocol.frames import (
     FrameDecoder,
     FrameTooLarge,
     FrameType,
+    decode_payload,
     encode_frame,
 )
 
@@ -165,16 +166,13 @@ class ProtocolConnection:
         return flags, payload
 
     def _unpack(self, flags: int, payload: bytes) -> Any:
-        """Decode a data payload; raises TooLarge (bomb) or BadFrame (garbage)."""
-        if flags & _COMPRESSED:
-            try:
-                payload = self.compression.decompress(payload, self.limits.max_decompressed_size)
-            except ValueError as exc:
-                raise BadFrame(str(exc)) from exc
-        try:
-            return self.codec.decode(payload)
-        except ValueError as exc:
-            raise BadFrame(str(exc)) from exc
+        return decode_payload(
+            self.codec,
+            self.compression,
+            payload,
+            bool(flags & _COMPRESSED),
+            self.limits.max_decompressed_size,
+        )
 
     # ----------------------------------------------------------------- client sends
 

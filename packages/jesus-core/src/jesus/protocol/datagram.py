@@ -25,7 +25,7 @@ from typing import Any
 
 from jesus.errors import BadFrame, CallError, TooLarge, error_from_wire
 from jesus.messages import ResponseMode
-from jesus.protocol.frames import MODE_SHIFT, Flag, FrameType
+from jesus.protocol.frames import MODE_SHIFT, Flag, FrameType, decode_payload
 
 MAGIC = b"JS"
 DATAGRAM_VERSION = 1
@@ -146,16 +146,13 @@ class DatagramCodec:
         return datagram
 
     def unpack(self, datagram: Datagram) -> Any:
-        payload = datagram.payload
-        if datagram.compressed:
-            try:
-                payload = self.compression.decompress(payload, self.limits.max_decompressed_size)
-            except ValueError as exc:
-                raise BadFrame(str(exc)) from exc
-        try:
-            return self.codec.decode(payload)
-        except ValueError as exc:
-            raise BadFrame(str(exc)) from exc
+        return decode_payload(
+            self.codec,
+            self.compression,
+            datagram.payload,
+            datagram.compressed,
+            self.limits.max_decompressed_size,
+        )
 
 
 def error_datagram(message_id: int, codec: Any, compression: Any, error: CallError) -> bytes:

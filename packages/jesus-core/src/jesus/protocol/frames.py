@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import enum
 import struct
+from typing import Any
 
-from jesus.errors import RemoteProtocolError
+from jesus.errors import BadFrame, RemoteProtocolError
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("!IBBI")
@@ -103,3 +104,20 @@ class FrameDecoder:
         if offset:
             del buf[:offset]
         return frames
+
+
+def decode_payload(
+    codec: Any, compression: Any, payload: bytes, compressed: bool, limit: int
+) -> Any:
+    """A data payload back to its value: inflated to at most `limit` bytes when `compressed`,
+    then decoded. Raises TooLarge (a bomb) or BadFrame (garbage), for the sender of that
+    payload alone; the connection stays up."""
+    if compressed:
+        try:
+            payload = compression.decompress(payload, limit)
+        except ValueError as exc:
+            raise BadFrame(str(exc)) from exc
+    try:
+        return codec.decode(payload)
+    except ValueError as exc:
+        raise BadFrame(str(exc)) from exc
