@@ -32,6 +32,13 @@ class Memcached:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        for _ in range(5):
+            if self._start():
+                return
+            self.port = free_port()  # the port was taken meanwhile: another one
+        raise RuntimeError("memcached did not start")
+
+    def _start(self) -> bool:
         binary = shutil.which("memcached")
         assert binary, "memcached is not installed (apt-get install memcached; .ci/run does)"
         self.proc = subprocess.Popen(
@@ -41,6 +48,8 @@ class Memcached:
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False  # it exited: the port is someone else's
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
             except OSError:
@@ -49,7 +58,7 @@ class Memcached:
             # memcached's clock ticks once a second from start; an item set before the first
             # tick with a short expiry can vanish at once, so let it tick first.
             time.sleep(1.1)
-            return
+            return self.proc.poll() is None
         raise RuntimeError("memcached did not start")
 
     def stop(self) -> None:
