@@ -32,10 +32,9 @@ class TestMemcacheCluster(RegistryConformance):
     """Two memcached nodes acting as one registry."""
 
     @pytest.fixture
-    def backend(self, memcached_address: str, own_memcached: Memcached) -> MemcacheRegistry:
-        return MemcacheRegistry(
-            f"memcache://{memcached_address},{own_memcached.address}?prefix=cluster"
-        )
+    def backend(self, memcache_url: str, second_memcached: Memcached) -> MemcacheRegistry:
+        first, _, prefix = memcache_url.removeprefix("memcache://").partition("?")
+        return MemcacheRegistry(f"memcache://{first},{second_memcached.address}?{prefix}")
 
 
 async def test_a_cluster_spreads_records_over_its_nodes(

@@ -48,7 +48,11 @@ class RegistryConformance:
 
     async def test_records_round_trip(self, backend: Any) -> None:
         await backend.register(record("a", "1"), ttl=30)
-        (back,) = await backend.list_instances("a")
+        found = await backend.list_instances("a")
+        assert [r.instance_id for r in found] == ["1"], [
+            (r.service, r.instance_id, backend.url) for r in found
+        ]
+        (back,) = found
         assert back.methods["m"].mode is ResponseMode.ACK
         assert back.methods["m"].request == {"type": "object"}
         assert back.version == "1.2.3" and back.endpoints == {"tcp": "tcp://127.0.0.1:1"}
