@@ -140,7 +140,10 @@ async def serve(
             for listener in listeners:
                 tg.start_soon(listener.serve)
             for record in records:
-                await backend.register(record, ttl)
+                try:
+                    await backend.register(record, ttl)
+                except RegistryError as exc:  # the heartbeat keeps trying
+                    log.warning("could not register %s yet: %s", record.service, exc)
             tg.start_soon(_heartbeat, backend, records, ttl)
             log.info(
                 "serving %s on %s",
