@@ -27,8 +27,6 @@ A `CallError` carries the corrid of the call and, when it came from a peer, `rem
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 __all__ = [
@@ -211,15 +209,3 @@ def error_from_wire(raw: Any, corrid: str | None = None) -> CallError:
         details=raw.get("details"),
         remote=True,
     )
-
-
-@contextlib.contextmanager
-def map_exceptions(mapping: dict[type[BaseException], type[JesusError]]) -> Iterator[None]:
-    """Translate exceptions of a library below us into ours, at the boundary."""
-    try:
-        yield
-    except tuple(mapping) as exc:
-        for source, target in mapping.items():
-            if isinstance(exc, source):
-                raise target(str(exc) or type(exc).__name__) from exc
-        raise
