@@ -99,7 +99,9 @@ async def test_garbage_after_the_handshake_gets_an_error_frame(running: Any, nam
         assert (await read_frames(stream))[0][0] == FrameType.HELLO
         await stream.send(GARBAGE[name])
         frames = await read_frames(stream)
-        if frames:  # random bytes may parse as a frame that is only cut short
+        # Random bytes may instead start a frame that never completes: then the connection
+        # just waits; the other two always get an error.
+        if name != "random bytes" or frames:
             ftype, _, sid, payload = frames[0]
             assert (ftype, sid) == (FrameType.ERROR, 0)
             assert json.loads(payload)["code"] in ("PROTOCOL_ERROR", "TOO_LARGE")
