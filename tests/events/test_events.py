@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import jesus
-from jesus.events import matches
+from jesus.event_names import matches
 from jesus.messages import ResponseMode
 from jesus.registry.base import InstanceRecord
 from tests.helpers import wait_until

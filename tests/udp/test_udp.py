@@ -150,9 +150,9 @@ async def test_garbage_datagrams_are_counted_and_the_server_keeps_serving(runnin
                     data, _ = await raw.receive()
                     dg = decode_datagram(data)
                     answers[dg.message_id] = dg
-        listener = node.listeners["udp"]
-        await wait_until(lambda: sum(listener.stats.values()) == len(hostile))
-        stats = listener.stats
+        server = node.servers["udp"]
+        await wait_until(lambda: sum(server.stats.values()) == len(hostile))
+        stats = server.stats
         assert stats["garbage"] == 6 and stats["too_large"] == 1 and stats["unknown_codec"] == 1
         assert stats["rejected"] == 2  # the bomb and the undecodable envelope
         assert answers[1].type == FrameType.RESPONSE
@@ -262,4 +262,4 @@ async def test_ack_and_response_survive_loss_and_run_exactly_once(registry: str)
     assert relay.dropped > 20  # loss really happened
     expected = {("ack", i): 1 for i in range(60)} | {("response", i): 1 for i in range(60)}
     assert dict(state["runs"]) == expected  # every handler ran, and exactly once
-    assert node.listeners["udp"].stats["duplicate"] > 0  # retransmissions were dropped
+    assert node.servers["udp"].stats["duplicate"] > 0  # retransmissions were dropped

@@ -8,6 +8,7 @@
     ├── ProtocolError               bytes on the wire broke PROTOCOL.md
     │   ├── LocalProtocolError      ... by us
     │   └── RemoteProtocolError     ... by the peer
+    │       └── FrameTooLarge       ... with a frame over max_message_size
     ├── RegistryError               the registry backend failed
     ├── EventNotDelivered           an acknowledged event did not reach every group
     └── CallError                   a call failed; travels over the wire as {code, message}
@@ -16,17 +17,26 @@
         ├── InvalidResponse         INVALID_RESPONSE
         ├── DeadlineExceeded        DEADLINE_EXCEEDED (also a TimeoutError)
         ├── Unavailable             UNAVAILABLE (retryable: no instance, refused, overloaded)
-        │   └── ServiceNotFound     no live instance in the registry
+        │   ├── ServiceNotFound     no live instance in the registry
+        │   └── ConnectionLost      the connection broke with the call in flight (may have run)
         ├── TooLarge                TOO_LARGE
         ├── Cancelled               CANCELLED
         ├── BadFrame                PROTOCOL_ERROR
         └── RemoteFailure           REMOTE_FAILURE (the handler raised)
 
 A `CallError` carries the corrid of the call and, when it came from a peer, `remote=True`.
+Two class properties say what a caller may do next: `retryable` (another attempt, maybe on
+another instance, can succeed) and `may_have_run` (the handler may have run, so replaying a
+non-idempotent call is unsafe).
+
+Exceptions of the libraries below (anyio, ssl, socket, httptools, pymemcache) never reach a
+user: each boundary translates them with `map_exceptions`.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 __all__ = [
@@ -35,8 +45,10 @@ __all__ = [
     "Cancelled",
     "ChannelNotInstalled",
     "ConfigurationError",
+    "ConnectionLost",
     "DeadlineExceeded",
     "EventNotDelivered",
+    "FrameTooLarge",
     "IncompatibleSchemas",
     "InvalidRequest",
     "InvalidResponse",
@@ -52,6 +64,7 @@ __all__ = [
     "Unavailable",
     "UnknownMethod",
     "error_from_wire",
+    "map_exceptions",
 ]
 
 
@@ -92,6 +105,10 @@ class RemoteProtocolError(ProtocolError):
     pass
 
 
+class FrameTooLarge(RemoteProtocolError):
+    """The peer sent a frame larger than max_message_size (answered TOO_LARGE on stream 0)."""
+
+
 class RegistryError(JesusError):
     pass
 
@@ -110,7 +127,10 @@ class EventNotDelivered(JesusError):
 
 class CallError(JesusError):
     code: ClassVar[str] = "REMOTE_FAILURE"
+    # Another attempt can succeed (the instance was busy, unreachable, going away).
     retryable: ClassVar[bool] = False
+    # The handler may have run before the error: a non-idempotent call must not be replayed.
+    may_have_run: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -165,6 +185,13 @@ class ServiceNotFound(Unavailable):
     pass
 
 
+class ConnectionLost(Unavailable):
+    """The connection broke while the call was in flight: the server may have run it."""
+
+    retryable = False
+    may_have_run = True
+
+
 class TooLarge(CallError):
     code = "TOO_LARGE"
 
@@ -209,3 +236,28 @@ def error_from_wire(raw: Any, corrid: str | None = None) -> CallError:
         details=raw.get("details"),
         remote=True,
     )
+
+
+ErrorFactory = Callable[[str], Exception]
+
+
+@contextlib.contextmanager
+def map_exceptions(
+    mapping: Mapping[type[BaseException] | tuple[type[BaseException], ...], ErrorFactory],
+    context: str,
+) -> Iterator[None]:
+    """Translate library exceptions at a boundary: the first matching entry of `mapping`
+    builds the jesus error from `context` and the original message.
+
+        with map_exceptions({OSError: Unavailable}, f"cannot connect to {endpoint}"):
+            stream = await anyio.connect_tcp(host, port)
+    """
+    try:
+        yield
+    except JesusError:
+        raise
+    except Exception as exc:
+        for source, target in mapping.items():
+            if isinstance(exc, source):
+                raise target(f"{context}: {exc or type(exc).__name__}") from exc
+        raise

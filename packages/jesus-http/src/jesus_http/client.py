@@ -14,6 +14,7 @@ from anyio.abc import ByteStream, TaskGroup
 from jesus.errors import (
     BadFrame,
     CallError,
+    ConnectionLost,
     DeadlineExceeded,
     InvalidRequest,
     RemoteFailure,
@@ -22,22 +23,15 @@ from jesus.errors import (
     error_from_wire,
 )
 from jesus.messages import Meta, ResponseMode
-from jesus.transport import TransportOptions
+from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors
 from jesus_http import mapping
 from jesus_http.parser import Message, ResponseParser
 
 READ_SIZE = 65536
-BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 Connector = Callable[[str], Awaitable[ByteStream]]
 
 
-class Sent(Unavailable):
-    """The connection broke after the request went out: the server may have run it."""
-
-    sent = True
-
-
-class HttpConnection:
+class HttpClientConnection:
     def __init__(self, stream: ByteStream, options: TransportOptions) -> None:
         self.stream = stream
         self.limits = options.limits
@@ -82,21 +76,21 @@ class HttpClient:
         self._connect = connect
         self._options = options
         self._limits = options.limits
-        self._idle: dict[str, list[HttpConnection]] = {}  # kept-alive connections per endpoint
+        self._idle: dict[
+            str, list[HttpClientConnection]
+        ] = {}  # kept-alive connections per endpoint
 
-    async def _acquire(self, endpoint: str) -> HttpConnection:
+    async def _acquire(self, endpoint: str) -> HttpClientConnection:
         idle = self._idle.get(endpoint)
         if idle:
             conn = idle.pop()
             conn.reused = True
             return conn
-        try:
+        with connect_errors(endpoint):
             stream = await self._connect(endpoint)
-        except (OSError, anyio.BrokenResourceError) as exc:
-            raise Unavailable(f"cannot connect to {endpoint}: {exc}") from None
-        return HttpConnection(stream, self._options)
+        return HttpClientConnection(stream, self._options)
 
-    async def _release(self, endpoint: str, conn: HttpConnection, keep: bool) -> None:
+    async def _release(self, endpoint: str, conn: HttpClientConnection, keep: bool) -> None:
         idle = self._idle.setdefault(endpoint, [])
         if keep and len(idle) < self._limits.max_connections:
             idle.append(conn)
@@ -104,20 +98,12 @@ class HttpClient:
         with anyio.CancelScope(shield=True):
             await conn.stream.aclose()
 
-    def _request_bytes(
-        self,
-        endpoint: str,
-        codec: Any,
-        compression: Any,
-        method: str,
-        data: Any,
-        meta: Meta,
-        mode: ResponseMode,
-    ) -> bytes:
-        parts = urlsplit(endpoint)
-        service, _, name = method.partition(".")
+    def _request_bytes(self, call: OutgoingCall, mode: ResponseMode) -> bytes:
+        codec, compression, meta = call.codec, call.compression, call.meta
+        parts = urlsplit(call.endpoint)
+        service, _, name = call.target.partition(".")
         try:
-            body: bytes = codec.encode(data)
+            body: bytes = codec.encode(call.data)
         except ValueError as exc:
             raise InvalidRequest(str(exc), corrid=meta.corrid) from None
         headers = [
@@ -143,20 +129,9 @@ class HttpClient:
         head = f"POST /{service}/{name} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
         return head.encode("latin-1") + b"\r\n" + body
 
-    async def request(
-        self,
-        endpoint: str,
-        codec: Any,
-        compression: Any,
-        method: str,
-        data: Any,
-        meta: Meta,
-        mode: ResponseMode,
-    ) -> Any:
-        raw = self._request_bytes(endpoint, codec, compression, method, data, meta, mode)
-        deadline = (
-            None if meta.deadline_ms is None else anyio.current_time() + meta.deadline_ms / 1000
-        )
+    async def request(self, call: OutgoingCall) -> Any:
+        endpoint, meta, deadline = call.endpoint, call.meta, call.deadline
+        raw = self._request_bytes(call, call.mode)
         for attempt in range(2):
             conn = await self._acquire(endpoint)
             keep = False
@@ -171,12 +146,12 @@ class HttpClient:
                 return self._result(head, meta)
             except TimeoutError:
                 raise DeadlineExceeded(
-                    f"{method}: no answer over http before the deadline", corrid=meta.corrid
+                    f"{call.target}: no answer over http before the deadline", corrid=meta.corrid
                 ) from None
             except BROKEN as exc:
                 if conn.reused and attempt == 0 and not conn.parser.partial:
                     continue  # a kept-alive connection the server had closed: try a fresh one
-                raise Sent(
+                raise ConnectionLost(
                     f"connection to {endpoint} broke: {exc or type(exc).__name__}",
                     corrid=meta.corrid,
                 ) from None
@@ -228,12 +203,9 @@ class HttpClient:
             return RemoteFailure(f"HTTP {status}: {body[:200]!r}", corrid=meta.corrid, remote=True)
         return error_from_wire(raw, meta.corrid)
 
-    async def stream(
-        self, endpoint: str, codec: Any, compression: Any, method: str, data: Any, meta: Meta
-    ) -> AsyncIterator[Any]:
-        raw = self._request_bytes(
-            endpoint, codec, compression, method, data, meta, ResponseMode.STREAM
-        )
+    async def stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
+        endpoint, meta = call.endpoint, call.meta
+        raw = self._request_bytes(call, ResponseMode.STREAM)
         conn = await self._acquire(endpoint)
         head: Message | None = None
         try:
@@ -241,7 +213,9 @@ class HttpClient:
                 await conn.send(raw)
                 head = await conn.read_head()
             except BROKEN as exc:
-                raise Sent(f"connection to {endpoint} broke: {exc}", corrid=meta.corrid) from None
+                raise ConnectionLost(
+                    f"connection to {endpoint} broke: {exc}", corrid=meta.corrid
+                ) from None
             if head.status != 200:
                 await conn.read_rest(head)
                 self._result(head, meta)  # raises the error the server sent
@@ -266,7 +240,9 @@ class HttpClient:
                 try:
                     await conn._receive()
                 except BROKEN as exc:
-                    raise Sent(f"stream from {endpoint} broke: {exc}", corrid=meta.corrid) from None
+                    raise ConnectionLost(
+                        f"stream from {endpoint} broke: {exc}", corrid=meta.corrid
+                    ) from None
         finally:
             # A stream left early cannot be resumed on this connection: closing it is what
             # tells the server to stop the handler.

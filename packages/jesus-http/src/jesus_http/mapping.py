@@ -73,6 +73,16 @@ def codec_for(content_type: str | None) -> str | None:
     return CODEC_OF_TYPE.get(content_type.split(";", 1)[0].strip().lower())
 
 
+def answer_codec(accept: str | None, request_codec: str) -> str:
+    """The codec to answer in: the first type of Accept that names a codec, else the
+    request's own (no Accept, `*/*` or only unknown types)."""
+    for part in (accept or "").split(","):
+        name = CODEC_OF_TYPE.get(part.split(";", 1)[0].strip().lower())
+        if name is not None:
+            return name
+    return request_codec
+
+
 def meta_from_headers(headers: dict[str, str]) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     for header, key in META_HEADERS.items():

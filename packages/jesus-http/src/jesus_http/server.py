@@ -1,93 +1,86 @@
-"""HTTP server: HTTP/1.1 keep-alive connections, requests answered in order; a client that
-goes away cancels what it asked for."""
+"""HTTP server: HTTP/1.1 keep-alive connections whose requests are answered in order, one at
+a time; calls go to the call runner, each with an `HttpReply`. A client that goes away
+cancels what it still waits for."""
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import httptools
 from anyio.abc import ByteStream, Listener, TaskGroup
 
-from jesus.errors import (
-    BadFrame,
-    CallError,
-    DeadlineExceeded,
-    InvalidRequest,
-    InvalidResponse,
-    TooLarge,
-    Unavailable,
-    UnknownMethod,
-)
+from jesus.errors import BadFrame, CallError, InvalidRequest, TooLarge, Unavailable, UnknownMethod
 from jesus.messages import ResponseMode, new_corrid
-from jesus.runtime.dispatcher import CallDispatcher, PreparedCall
-from jesus.runtime.spawner import CallSpawner
-from jesus.runtime.writer import BROKEN, FrameWriter
-from jesus.transport import TransportOptions
+from jesus.transport import BROKEN, CallHandler, CallRunner, Session, TransportOptions
+from jesus.transport.writer import FrameWriter
 from jesus_http import mapping
 from jesus_http.parser import Message, RequestParser
+from jesus_http.responses import (
+    END_OF_CHUNKS,
+    error_response,
+    json_response,
+    response_head,
+    stream_chunk,
+)
 
 log = logging.getLogger("jesus.http.server")
 
 READ_SIZE = 65536
 
 
-def response_head(status: int, headers: list[tuple[str, str]]) -> bytes:
-    lines = [f"HTTP/1.1 {status} {mapping.REASONS.get(status, 'Status')}"]
-    lines += [f"{name}: {value}" for name, value in headers]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-class HttpListener:
+class HttpServer:
     def __init__(
         self,
         listener: Listener[Any],
         endpoint: str,
-        dispatcher: CallDispatcher,
+        handler: CallHandler,
         options: TransportOptions,
     ) -> None:
         self.endpoint = endpoint
         self._listener = listener
-        self.dispatcher = dispatcher
+        self.handler = handler
         self.options = options
         self.limits = options.limits
-        self._connections: set[HttpConnection] = set()
+        self.runner = CallRunner(handler, options.limits)
+        self._connections: set[HttpServerConnection] = set()
         self._stopped = anyio.Event()
-        self._closing = False
-        self.background: CallSpawner | None = None  # noResponse and ack handlers
+        self.closing = False
         self.refused_connections = 0
 
     async def serve(self) -> None:
         try:
             async with anyio.create_task_group() as tg:
-                self.background = CallSpawner(tg, self._background_deadline)
+                self.runner.bind(tg)
                 tg.start_soon(self._accept, tg)
                 await self._stopped.wait()
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
+                await self.runner.aclose()
                 await self._listener.aclose()
 
     async def _accept(self, tg: TaskGroup) -> None:
         await self._listener.serve(self._handle, task_group=tg)
 
     async def _handle(self, stream: ByteStream) -> None:
-        if self._closing or len(self._connections) >= self.limits.max_connections:
+        if self.closing or len(self._connections) >= self.limits.max_connections:
             self.refused_connections += 1
             reason = (
                 "shutting down"
-                if self._closing
+                if self.closing
                 else f"at max_connections ({self.limits.max_connections})"
             )
-            conn = HttpConnection(stream, self)
             with anyio.move_on_after(1):
-                await conn.send_error(Unavailable(f"server is {reason}"), keep_alive=False)
+                try:
+                    error = Unavailable(f"server is {reason}")
+                    await stream.send(error_response(error, keep_alive=False))
+                except BROKEN:
+                    pass
             await stream.aclose()
             return
-        conn = HttpConnection(stream, self)
+        conn = HttpServerConnection(stream, self)
         self._connections.add(conn)
         try:
             await conn.run()
@@ -98,79 +91,64 @@ class HttpListener:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
 
-    @property
-    def closing(self) -> bool:
-        return self._closing
-
-    def _background_deadline(self, key: Any, context: Any) -> None:
-        log.warning("%s ran past its deadline", context)
-
     async def aclose(self) -> None:
-        if self._closing:
+        if self.closing:
             return
-        self._closing = True
+        self.closing = True
         for conn in list(self._connections):
-            conn.closing = True
-            if not conn.busy:
-                conn.cancel()
+            conn.close_when_idle()
+        await self.runner.drain()
         for conn in list(self._connections):
-            await conn.idle.wait()
-        if self.background is not None:
-            await self.background.wait_idle()
+            await conn.closed.wait()
         self._stopped.set()
 
 
-class HttpConnection:
-    """One client connection. A reader parses requests as bytes arrive; each request runs in
-    a task of its own (no cancel scope or task group per request); requests are answered one
-    at a time, in order. A watchdog closes connections that send too slowly or idle too long.
-    """
+class HttpServerConnection:
+    """One client connection. The reader parses requests as bytes arrive and starts the next
+    one once the previous got its answer; a watchdog closes connections that send too
+    slowly or idle too long."""
 
-    def __init__(self, stream: ByteStream, listener: HttpListener) -> None:
+    def __init__(self, stream: ByteStream, server: HttpServer) -> None:
         self.stream = stream
-        self.listener = listener
-        self.dispatcher = listener.dispatcher
-        self.limits = listener.limits
+        self.server = server
+        self.session: Session = server.runner.session()
+        self.limits = server.limits
         self.parser = RequestParser(self.limits.max_header_size, self.limits.max_message_size)
         self.writer = FrameWriter(stream, self.limits.write_buffer_size)
-        self.closing = False
+        self.closing = False  # answer what is under way, then close
         self.busy = False  # a request is being answered
-        self.idle = anyio.Event()
-        self.idle.set()
-        self._scope: anyio.CancelScope | None = None
-        self._spawner: CallSpawner | None = None
-        self._eof = False
+        self.closed = anyio.Event()
+        self._finished = anyio.Event()  # nothing more to do: flush and close
         self._last_activity = anyio.current_time()
         self._partial_since: float | None = None
         self._next_id = 0
-        self._stream_frame: Any = None  # set while a stream's chunks are being written
-
-    def cancel(self) -> None:
-        if self._scope is not None:
-            self._scope.cancel()
+        self._dispatching = False
 
     async def run(self) -> None:
-        async with anyio.create_task_group() as tg:
-            self._scope = tg.cancel_scope
-            self._spawner = CallSpawner(tg, self._deadline_passed)
-            tg.start_soon(self.writer.run, tg.cancel_scope.cancel)
-            tg.start_soon(self._watchdog)
-            try:
-                await self._read_loop()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self._spawner.aclose()  # the client left: its calls stop
-                    with anyio.move_on_after(1):
-                        await self.writer.flush()
-                self.idle.set()
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.writer.run, self._finished.set)
+                tg.start_soon(self._watchdog)
+                tg.start_soon(self._read_loop)
+                await self._finished.wait()
+                self.session.close()  # the client left, or we close: its calls stop
+                with anyio.move_on_after(1, shield=True):
+                    await self.writer.flush()
+                tg.cancel_scope.cancel()
+        finally:
+            self.closed.set()
+
+    def close_when_idle(self) -> None:
+        self.closing = True
+        if not self.busy:
+            self._finished.set()
 
     async def _read_loop(self) -> None:
         while True:
             try:
                 data = await self.stream.receive(READ_SIZE)
             except BROKEN:
-                self._eof = True
+                self._finished.set()
                 return
             self._last_activity = anyio.current_time()
             try:
@@ -185,6 +163,7 @@ class HttpConnection:
             self._partial_since = (self._partial_since or self._last_activity) if partial else None
             self._dispatch_next()
             if self.closing and not self.busy:
+                self._finished.set()
                 return
 
     async def _watchdog(self) -> None:
@@ -199,138 +178,87 @@ class HttpConnection:
                 and now - self._partial_since > limits.request_timeout
             ):
                 self._finish_with(408, "request not received within request_timeout")
-                with anyio.move_on_after(1):
-                    await self.writer.flush()
-                self.cancel()
                 return
             if (
                 not self.busy
                 and self._partial_since is None
                 and now - self._last_activity > limits.idle_timeout
             ):
-                self.cancel()
+                self._finished.set()
                 return
 
     def _finish_with(self, status: int, message: str) -> None:
         error = TooLarge(message) if status == 413 else BadFrame(message)
         self.writer.write(error_response(error, status, keep_alive=False))
         self.closing = True
+        if not self.busy:
+            self._finished.set()
 
-    def _dispatch_next(self) -> None:
-        """Start the next complete request, unless one is being answered."""
-        if self.busy or not self.parser.ready or self.closing:
-            return
-        request = self.parser.ready.popleft()
-        self.busy = True
-        self.idle = anyio.Event()
-        assert self._spawner is not None
-        self._next_id += 1
-        deadline = None
-        deadline_ms = request.headers.get("x-jesus-deadline-ms", "")
-        if deadline_ms.isdigit():  # the task is cancelled then: no cancel scope per request
-            deadline = anyio.current_time() + int(deadline_ms) / 1000
-        self._spawner.spawn(
-            self._next_id, self._answer, request, deadline=deadline, context=request
-        )
-
-    async def _answer(self, request: Message) -> None:
-        try:
-            keep = await self._respond(request)
-            self._stream_frame = None  # cancelled instead, _deadline_passed still needs it
-        except Exception:
-            log.exception("answering %s %s failed", request.method, request.target)
-            keep = False
-        if self.writer.full:
-            await self.writer.drain()
+    def request_done(self, keep: bool) -> None:
+        """The request being answered got its answer: start the next one."""
         self.busy = False
         self._last_activity = anyio.current_time()
-        if not keep or self.listener.closing:
+        if not keep or self.server.closing or self.writer.closed:
             self.closing = True
-            self.idle.set()
-            await self.writer.flush()
-            self.cancel()
-            return
-        self.idle.set()
-        self._dispatch_next()
-
-    def _deadline_passed(self, key: Any, request: Message) -> None:
-        corrid = request.headers.get("x-jesus-corrid")
-        error = DeadlineExceeded(f"{request.target} ran past the caller's deadline", corrid=corrid)
-        if self._stream_frame is not None:  # the head went out: end the stream with the error
-            self.writer.write(self._stream_frame(mapping.error_body(error)) + b"0\r\n\r\n")
-            self._stream_frame = None
+        if self.closing:
+            self._finished.set()
         else:
-            self.writer.write(error_response(error, keep_alive=request.keep_alive))
-        self.busy = False
-        self.idle.set()
-        self._dispatch_next()
+            self._dispatch_next()
 
-    async def send_error(
-        self, error: CallError, status: int | None = None, keep_alive: bool = True
-    ) -> None:
-        """For refusals before a connection is served (no writer task yet)."""
+    def _dispatch_next(self) -> None:
+        """Start complete requests, in order, until one must be waited for. A request answered
+        at once ends inside `_start`; the loop, not a recursion, then takes the next."""
+        if self._dispatching:
+            return
+        self._dispatching = True
         try:
-            await self.stream.send(error_response(error, status, keep_alive))
-        except BROKEN:
-            pass
-
-    def send_json(
-        self,
-        status: int,
-        body: Any,
-        extra: Sequence[tuple[str, str]] = (),
-        keep_alive: bool = True,
-    ) -> None:
-        self.writer.write(json_response(status, body, extra, keep_alive))
+            ready = self.parser.ready
+            while ready and not self.busy and not self.closing:
+                self._start(ready.popleft())
+        finally:
+            self._dispatching = False
 
     # ------------------------------------------------------------------ routing
 
-    async def _respond(self, request: Message) -> bool:
-        """Answer one request; returns whether the connection stays open."""
+    def _start(self, request: Message) -> None:
         keep = request.keep_alive and not self.closing
         if request.refused:
-            self.writer.write(
-                error_response(
-                    TooLarge(request.refusal)
-                    if request.refused == 413
-                    else BadFrame(request.refusal),
-                    request.refused,
-                    keep_alive=False,
-                )
+            error = (
+                TooLarge(request.refusal) if request.refused == 413 else BadFrame(request.refusal)
             )
-            return False
+            self.writer.write(error_response(error, request.refused, keep_alive=False))
+            self.closing = True
+            return
         path = request.target.split("?", 1)[0]
         parts = [p for p in path.split("/") if p]
         try:
             if len(parts) == 2 and request.method != "POST":
-                error = InvalidRequest(f"use POST to call {parts[0]}.{parts[1]}")
-                self.send_json(405, mapping.error_body(error), [("allow", "POST")], keep)
-                return keep
-            if request.method == "GET":
-                return self._describe(parts, keep)
-            if len(parts) != 2:
+                wrong = InvalidRequest(f"use POST to call {parts[0]}.{parts[1]}")
+                extra = [("allow", "POST")]
+                self.writer.write(json_response(405, mapping.error_body(wrong), extra, keep))
+            elif request.method == "GET":
+                self.writer.write(json_response(200, self._describe(parts), keep_alive=keep))
+            elif len(parts) != 2:
                 raise UnknownMethod(f"no route for {request.method} {path}")
-            return await self._call(request, f"{parts[0]}.{parts[1]}", keep)
+            else:
+                self._call(request, f"{parts[0]}.{parts[1]}", keep)
         except CallError as exc:
             self.writer.write(error_response(exc, keep_alive=keep))
-            return keep
+        if not keep:
+            self.closing = True
 
-    def _describe(self, parts: list[str], keep: bool) -> bool:
-        methods = self.dispatcher.methods
-        services = {entry.service.name: entry.service for entry in methods.values()}
+    def _describe(self, parts: list[str]) -> Any:
+        services = self.server.handler.describe()
         if parts == ["health"]:
-            self.send_json(200, {"status": "ok", "services": sorted(services)}, keep_alive=keep)
-        elif not parts:
-            body = {"services": {name: describe(svc) for name, svc in sorted(services.items())}}
-            self.send_json(200, body, keep_alive=keep)
-        elif len(parts) == 1 and parts[0] in services:
-            self.send_json(200, describe(services[parts[0]]), keep_alive=keep)
-        else:
-            raise UnknownMethod(f"no route for GET /{'/'.join(parts)}")
-        return keep
+            return {"status": "ok", "services": sorted(services)}
+        if not parts:
+            return {"services": dict(sorted(services.items()))}
+        if len(parts) == 1 and parts[0] in services:
+            return services[parts[0]]
+        raise UnknownMethod(f"no route for GET /{'/'.join(parts)}")
 
-    async def _call(self, request: Message, target: str, keep: bool) -> bool:
-        options = self.listener.options
+    def _call(self, request: Message, target: str, keep: bool) -> None:
+        options = self.server.options
         headers = request.headers
         codec = options.codecs.get(mapping.codec_for(headers.get("content-type")) or "")
         if codec is None:
@@ -338,8 +266,8 @@ class HttpConnection:
                 f"content-type {headers.get('content-type')!r} is not supported; "
                 f"use application/json or application/msgpack"
             )
-            self.send_json(415, mapping.error_body(error), keep_alive=keep)
-            return keep
+            self.writer.write(json_response(415, mapping.error_body(error), keep_alive=keep))
+            return
         encoding = headers.get("content-encoding", "identity").strip().lower()
         compression = next(
             (c for c in options.compressions.values() if c.content_encoding == encoding), None
@@ -348,8 +276,8 @@ class HttpConnection:
             error = InvalidRequest(
                 f"content-encoding {encoding!r} is not supported; use gzip, zstd or identity"
             )
-            self.send_json(415, mapping.error_body(error), keep_alive=keep)
-            return keep
+            self.writer.write(json_response(415, mapping.error_body(error), keep_alive=keep))
+            return
         body = bytes(request.body)
         try:
             body = compression.decompress(body, self.limits.max_decompressed_size)
@@ -360,131 +288,101 @@ class HttpConnection:
         except ValueError as exc:
             raise BadFrame(f"body is not valid {codec.name}: {exc}") from None
         raw_meta = mapping.meta_from_headers(headers)
-        raw_meta.setdefault("c", new_corrid())
-        entry = self.dispatcher.methods.get(target)
-        declared = entry.spec.mode if entry is not None else ResponseMode.RESPONSE
+        corrid = raw_meta.setdefault("c", new_corrid())
+        declared = self.server.handler.declared_mode(target) or ResponseMode.RESPONSE
         mode = mapping.mode_from_header(headers.get(mapping.MODE_HEADER)) or declared
-        call = self.dispatcher.prepare(target, raw_meta, data, mode)
-        accept = mapping.codec_for(headers.get("accept", "").split(",")[0])
-        answer_codec = options.codecs.get(accept or "") or codec
-        corrid = [("x-jesus-corrid", call.meta.corrid)]
-        if mode in (ResponseMode.NO_RESPONSE, ResponseMode.ACK):
-            if self.listener.closing:
-                raise Unavailable("server is shutting down", corrid=call.meta.corrid)
-            self.send_json(202, {"accepted": True, "corrid": call.meta.corrid}, corrid, keep)
-            assert self.listener.background is not None
-            self.listener.background.spawn(
-                call.meta.corrid, self._background, call, deadline=call.deadline, context=target
-            )
-            return keep
-        if mode is ResponseMode.STREAM:
-            await self._stream(call, answer_codec, corrid)
-            return keep and not self._eof
-        result = await self.dispatcher.run(call)
-        try:
-            payload = answer_codec.encode(result)
-        except ValueError as exc:
-            raise InvalidResponse(str(exc), corrid=call.meta.corrid) from None
-        out = [
-            (
-                "content-type",
-                mapping.CONTENT_TYPES.get(answer_codec.name, answer_codec.content_type),
-            )
-        ]
-        answer_compression = mapping.pick_encoding(
-            headers.get("accept-encoding"), options.compressions
+        answer = options.codecs.get(mapping.answer_codec(headers.get("accept"), codec.name))
+        reply = HttpReply(self, request, answer or codec, keep, corrid)
+        self.busy = True
+        self._next_id += 1
+        self.session.admit(self._next_id, target, raw_meta, data, mode, reply)
+
+
+class HttpReply:
+    """The answer of one request: a JSON/msgpack body, a 202 for ack and noResponse, or a
+    chunked stream whose head goes out with the first item."""
+
+    __slots__ = ("_done", "_head_sent", "codec", "conn", "corrid", "keep", "open", "request")
+    # Every HTTP request gets an answer: refusals of noResponse calls too, and a 202 for them.
+    always_answers: ClassVar[bool] = True
+
+    def __init__(
+        self, conn: HttpServerConnection, request: Message, codec: Any, keep: bool, corrid: Any
+    ) -> None:
+        self.conn = conn
+        self.request = request
+        self.codec = codec
+        self.keep = keep
+        self.corrid = corrid
+        self.open = True
+        self._head_sent = False
+        self._done = False
+
+    def _corrid(self) -> list[tuple[str, str]]:
+        return [("x-jesus-corrid", str(self.corrid))]
+
+    def ack(self) -> None:
+        self.open = False
+        body = {"accepted": True, "corrid": self.corrid}
+        self.conn.writer.write(json_response(202, body, self._corrid(), self.keep))
+        self.close()
+
+    async def result(self, value: Any) -> None:
+        codec, limits = self.codec, self.conn.limits
+        payload = codec.encode(value)
+        out = [("content-type", mapping.CONTENT_TYPES.get(codec.name, codec.content_type))]
+        compression = mapping.pick_encoding(
+            self.request.headers.get("accept-encoding"), self.conn.server.options.compressions
         )
-        if answer_compression is not None and len(payload) >= self.limits.compress_threshold:
-            payload = answer_compression.compress(payload)
-            out.append(("content-encoding", answer_compression.content_encoding))
-        out += [("content-length", str(len(payload))), *corrid, ("vary", "accept-encoding")]
-        if not keep:
+        if compression is not None and len(payload) >= limits.compress_threshold:
+            payload = compression.compress(payload)
+            out.append(("content-encoding", compression.content_encoding))
+        out += [("content-length", str(len(payload))), *self._corrid(), ("vary", "accept-encoding")]
+        if not self.keep:
             out.append(("connection", "close"))
-        await self.writer.send_now(response_head(200, out) + payload)
-        return keep
+        self.open = False
+        writer = self.conn.writer
+        await writer.send_now(response_head(200, out) + payload)
+        if writer.full:
+            await writer.drain()
 
-    async def _background(self, call: PreparedCall) -> None:
-        try:
-            await self.dispatcher.run(call)
-        except CallError as exc:
-            log.warning("%s call failed after it was accepted: %s", call.meta.mode.value, exc)
+    def error(self, error: CallError) -> None:
+        self.open = False
+        if self._head_sent:  # the stream is under way: it ends with the error as its last element
+            self.conn.writer.write(
+                stream_chunk(self.codec, mapping.error_body(error)) + END_OF_CHUNKS
+            )
+        else:
+            self.conn.writer.write(error_response(error, keep_alive=self.keep))
 
-    async def _stream(self, call: PreparedCall, codec: Any, corrid: list[tuple[str, str]]) -> None:
-        json_lines = codec.name == "json"
-        head = [
-            ("content-type", mapping.STREAM_TYPES.get(codec.name, codec.content_type)),
-            ("transfer-encoding", "chunked"),
-            *corrid,
-        ]
-        writer = self.writer
-        writer.write(response_head(200, head))
-        items = self.dispatcher.open_stream(call)
+    def _head(self) -> None:
+        if not self._head_sent:
+            self._head_sent = True
+            codec = self.codec
+            head = [
+                ("content-type", mapping.STREAM_TYPES.get(codec.name, codec.content_type)),
+                ("transfer-encoding", "chunked"),
+                *self._corrid(),
+            ]
+            self.conn.writer.write(response_head(200, head))
 
-        def frame(obj: Any) -> bytes:
-            data: bytes = codec.encode(obj)
-            data = data + b"\n" if json_lines else mapping.FRAME_LENGTH.pack(len(data)) + data
-            return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+    async def item(self, value: Any) -> None:
+        chunk = stream_chunk(self.codec, {"item": value})
+        self._head()
+        writer = self.conn.writer
+        writer.write(chunk)
+        if writer.full:
+            await writer.drain()  # a slow reader holds the handler back
+        if writer.closed:
+            self.open = False
 
-        self._stream_frame = frame
-        try:
-            while True:
-                try:
-                    item = await items.__anext__()
-                    chunk = frame({"item": item})
-                except StopAsyncIteration:
-                    break
-                except ValueError as exc:
-                    error = InvalidResponse(str(exc), corrid=call.meta.corrid)
-                    writer.write(frame(mapping.error_body(error)))
-                    break
-                except CallError as exc:
-                    writer.write(frame(mapping.error_body(exc)))
-                    break
-                writer.write(chunk)
-                if writer.full:
-                    await writer.drain()  # a slow reader holds the handler back
-                if writer.closed:
-                    self._eof = True
-                    return
-            writer.write(b"0\r\n\r\n")
-        finally:
-            with anyio.CancelScope(shield=True):
-                await items.aclose()  # type: ignore[attr-defined]
+    def end(self) -> None:
+        self._head()
+        self.open = False
+        self.conn.writer.write(END_OF_CHUNKS)
 
-
-def json_response(
-    status: int, body: Any, extra: Sequence[tuple[str, str]] = (), keep_alive: bool = True
-) -> bytes:
-    payload = json.dumps(body, separators=(",", ":"), default=repr).encode()
-    headers = [("content-type", "application/json"), ("content-length", str(len(payload))), *extra]
-    if not keep_alive:
-        headers.append(("connection", "close"))
-    return response_head(status, headers) + payload
-
-
-def error_response(error: CallError, status: int | None = None, keep_alive: bool = True) -> bytes:
-    extra = [(mapping.ERROR_HEADER, error.code)]
-    if error.corrid:
-        extra.append(("x-jesus-corrid", error.corrid))
-    return json_response(
-        status or mapping.STATUS_OF.get(error.code, 500),
-        mapping.error_body(error),
-        extra,
-        keep_alive,
-    )
-
-
-_GONE = object()
-
-
-def describe(service: Any) -> dict[str, Any]:
-    return {
-        "name": service.name,
-        "version": service.version,
-        "description": service.description,
-        "methods": {
-            name: spec.record().to_json() for name, spec in sorted(service.methods.items())
-        },
-        "listens": {event: spec.record() for event, spec in sorted(service.listeners.items())},
-        "emits": {event: spec.record() for event, spec in sorted(service.emits.items())},
-    }
+    def close(self) -> None:
+        self.open = False
+        if not self._done:
+            self._done = True
+            self.conn.request_done(self.keep)

@@ -12,10 +12,9 @@ from anyio.streams.tls import TLSListener
 
 from jesus.errors import ConfigurationError
 from jesus.messages import ResponseMode
-from jesus.runtime.dispatcher import CallDispatcher
-from jesus.transport import TransportOptions
+from jesus.transport import CallHandler, TransportOptions
 from jesus_http.client import HttpClient
-from jesus_http.server import HttpListener
+from jesus_http.server import HttpServer
 
 
 def parse_bind(bind: str | None) -> tuple[str, int]:
@@ -33,10 +32,12 @@ class HttpTransport:
 
     scheme = "http"
     modes = frozenset(ResponseMode)
+    tls = True
+    local = False
 
     async def listen(
-        self, dispatcher: CallDispatcher, bind: str | None, options: TransportOptions
-    ) -> HttpListener:
+        self, handler: CallHandler, bind: str | None, options: TransportOptions
+    ) -> HttpServer:
         host, port = parse_bind(bind)
         listener: Any = await anyio.create_tcp_listener(local_host=host, local_port=port)
         local: Any = listener.extra(anyio.abc.SocketAttribute.local_address)
@@ -45,7 +46,7 @@ class HttpTransport:
             listener = TLSListener(listener, options.ssl_context, standard_compatible=False)
             scheme = "https"
         host_text = f"[{local[0]}]" if ":" in local[0] else local[0]
-        return HttpListener(listener, f"{scheme}://{host_text}:{local[1]}", dispatcher, options)
+        return HttpServer(listener, f"{scheme}://{host_text}:{local[1]}", handler, options)
 
     def client(self, options: TransportOptions, task_group: TaskGroup) -> HttpClient:
         async def connect(endpoint: str) -> ByteStream:

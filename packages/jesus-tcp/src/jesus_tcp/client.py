@@ -15,18 +15,19 @@ from anyio.abc import ByteStream, TaskGroup, TaskStatus
 
 from jesus.errors import (
     CallError,
+    ConnectionLost,
     DeadlineExceeded,
     InvalidRequest,
     ProtocolError,
     TooLarge,
     Unavailable,
 )
-from jesus.messages import Meta, ResponseMode
+from jesus.messages import ResponseMode
 from jesus.protocol import events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
-from jesus.runtime.futures import future_factory
-from jesus.runtime.writer import BROKEN, FrameWriter
-from jesus.transport import TransportOptions
+from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors
+from jesus.transport.futures import future_factory
+from jesus.transport.writer import FrameWriter
 
 log = logging.getLogger("jesus.tcp.client")
 
@@ -34,12 +35,6 @@ READ_SIZE = 65536
 _ITEM, _END, _ERROR = 0, 1, 2
 
 Connector = Callable[[str], Awaitable[ByteStream]]
-
-
-class ConnectionLost(Unavailable):
-    """The connection broke while a call was in flight: the server may have run it."""
-
-    sent = True
 
 
 class ClientConnection:
@@ -202,19 +197,21 @@ class ClientConnection:
 
     # ------------------------------------------------------------------ calls
 
-    def _open(self, method: str, meta: Meta, data: Any, mode: ResponseMode) -> tuple[int, bytes]:
+    def _open(self, call: OutgoingCall, mode: ResponseMode) -> tuple[int, bytes]:
+        meta = call.meta
         if len(self.calls) + len(self.streams) >= self.max_inflight:
             raise Unavailable("too many calls in flight on this connection", corrid=meta.corrid)
         try:
-            return self.proto.send_request(method, meta.to_wire(), data, mode)
+            return self.proto.send_request(call.target, meta.to_wire(), call.data, mode)
         except TooLarge as exc:
             exc.corrid = meta.corrid
             raise
         except ValueError as exc:
             raise InvalidRequest(str(exc), corrid=meta.corrid) from None
 
-    async def request(self, method: str, meta: Meta, data: Any, mode: ResponseMode) -> Any:
-        sid, frame = self._open(method, meta, data, mode)
+    async def request(self, call: OutgoingCall) -> Any:
+        mode, meta = call.mode, call.meta
+        sid, frame = self._open(call, mode)
         if mode is ResponseMode.NO_RESPONSE:
             self.writer.write(frame)
             if self.writer.full:
@@ -224,8 +221,8 @@ class ClientConnection:
             return None
         future = self._new_future()
         self.calls[sid] = future
-        if meta.deadline_ms is not None:
-            deadline = anyio.current_time() + meta.deadline_ms / 1000
+        deadline = call.deadline
+        if deadline is not None:
             self._deadlines[sid] = deadline
             if deadline < self._next_expiry:
                 self._deadline_added.set()  # the expiry task must wake earlier
@@ -264,9 +261,9 @@ class ClientConnection:
             with anyio.move_on_after(earliest - now):
                 await self._deadline_added.wait()
 
-    async def open_stream(self, method: str, meta: Meta, data: Any) -> AsyncIterator[Any]:
-        window = self.limits.stream_window
-        sid, frame = self._open(method, meta, data, ResponseMode.STREAM)
+    async def open_stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
+        window, meta = self.limits.stream_window, call.meta
+        sid, frame = self._open(call, ResponseMode.STREAM)
         send, receive = anyio.create_memory_object_stream[tuple[int, Any]](window + 2)
         self.streams[sid] = send
         self.writer.write(frame)
@@ -306,54 +303,38 @@ class StreamClient:
         self._connect = connect
         self._options = options
         self._tg = task_group
-        self._pool: dict[tuple[str, str, str], ClientConnection] = {}
-        self._locks: dict[tuple[str, str, str], anyio.Lock] = {}
+        self._pool: dict[tuple[str, str], ClientConnection] = {}
+        self._locks: dict[tuple[str, str], anyio.Lock] = {}
 
-    async def _get(self, endpoint: str, codec: Any, compression: Any) -> ClientConnection:
-        key = (endpoint, codec.name, compression.name)
+    async def _get(self, call: OutgoingCall) -> ClientConnection:
+        # One connection per endpoint and channel: the codec and compression are the
+        # connection's, fixed by its HELLO.
+        key = (call.endpoint, call.channel.name)
         conn = self._pool.get(key)
         if conn is not None and conn.usable:
             return conn
-        return await self._open(key, endpoint, codec, compression)
-
-    async def _open(
-        self, key: tuple[str, str, str], endpoint: str, codec: Any, compression: Any
-    ) -> ClientConnection:
         lock = self._locks.setdefault(key, anyio.Lock())
         async with lock:
             conn = self._pool.get(key)
             if conn is not None and conn.usable:
                 return conn
-            try:
-                stream = await self._connect(endpoint)
-            except (OSError, anyio.BrokenResourceError) as exc:
-                raise Unavailable(f"cannot connect to {endpoint}: {exc}") from None
-            conn = ClientConnection(stream, codec, compression, self._options)
+            with connect_errors(call.endpoint):
+                stream = await self._connect(call.endpoint)
+            conn = ClientConnection(stream, call.codec, call.compression, self._options)
             await self._tg.start(conn.run)
             self._pool[key] = conn
             return conn
 
-    async def request(
-        self,
-        endpoint: str,
-        codec: Any,
-        compression: Any,
-        method: str,
-        data: Any,
-        meta: Meta,
-        mode: ResponseMode,
-    ) -> Any:
+    async def request(self, call: OutgoingCall) -> Any:
         # The pool look-up inline: this runs once per call.
-        conn = self._pool.get((endpoint, codec.name, compression.name))
+        conn = self._pool.get((call.endpoint, call.channel.name))
         if conn is None or not conn.usable:
-            conn = await self._get(endpoint, codec, compression)
-        return await conn.request(method, meta, data, mode)
+            conn = await self._get(call)
+        return await conn.request(call)
 
-    async def stream(
-        self, endpoint: str, codec: Any, compression: Any, method: str, data: Any, meta: Meta
-    ) -> AsyncIterator[Any]:
-        conn = await self._get(endpoint, codec, compression)
-        items = conn.open_stream(method, meta, data)
+    async def stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
+        conn = await self._get(call)
+        items = conn.open_stream(call)
         try:
             async for item in items:
                 yield item

@@ -1,10 +1,10 @@
-"""Server side: accept connections, run the handshake, dispatch each call as it arrives."""
+"""Server side: accept connections, run the handshake, map each frame onto the call runner."""
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 from anyio.abc import ByteStream, Listener, TaskGroup
@@ -12,40 +12,36 @@ from anyio.abc import ByteStream, Listener, TaskGroup
 from jesus.errors import (
     BadFrame,
     CallError,
-    InvalidResponse,
+    FrameTooLarge,
     RemoteProtocolError,
     TooLarge,
     Unavailable,
 )
 from jesus.limits import Limits
-from jesus.messages import ResponseMode
 from jesus.protocol import events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
-from jesus.protocol.frames import FrameTooLarge
-from jesus.runtime.dispatcher import CallDispatcher, PreparedCall
-from jesus.runtime.spawner import CallSpawner
-from jesus.runtime.writer import BROKEN, FrameWriter
-from jesus.transport import TransportOptions
+from jesus.transport import BROKEN, CallHandler, CallRunner, Session, TransportOptions
+from jesus.transport.writer import FrameWriter
 
 log = logging.getLogger("jesus.tcp.server")
 
 READ_SIZE = 65536
 
 
-class StreamListener:
+class StreamServer:
     """Serves the jesus protocol on an anyio listener (TCP, TLS or unix)."""
 
     def __init__(
         self,
         listener: Listener[Any],
         endpoint: str,
-        dispatcher: CallDispatcher,
+        handler: CallHandler,
         options: TransportOptions,
     ) -> None:
         self.endpoint = endpoint
         self._listener = listener
-        self._dispatcher = dispatcher
         self._options = options
+        self.runner = CallRunner(handler, options.limits)
         self._connections: set[ServerConnection] = set()
         self._closing = False
         self._stopped = anyio.Event()
@@ -56,11 +52,13 @@ class StreamListener:
         self._serving = True
         try:
             async with anyio.create_task_group() as tg:
+                self.runner.bind(tg)
                 tg.start_soon(self._accept_loop, tg)
                 await self._stopped.wait()
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
+                await self.runner.aclose()
                 await self._listener.aclose()
 
     async def _accept_loop(self, tg: TaskGroup) -> None:
@@ -72,12 +70,12 @@ class StreamListener:
             self.refused_connections += 1
             await _refuse(stream, limits)
             return
-        conn = ServerConnection(stream, self._dispatcher, self._options)
+        conn = ServerConnection(stream, self.runner.session(), self._options)
         self._connections.add(conn)
         try:
             await conn.run()
         except Exception:
-            # One connection's failure must never take the listener down.
+            # One connection's failure must never take the server down.
             log.exception("connection failed")
         finally:
             self._connections.discard(conn)
@@ -89,12 +87,11 @@ class StreamListener:
         self._closing = True
         for conn in list(self._connections):
             conn.goaway("server shutting down")
-        for conn in list(self._connections):
-            await conn.idle.wait()
+        await self.runner.drain()
         for conn in list(self._connections):
             with anyio.move_on_after(1):
                 await conn.writer.flush()  # the last answers
-            await conn.close()
+            conn.close()
         self._stopped.set()
         if not self._serving:
             await self._listener.aclose()
@@ -112,11 +109,11 @@ async def _refuse(stream: ByteStream, limits: Limits) -> None:
 
 
 class ServerConnection:
-    def __init__(
-        self, stream: ByteStream, dispatcher: CallDispatcher, options: TransportOptions
-    ) -> None:
+    """One client connection: frames in, events onto the session, answers out."""
+
+    def __init__(self, stream: ByteStream, session: Session, options: TransportOptions) -> None:
         self.stream = stream
-        self.dispatcher = dispatcher
+        self.session = session
         self.limits = options.limits
         self.proto = ProtocolConnection(
             Role.SERVER,
@@ -125,48 +122,26 @@ class ServerConnection:
             compressions=dict(options.compressions),
         )
         self.writer = FrameWriter(stream, options.limits.write_buffer_size)
-        self.spawner: CallSpawner | None = None
-        self.credits: dict[int, _Credit] = {}
-        self.inflight = 0
-        self.idle = anyio.Event()  # set whenever no call runs on this connection
-        self.idle.set()
-        self.draining = False
-        self._tg: TaskGroup | None = None
-        self._done = anyio.Event()
-
-    def _started(self) -> None:
-        self.inflight += 1
-        if self.inflight == 1:
-            self.idle = anyio.Event()
-
-    def _finished(self) -> None:
-        self.inflight -= 1
-        if self.inflight == 0:
-            self.idle.set()
+        self._scope: anyio.CancelScope | None = None
 
     def goaway(self, reason: str) -> None:
-        self.draining = True
         self.writer.write(self.proto.send_goaway(reason))
 
-    async def close(self) -> None:
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
+    def close(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
 
     async def run(self) -> None:
         try:
             async with anyio.create_task_group() as tg:
-                self._tg = tg
-                self.spawner = CallSpawner(tg, self._deadline_passed)
+                self._scope = tg.cancel_scope
                 tg.start_soon(self.writer.run, tg.cancel_scope.cancel)
                 try:
                     await self._read_loop()
                 finally:
-                    # The peer is gone or broke the protocol: its calls have nowhere to answer.
-                    with anyio.CancelScope(shield=True):
-                        await self.spawner.aclose()
+                    self.session.close()  # the peer is gone: its calls have nowhere to answer
                 tg.cancel_scope.cancel()
         finally:
-            self.idle.set()  # nothing runs any more, whatever the count says
             with anyio.CancelScope(shield=True):
                 await self.stream.aclose()
 
@@ -196,134 +171,94 @@ class ServerConnection:
             pass
 
     def _on_event(self, event: ev.Event) -> None:
-        proto, writer = self.proto, self.writer
-        if type(event) is ev.RequestReceived:
-            sid, mode = event.stream_id, event.mode
-            if self.draining:
-                if mode is not ResponseMode.NO_RESPONSE:
-                    writer.write(proto.send_error(sid, Unavailable("server is shutting down")))
-                return
-            if self.inflight >= self.limits.max_inflight_calls:
-                if mode is not ResponseMode.NO_RESPONSE:
-                    writer.write(
-                        proto.send_error(
-                            sid,
-                            Unavailable(
-                                f"too many calls in flight on this connection "
-                                f"(max_inflight_calls={self.limits.max_inflight_calls})"
-                            ),
-                        )
-                    )
-                else:
-                    log.warning("dropped a noResponse call: max_inflight_calls reached")
-                return
-            try:
-                call = self.dispatcher.prepare(event.method, event.meta, event.data, mode)
-            except CallError as exc:
-                if mode is ResponseMode.NO_RESPONSE:
-                    log.warning("rejected noResponse call to %s: %s", event.method, exc)
-                else:
-                    writer.write(proto.send_error(sid, exc))
-                return
-            self._started()
-            assert self.spawner is not None
-            if mode is ResponseMode.STREAM:
-                self.credits[sid] = _Credit(proto.peer_info.get("stream_window", 16))
-                job, args = self._stream, (sid, call)
-            else:
-                if mode is ResponseMode.ACK:
-                    writer.write(proto.send_ack(sid))
-                job, args = self._call, (sid, call, mode)  # type: ignore[assignment]
-            self.spawner.spawn(sid, job, *args, deadline=call.deadline, context=call)
-        elif type(event) is ev.CancelReceived:
-            if self.spawner is not None:
-                self.spawner.cancel(event.stream_id)
-        elif type(event) is ev.CreditReceived:
-            credit = self.credits.get(event.stream_id)
-            if credit is not None:
-                credit.grant(event.credit)
-        elif type(event) is ev.RequestRejected:
-            if event.mode is ResponseMode.NO_RESPONSE:
-                log.warning("rejected a noResponse call: %s", event.error)
-            else:
-                writer.write(proto.send_error(event.stream_id, event.error))
-        elif type(event) is ev.HelloReceived:
-            writer.write(proto.send_hello())
-        elif type(event) is ev.PingReceived:
-            writer.write(proto.send_pong(event.payload))
-        elif type(event) is ev.ErrorReceived:
-            log.warning("peer reported an error: %s", event.error)
-
-    def _deadline_passed(self, sid: int, call: PreparedCall) -> None:
-        if sid in self.proto.open_streams:
-            self.writer.write(self.proto.send_error(sid, self.dispatcher.deadline_exceeded(call)))
-        else:
-            log.warning("%s ran past its deadline", call.entry.full_name)
-
-    async def _call(self, sid: int, call: PreparedCall, mode: ResponseMode) -> None:
-        proto, writer = self.proto, self.writer
-        try:
-            result = await self.dispatcher.run(call)
-            if mode is ResponseMode.RESPONSE:
-                try:
-                    frame = proto.send_response(sid, result)
-                except (TooLarge, ValueError) as exc:
-                    error = exc if isinstance(exc, TooLarge) else InvalidResponse(str(exc))
-                    error.corrid = call.meta.corrid
-                    frame = proto.send_error(sid, error)
-                writer.write(frame)
-                if writer.full:
-                    await writer.drain()
-        except CallError as exc:
-            if mode is ResponseMode.RESPONSE:
-                writer.write(proto.send_error(sid, exc))
-            else:
-                log.warning("%s call failed after it was accepted: %s", mode.value, exc)
-        finally:
-            proto.open_streams.pop(sid, None)  # cancelled: nothing more goes to this stream
-            self._finished()
-
-    async def _stream(self, sid: int, call: PreparedCall) -> None:
-        proto, writer = self.proto, self.writer
-        credit = self.credits[sid]
-        items = self.dispatcher.open_stream(call)
-        try:
-            async for item in items:
-                await credit.take()
-                try:
-                    writer.write(proto.send_item(sid, item))
-                except (TooLarge, ValueError) as exc:
-                    raise (
-                        exc if isinstance(exc, TooLarge) else InvalidResponse(str(exc))
-                    ) from None
-                if writer.full:
-                    await writer.drain()
-            writer.write(proto.send_end(sid))
-        except CallError as exc:
-            if exc.corrid is None:
-                exc.corrid = call.meta.corrid
-            writer.write(proto.send_error(sid, exc))
-        finally:
-            with anyio.CancelScope(shield=True):
-                await items.aclose()  # type: ignore[attr-defined]
-            proto.open_streams.pop(sid, None)
-            self.credits.pop(sid, None)
-            self._finished()
+        kind = type(event)
+        if kind is ev.RequestReceived:
+            sid = event.stream_id  # type: ignore[union-attr]
+            self.session.admit(
+                sid,
+                event.method,  # type: ignore[union-attr]
+                event.meta,  # type: ignore[union-attr]
+                event.data,  # type: ignore[union-attr]
+                event.mode,  # type: ignore[union-attr]
+                FrameReply(self, sid),
+            )
+        elif kind is ev.CancelReceived:
+            self.session.cancel(event.stream_id)  # type: ignore[union-attr]
+        elif kind is ev.CreditReceived:
+            record = self.session.calls.get(event.stream_id)  # type: ignore[union-attr]
+            if record is not None:
+                record.reply.grant(event.credit)  # type: ignore[attr-defined, union-attr]
+        elif kind is ev.RequestRejected:
+            sid = event.stream_id  # type: ignore[union-attr]
+            reply = FrameReply(self, sid)
+            self.session.refuse("(undecodable)", event.mode, reply, event.error)  # type: ignore[union-attr]
+        elif kind is ev.HelloReceived:
+            self.writer.write(self.proto.send_hello())
+        elif kind is ev.PingReceived:
+            self.writer.write(self.proto.send_pong(event.payload))  # type: ignore[union-attr]
+        elif kind is ev.ErrorReceived:
+            log.warning("peer reported an error: %s", event.error)  # type: ignore[union-attr]
 
 
-class _Credit:
-    """Items the client lets this stream send before it must wait (flow control)."""
+class FrameReply:
+    """The answers of one call, as frames on its stream id; stream items wait for credit."""
 
-    def __init__(self, initial: int) -> None:
-        self.available = max(1, int(initial))
-        self._event = anyio.Event()
+    __slots__ = ("_credit", "_event", "conn", "open", "sid")
+    always_answers: ClassVar[bool] = False
 
-    def grant(self, n: int) -> None:
-        self.available += n
-        self._event.set()
+    def __init__(self, conn: ServerConnection, sid: int) -> None:
+        self.conn = conn
+        self.sid = sid
+        self.open = True
+        self._credit = -1  # taken from the client's HELLO when the first item goes out
+        self._event: anyio.Event | None = None
 
-    async def take(self) -> None:
-        while self.available <= 0:
+    def ack(self) -> None:
+        self.open = False
+        self.conn.writer.write(self.conn.proto.send_ack(self.sid))
+
+    async def result(self, value: Any) -> None:
+        conn = self.conn
+        frame = conn.proto.send_response(self.sid, value)
+        self.open = False
+        writer = conn.writer
+        writer.write(frame)
+        if writer.full:
+            await writer.drain()
+
+    def error(self, error: CallError) -> None:
+        self.open = False
+        self.conn.writer.write(self.conn.proto.send_error(self.sid, error))
+
+    async def item(self, value: Any) -> None:
+        if self._credit < 0:
+            self._credit = max(1, int(self.conn.proto.peer_info.get("stream_window", 32)))
+        while self._credit <= 0 and self.open:
             self._event = anyio.Event()
             await self._event.wait()
-        self.available -= 1
+        if not self.open:
+            return
+        self._credit -= 1
+        writer = self.conn.writer
+        writer.write(self.conn.proto.send_item(self.sid, value))
+        if writer.full:
+            await writer.drain()
+        if writer.closed:
+            self.open = False
+
+    def grant(self, credit: int) -> None:
+        if self._credit < 0:
+            self._credit = max(1, int(self.conn.proto.peer_info.get("stream_window", 32)))
+        self._credit += credit
+        if self._event is not None:
+            self._event.set()
+
+    def end(self) -> None:
+        self.open = False
+        self.conn.writer.write(self.conn.proto.send_end(self.sid))
+
+    def close(self) -> None:
+        self.open = False
+        self.conn.proto.open_streams.pop(self.sid, None)
+        if self._event is not None:
+            self._event.set()

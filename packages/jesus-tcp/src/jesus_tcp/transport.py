@@ -13,11 +13,10 @@ from anyio.streams.tls import TLSListener
 
 from jesus.errors import ConfigurationError
 from jesus.messages import ResponseMode
-from jesus.runtime.dispatcher import CallDispatcher
-from jesus.transport import TransportOptions
+from jesus.transport import CallHandler, TransportOptions
 from jesus_tcp.addresses import Address, default_unix_path, parse_endpoint, parse_tcp_bind
 from jesus_tcp.client import StreamClient
-from jesus_tcp.server import StreamListener
+from jesus_tcp.server import StreamServer
 
 ALL_MODES = frozenset(ResponseMode)
 
@@ -28,10 +27,12 @@ class TcpTransport:
 
     scheme = "tcp"
     modes = ALL_MODES
+    tls = True
+    local = False
 
     async def listen(
-        self, dispatcher: CallDispatcher, bind: str | None, options: TransportOptions
-    ) -> StreamListener:
+        self, handler: CallHandler, bind: str | None, options: TransportOptions
+    ) -> StreamServer:
         host, port = parse_tcp_bind(bind)
         listener: Any = await anyio.create_tcp_listener(local_host=host, local_port=port)
         bound_host, bound_port = listener.extra(anyio.abc.SocketAttribute.local_address)[:2]
@@ -39,7 +40,7 @@ class TcpTransport:
         if options.ssl_context is not None:
             listener = TLSListener(listener, options.ssl_context, standard_compatible=False)
         endpoint = Address("tcp", host=bound_host, port=bound_port, tls=tls).endpoint()
-        return StreamListener(listener, endpoint, dispatcher, options)
+        return StreamServer(listener, endpoint, handler, options)
 
     def client(self, options: TransportOptions, task_group: TaskGroup) -> StreamClient:
         async def connect(endpoint: str) -> ByteStream:
@@ -62,16 +63,17 @@ class UnixTransport:
 
     scheme = "unix"
     modes = ALL_MODES
+    tls = False
+    # Reached only from this machine, through a socket file only its owner may open (0600).
+    local = True
 
     async def listen(
-        self, dispatcher: CallDispatcher, bind: str | None, options: TransportOptions
-    ) -> StreamListener:
+        self, handler: CallHandler, bind: str | None, options: TransportOptions
+    ) -> StreamServer:
         path = bind or default_unix_path()
         await _remove_stale_socket(path)
         listener = await anyio.create_unix_listener(path, mode=0o600)
-        return _UnixListener(
-            listener, Address("unix", path=path).endpoint(), dispatcher, options, path
-        )
+        return _UnixServer(listener, Address("unix", path=path).endpoint(), handler, options, path)
 
     def client(self, options: TransportOptions, task_group: TaskGroup) -> StreamClient:
         async def connect(endpoint: str) -> ByteStream:
@@ -98,16 +100,16 @@ async def _remove_stale_socket(path: str) -> None:
     raise ConfigurationError(f"unix socket {path} is in use by a running server")
 
 
-class _UnixListener(StreamListener):
+class _UnixServer(StreamServer):
     def __init__(
         self,
         listener: Any,
         endpoint: str,
-        dispatcher: CallDispatcher,
+        handler: CallHandler,
         options: TransportOptions,
         path: str,
     ) -> None:
-        super().__init__(listener, endpoint, dispatcher, options)
+        super().__init__(listener, endpoint, handler, options)
         self._path = path
 
     async def aclose(self) -> None:

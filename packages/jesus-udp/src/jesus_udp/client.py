@@ -22,13 +22,12 @@ from jesus.errors import (
     DeadlineExceeded,
     InvalidRequest,
     TooLarge,
-    Unavailable,
 )
 from jesus.messages import Meta, ResponseMode
 from jesus.protocol.datagram import DatagramCodec, decode_datagram, read_error
 from jesus.protocol.frames import FrameType
-from jesus.runtime.futures import EventFuture
-from jesus.transport import TransportOptions
+from jesus.transport import OutgoingCall, TransportOptions, connect_errors
+from jesus.transport.futures import EventFuture
 from jesus_udp.sender import DatagramSender
 
 log = logging.getLogger("jesus.udp.client")
@@ -111,26 +110,16 @@ class UdpClient:
                 except CallError as exc:
                     future.set_exception(exc)
 
-    async def request(
-        self,
-        endpoint: str,
-        codec: Any,
-        compression: Any,
-        method: str,
-        data: Any,
-        meta: Meta,
-        mode: ResponseMode,
-    ) -> Any:
-        host, port = _endpoint(endpoint)
-        try:
+    async def request(self, call: OutgoingCall) -> Any:
+        meta, mode, method = call.meta, call.mode, call.target
+        host, port = _endpoint(call.endpoint)
+        with connect_errors(call.endpoint):
             sock = await self._socket_for(host)
-        except OSError as exc:
-            raise Unavailable(f"cannot open a udp socket towards {endpoint}: {exc}") from None
-        pair = self._codec(codec, compression)
+        pair = self._codec(call.codec, call.compression)
         message_id = next(self._ids) & 0xFFFFFFFFFFFFFFFF
         try:
             datagram = pair.pack(
-                FrameType.REQUEST, message_id, [method, meta.to_wire(), data], mode
+                FrameType.REQUEST, message_id, [method, meta.to_wire(), call.data], mode
             )
         except TooLarge as exc:
             exc.corrid = meta.corrid
@@ -143,9 +132,7 @@ class UdpClient:
             return None
         future = EventFuture()  # waited on once per retransmission, so it must survive cancels
         self._waiting[message_id] = future
-        deadline = math.inf
-        if meta.deadline_ms is not None:
-            deadline = anyio.current_time() + meta.deadline_ms / 1000
+        deadline = math.inf if call.deadline is None else call.deadline
         delay = self._limits.retry_initial
         try:
             while True:
@@ -161,11 +148,10 @@ class UdpClient:
         finally:
             self._waiting.pop(message_id, None)
 
-    def stream(
-        self, endpoint: str, codec: Any, compression: Any, method: str, data: Any, meta: Meta
-    ) -> AsyncIterator[Any]:
+    def stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
         raise InvalidRequest(
-            f"{method}: stream calls need a stream channel (tcp, unix), not udp", corrid=meta.corrid
+            f"{call.target}: stream calls need a stream channel (tcp, unix, http), not udp",
+            corrid=call.meta.corrid,
         )
 
     async def aclose(self) -> None:

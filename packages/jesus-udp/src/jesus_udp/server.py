@@ -1,47 +1,43 @@
-"""Receiving side: every datagram is parsed, de-duplicated, checked and dispatched; garbage is
-counted and logged, never fatal."""
+"""Receiving side: every datagram is parsed, de-duplicated and handed to the call runner;
+garbage is counted and logged, never fatal."""
 
 from __future__ import annotations
 
 import collections
 import logging
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 
-from jesus.errors import BadFrame, CallError, InvalidRequest, InvalidResponse, TooLarge, Unavailable
+from jesus.errors import BadFrame, CallError
 from jesus.messages import ResponseMode
 from jesus.protocol.datagram import Datagram, DatagramCodec, decode_datagram, error_datagram
 from jesus.protocol.dedup import DedupWindow
 from jesus.protocol.frames import FrameType
-from jesus.runtime.dispatcher import CallDispatcher, PreparedCall
-from jesus.runtime.spawner import CallSpawner
-from jesus.transport import TransportOptions
+from jesus.transport import CallHandler, CallRunner, TransportOptions
 from jesus_udp.sender import DatagramSender
 
 log = logging.getLogger("jesus.udp.server")
 
-_STREAM_REFUSED = (
-    "stream calls need a stream channel (tcp, unix); udp carries noResponse, ack and response"
-)
+MODES = frozenset({ResponseMode.NO_RESPONSE, ResponseMode.ACK, ResponseMode.RESPONSE})
 
 
-class UdpListener:
+class UdpServer:
     def __init__(
-        self, socket: Any, endpoint: str, dispatcher: CallDispatcher, options: TransportOptions
+        self, socket: Any, endpoint: str, handler: CallHandler, options: TransportOptions
     ) -> None:
         self.endpoint = endpoint
         self._socket = socket
-        self._dispatcher = dispatcher
         self._options = options
         self._limits = options.limits
+        self.runner = CallRunner(handler, options.limits, MODES)
+        # Every sender shares one session: max_inflight_calls bounds the whole socket.
+        self._session = self.runner.session()
         self._sender = DatagramSender(socket)
         self._dedup = DedupWindow(self._limits.dedup_window, self._limits.dedup_capacity)
         self._codecs: dict[tuple[str, str], DatagramCodec] = {}
-        self._spawner: CallSpawner | None = None
         self._stopped = anyio.Event()
-        self._closing = False
         self._last_warning = 0.0
         # What was refused and why; also logged (at most once a second).
         self.stats: collections.Counter[str] = collections.Counter()
@@ -49,11 +45,11 @@ class UdpListener:
     async def serve(self) -> None:
         try:
             async with anyio.create_task_group() as tg:
-                self._spawner = CallSpawner(tg, self._deadline_passed)
+                self.runner.bind(tg)
                 tg.start_soon(self._sender.run)
                 tg.start_soon(self._receive_loop)
                 await self._stopped.wait()
-                await self._spawner.aclose()
+                await self.runner.aclose()
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
@@ -61,9 +57,7 @@ class UdpListener:
 
     async def aclose(self) -> None:
         """Stop taking requests, let running calls finish and their answers go out."""
-        self._closing = True
-        if self._spawner is not None:
-            await self._spawner.wait_idle()
+        await self.runner.drain()
         await anyio.sleep(0.01)  # a turn for the sender to send the last answers
         self._stopped.set()
 
@@ -72,13 +66,13 @@ class UdpListener:
             async for data, address in self._socket:
                 try:
                     self._on_datagram(data, address)
-                except Exception:  # one datagram must never stop the listener
+                except Exception:  # one datagram must never stop the server
                     log.exception("datagram from %s:%s could not be handled", *address[:2])
                     self.stats["internal_error"] += 1
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass  # closed by aclose()
 
-    def _refused(self, reason: str, address: Any, detail: object) -> None:
+    def refused(self, reason: str, address: Any, detail: object) -> None:
         self.stats[reason] += 1
         now = time.monotonic()
         if now - self._last_warning >= 1.0:
@@ -103,27 +97,26 @@ class UdpListener:
             codec = self._codecs[key] = DatagramCodec(c, z, self._limits)
         return codec
 
-    def _answer(self, key: Any, address: Any, datagram: bytes) -> None:
+    def answer(self, key: Any, address: Any, datagram: bytes) -> None:
         self._dedup.answered(key, datagram)
         self._sender.send(datagram, address[:2])
 
     def _on_datagram(self, data: bytes, address: Any) -> None:
         if len(data) > self._limits.max_datagram_size:
-            self._refused("too_large", address, f"{len(data)} bytes")
+            self.refused("too_large", address, f"{len(data)} bytes")
             return
         try:
             dg = decode_datagram(data)
         except BadFrame as exc:
-            self._refused("garbage", address, exc)
+            self.refused("garbage", address, exc)
             return
         if dg.type != FrameType.REQUEST:
-            self._refused("unexpected_type", address, f"type 0x{dg.type:02x}")
+            self.refused("unexpected_type", address, f"type 0x{dg.type:02x}")
             return
-        wants_answer = dg.mode is not ResponseMode.NO_RESPONSE
         codec = self._codec(dg)
         if codec is None:
-            self._refused("unknown_codec", address, f"{dg.codec}+{dg.compression}")
-            if wants_answer:
+            self.refused("unknown_codec", address, f"{dg.codec}+{dg.compression}")
+            if dg.mode is not ResponseMode.NO_RESPONSE:
                 names = _Named(dg.codec), _Named(dg.compression)
                 error = BadFrame(
                     f"codec {dg.codec!r} or compression {dg.compression!r} not installed"
@@ -131,6 +124,7 @@ class UdpListener:
                 self._sender.send(error_datagram(dg.message_id, *names, error), address[:2])
             return
         key = (address[0], address[1], dg.message_id)
+        reply = DatagramReply(self, key, address, dg, codec)
         try:
             envelope = codec.unpack(dg)
             if (
@@ -139,81 +133,71 @@ class UdpListener:
                 or not isinstance(envelope[0], str)
             ):
                 raise BadFrame("the envelope must be [method, meta, data]")
-            if dg.mode is ResponseMode.STREAM:
-                raise InvalidRequest(_STREAM_REFUSED)
-            call = self._dispatcher.prepare(envelope[0], envelope[1], envelope[2], dg.mode)
         except CallError as exc:
-            self._refused("rejected", address, exc)
-            _, cached = self._dedup.check(key, anyio.current_time())
-            if wants_answer:
-                answer = cached or error_datagram(
-                    dg.message_id, codec.codec, codec.compression, exc
-                )
-                self._answer(key, address, answer)
+            self.refused("rejected", address, exc)
+            self._dedup.check(key, anyio.current_time())
+            self._session.refuse("(undecodable)", dg.mode, reply, exc)
             return
-        duplicate, cached = self._dedup.check(key, anyio.current_time(), call.deadline)
+        duplicate, cached = self._dedup.check(key, anyio.current_time(), _deadline(envelope[1]))
         if duplicate:
             self.stats["duplicate"] += 1
             if cached is not None:
                 self._sender.send(cached, address[:2])  # the first answer may have been lost
             return
-        assert self._spawner is not None
-        if self._closing or len(self._spawner) >= self._limits.max_inflight_calls:
-            reason = "shutting down" if self._closing else "too many calls in flight"
-            self._refused("unavailable", address, reason)
-            if wants_answer:
-                busy = Unavailable(f"server is {reason}", corrid=call.meta.corrid)
-                self._answer(
-                    key,
-                    address,
-                    error_datagram(dg.message_id, codec.codec, codec.compression, busy),
-                )
-            return
-        if dg.mode is ResponseMode.ACK:
-            ack = codec.pack(FrameType.ACK, dg.message_id, None, dg.mode)
-            self._answer(key, address, ack)
-        self._spawner.spawn(
-            key,
-            self._run,
-            key,
-            address,
-            dg,
-            codec,
-            call,
-            deadline=call.deadline,
-            context=(key, address, dg, codec, call),
-        )
+        self._session.admit(key, envelope[0], envelope[1], envelope[2], dg.mode, reply)
 
-    async def _run(
-        self, key: Any, address: Any, dg: Datagram, codec: DatagramCodec, call: PreparedCall
+
+def _deadline(raw_meta: Any) -> float | None:
+    """The message's deadline, to remember its id at least that long (a malformed meta is
+    the runner's to refuse)."""
+    ms = raw_meta.get("d") if isinstance(raw_meta, dict) else None
+    if isinstance(ms, int) and not isinstance(ms, bool) and ms >= 0:
+        return anyio.current_time() + ms / 1000
+    return None
+
+
+class DatagramReply:
+    """The answer of one message, as one datagram, remembered for its retransmissions."""
+
+    __slots__ = ("address", "codec", "dg", "key", "open", "server")
+    always_answers: ClassVar[bool] = False
+
+    def __init__(
+        self, server: UdpServer, key: Any, address: Any, dg: Datagram, codec: DatagramCodec
     ) -> None:
-        try:
-            result = await self._dispatcher.run(call)
-        except CallError as exc:
-            if dg.mode is ResponseMode.RESPONSE:
-                self._answer(
-                    key, address, error_datagram(dg.message_id, codec.codec, codec.compression, exc)
-                )
-            else:
-                log.warning("%s call failed after it was accepted: %s", dg.mode.value, exc)
-            return
-        if dg.mode is not ResponseMode.RESPONSE:
-            return
-        try:
-            answer = codec.pack(FrameType.RESPONSE, dg.message_id, result, dg.mode)
-        except (TooLarge, ValueError) as exc:
-            error = exc if isinstance(exc, TooLarge) else InvalidResponse(str(exc))
-            error.corrid = call.meta.corrid
-            answer = error_datagram(dg.message_id, codec.codec, codec.compression, error)
-        self._answer(key, address, answer)
+        self.server = server
+        self.key = key
+        self.address = address
+        self.dg = dg
+        self.codec = codec
+        self.open = True
 
-    def _deadline_passed(self, key: Any, context: Any) -> None:
-        _, address, dg, codec, call = context
-        if dg.mode is ResponseMode.RESPONSE:
-            error = self._dispatcher.deadline_exceeded(call)
-            self._answer(
-                key, address, error_datagram(dg.message_id, codec.codec, codec.compression, error)
-            )
+    def ack(self) -> None:
+        self.open = False
+        dg = self.dg
+        datagram = self.codec.pack(FrameType.ACK, dg.message_id, None, dg.mode)
+        self.server.answer(self.key, self.address, datagram)
+
+    async def result(self, value: Any) -> None:
+        dg = self.dg
+        datagram = self.codec.pack(FrameType.RESPONSE, dg.message_id, value, dg.mode)
+        self.open = False
+        self.server.answer(self.key, self.address, datagram)
+
+    def error(self, error: CallError) -> None:
+        self.open = False
+        codec = self.codec
+        datagram = error_datagram(self.dg.message_id, codec.codec, codec.compression, error)
+        self.server.answer(self.key, self.address, datagram)
+
+    async def item(self, value: Any) -> None:
+        raise AssertionError("udp carries no streams")  # refused by the runner first
+
+    def end(self) -> None:
+        raise AssertionError("udp carries no streams")
+
+    def close(self) -> None:
+        self.open = False
 
 
 class _Named:

@@ -9,13 +9,9 @@ import anyio
 from anyio.abc import TaskGroup
 
 from jesus.errors import ConfigurationError
-from jesus.messages import ResponseMode
-from jesus.runtime.dispatcher import CallDispatcher
-from jesus.transport import TransportOptions
+from jesus.transport import CallHandler, TransportOptions
 from jesus_udp.client import UdpClient
-from jesus_udp.server import UdpListener
-
-MODES = frozenset({ResponseMode.NO_RESPONSE, ResponseMode.ACK, ResponseMode.RESPONSE})
+from jesus_udp.server import MODES, UdpServer
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
@@ -39,16 +35,18 @@ class UdpTransport:
 
     scheme = "udp"
     modes = MODES
+    tls = False
+    local = False
 
     async def listen(
-        self, dispatcher: CallDispatcher, bind: str | None, options: TransportOptions
-    ) -> UdpListener:
+        self, handler: CallHandler, bind: str | None, options: TransportOptions
+    ) -> UdpServer:
         host, port = parse_bind(bind)
         socket = await anyio.create_udp_socket(local_host=host, local_port=port)
         local: Any = socket.extra(anyio.abc.SocketAttribute.local_address)
         bound_host, bound_port = local[0], local[1]
         host_text = f"[{bound_host}]" if ":" in bound_host else bound_host
-        return UdpListener(socket, f"udp://{host_text}:{bound_port}", dispatcher, options)
+        return UdpServer(socket, f"udp://{host_text}:{bound_port}", handler, options)
 
     def client(self, options: TransportOptions, task_group: TaskGroup) -> Any:
         return UdpClient(options, task_group)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from jesus import events
+from jesus import event_names
 from jesus.compat.report import INCOMPATIBLE, MISSING, Finding, Report
 from jesus.compat.rules import accepts_all
 from jesus.registry.base import InstanceRecord
@@ -77,7 +77,7 @@ def check_events(report: Report, records: list[InstanceRecord]) -> None:
         for event, spec in sorted(emitter.emits.items()):
             for listener in distinct:
                 for pattern, lspec in sorted(listener.listens.items()):
-                    if events.matches(pattern, event):
+                    if event_names.matches(pattern, event):
                         where = (
                             f"event {event}: {emitter.service} -> {listener.service} ({pattern})"
                         )

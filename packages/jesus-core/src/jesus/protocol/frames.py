@@ -14,6 +14,7 @@ import struct
 from typing import Any
 
 from jesus.errors import BadFrame, RemoteProtocolError
+from jesus.errors import FrameTooLarge as FrameTooLarge  # raised here, defined with the rest
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("!IBBI")
@@ -57,10 +58,6 @@ _unpack_from = HEADER.unpack_from
 
 def encode_frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
     return _pack(len(payload), ftype, flags, stream_id) + payload
-
-
-class FrameTooLarge(RemoteProtocolError):
-    """The peer announced a frame longer than we accept."""
 
 
 class FrameDecoder:

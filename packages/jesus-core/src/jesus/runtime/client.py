@@ -8,12 +8,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from jesus import events
+from jesus import event_names
 from jesus.channel import Channel, resolve_channel
 from jesus.errors import (
     CallError,
@@ -34,11 +35,22 @@ from jesus.registry.base import InstanceRecord, MethodRecord
 from jesus.registry.open import open_registry
 from jesus.registry.resolver import Resolver
 from jesus.runtime.context import current_meta, remaining_seconds
-from jesus.transport import TransportClient, TransportOptions
+from jesus.transport import OutgoingCall, TransportClient, TransportOptions
 from jesus.validation.base import schema_error
 from jesus.validation.cache import ValidatorCache
 
 log = logging.getLogger("jesus.client")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One instance able to take a call: where it listens on the method's channel."""
+
+    record: InstanceRecord
+    method: MethodRecord
+    channel: Channel
+    endpoint: str
+    transport: TransportClient
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -159,13 +171,14 @@ class Client:
         service, method = split_target(target)
         seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
         started = anyio.current_time()
-        record, method_rec, channel = self._plan(await self.resolver.pick(service), service, method)
-        if method_rec.mode is not ResponseMode.STREAM:
-            raise InvalidRequest(f"{target} is declared {method_rec.mode.value!r}, not 'stream'")
-        meta = self._meta(ResponseMode.STREAM, channel, seconds, userid, sender)
-        self._check_request(target, method_rec, data, meta)
-        check = self._response_validator(method_rec)
-        info = CallInfo(service, method, data, meta, ResponseMode.STREAM, channel.name, record)
+        plan = self._plan(await self.resolver.pick(service), service, method)
+        first = plan[0]
+        if first.method.mode is not ResponseMode.STREAM:
+            raise InvalidRequest(f"{target} is declared {first.method.mode.value!r}, not 'stream'")
+        meta = self._meta(ResponseMode.STREAM, first.channel, seconds, userid, sender)
+        self._check_request(target, first.method, data, meta)
+        check = self._response_validator(first.method)
+        info = CallInfo(service, method, data, meta, ResponseMode.STREAM, first.channel.name, plan)
         items = await self._open_stream(info)
         # No cancel scope may span a yield (the consumer runs between items), so the deadline
         # is applied to each wait for the next item.
@@ -211,7 +224,7 @@ class Client:
         checks the data first. Returns the groups the event went to.
         """
         rmode = ResponseMode(mode)
-        if not events.valid_event(event):
+        if not event_names.valid_event(event):
             raise ConfigurationError(f"event name {event!r} is not valid")
         if rmode not in (ResponseMode.NO_RESPONSE, ResponseMode.ACK):
             raise ConfigurationError("an event is emitted as noResponse or ack")
@@ -227,7 +240,7 @@ class Client:
         groups: dict[tuple[str, str], list[tuple[InstanceRecord, str]]] = {}
         for record in await self.resolver.everyone():
             for pattern, spec in record.listens.items():
-                if events.matches(pattern, event):
+                if event_names.matches(pattern, event):
                     key = (str(spec.get("group") or record.service), pattern)
                     groups.setdefault(key, []).append((record, pattern))
         deliveries: list[tuple[str, list[tuple[InstanceRecord, str]]]] = []
@@ -250,7 +263,7 @@ class Client:
                 meta.event = event
                 info = CallInfo(
                     record.service,
-                    events.listener_method(pattern),
+                    event_names.listener_method(pattern),
                     data,
                     meta,
                     rmode,
@@ -299,18 +312,11 @@ class Client:
                     info.data,
                     info.meta.corrid,
                 )
+        call = self._outgoing(info, channel, endpoint)
         try:
-            return await self._transport(channel).request(
-                endpoint,
-                channel.codec,
-                channel.compression,
-                f"{info.service}.{info.method}",
-                info.data,
-                info.meta,
-                info.mode,
-            )
+            return await self._transport(channel).request(call)
         except Unavailable as exc:
-            if not exc.remote and not getattr(exc, "sent", False):
+            if not exc.remote and not exc.may_have_run:
                 self.resolver.mark_failed(record)
             raise
 
@@ -354,6 +360,19 @@ class Client:
                 f"{target} did not answer within {seconds:.3f}s", corrid=meta.corrid
             ) from None
 
+    @staticmethod
+    def _outgoing(info: CallInfo, channel: Channel, endpoint: str) -> OutgoingCall:
+        ms = info.meta.deadline_ms
+        return OutgoingCall(
+            endpoint,
+            channel,
+            f"{info.service}.{info.method}",
+            info.data,
+            info.meta,
+            info.mode,
+            None if ms is None else anyio.current_time() + ms / 1000,
+        )
+
     def _channel(self, spec: str) -> Channel:
         channel = self._channels.get(spec)
         if channel is None:
@@ -396,14 +415,14 @@ class Client:
     ) -> Any:
         service, method = split_target(target)
         seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
-        route = await self.resolver.pick(service)
-        _, method_rec, channel = self._plan(route, service, method)
+        plan = self._plan(await self.resolver.pick(service), service, method)
+        method_rec, channel = plan[0].method, plan[0].channel
         mode = force_mode or method_rec.mode
         if mode is ResponseMode.STREAM:
             raise InvalidRequest(f"{target} is a stream method: use Client.stream()")
         meta = self._meta(mode, channel, seconds, userid, sender)
         self._check_request(target, method_rec, data, meta)
-        info = CallInfo(service, method, data, meta, mode, channel.name, route)
+        info = CallInfo(service, method, data, meta, mode, channel.name, plan)
         try:
             result = await self._send(info)
         except DeadlineExceeded as exc:
@@ -423,63 +442,42 @@ class Client:
                 )
         return result
 
-    def _plan(
-        self, route: list[InstanceRecord], service: str, method: str
-    ) -> tuple[InstanceRecord, MethodRecord, Channel]:
-        """The first instance able to take `method`, its declaration and its channel."""
+    def _plan(self, route: list[InstanceRecord], service: str, method: str) -> list[Candidate]:
+        """Every instance able to take `method`, in the resolver's order: the first is tried
+        first, the others only if it cannot be reached."""
+        plan = []
         for record in route:
             method_rec = record.methods.get(method)
             if method_rec is None:
                 continue
             channel = self._channel(method_rec.channel)
-            if channel.spec.transport in record.endpoints:
-                return record, method_rec, channel
+            endpoint = record.endpoints.get(channel.spec.transport)
+            if endpoint is not None:
+                transport = self._transport(channel)
+                plan.append(Candidate(record, method_rec, channel, endpoint, transport))
+        if plan:
+            return plan
         if any(method in r.methods for r in route):
             raise ServiceNotFound(f"no instance of {service!r} has an endpoint for {method!r}")
         raise UnknownMethod(f"service {service!r} has no method {method!r}")
 
     async def _stream_innermost(self, info: CallInfo) -> AsyncIterator[Any]:
         """Open the stream (middleware sees its opening; items flow past it)."""
-        record: InstanceRecord = info.route
-        channel = self._channel(record.methods[info.method].channel)
-        return self._transport(channel).stream(
-            record.endpoints[channel.spec.transport],
-            channel.codec,
-            channel.compression,
-            f"{info.service}.{info.method}",
-            info.data,
-            info.meta,
-        )
+        first: Candidate = info.route[0]
+        return first.transport.stream(self._outgoing(info, first.channel, first.endpoint))
 
     async def _send_innermost(self, info: CallInfo) -> Any:
         """Send to the first instance that can be reached; an instance that cannot is
         skipped for a while and the next one tried (the request never left, so no retry
         can run a handler twice)."""
-        target = f"{info.service}.{info.method}"
-        route = info.route if info.route is not None else await self.resolver.pick(info.service)
         last: Unavailable | None = None
-        for record in route:
-            method_rec = record.methods.get(info.method)
-            if method_rec is None:
-                continue
-            channel = self._channel(method_rec.channel)
-            endpoint = record.endpoints.get(channel.spec.transport)
-            if endpoint is None:
-                continue
-            transport = self._transport(channel)
+        for candidate in info.route:
+            call = self._outgoing(info, candidate.channel, candidate.endpoint)
             try:
-                return await transport.request(
-                    endpoint,
-                    channel.codec,
-                    channel.compression,
-                    target,
-                    info.data,
-                    info.meta,
-                    info.mode,
-                )
+                return await candidate.transport.request(call)
             except Unavailable as exc:
-                if exc.remote or getattr(exc, "sent", False):
+                if exc.remote or exc.may_have_run:
                     raise
-                self.resolver.mark_failed(record)
+                self.resolver.mark_failed(candidate.record)
                 last = exc
         raise last or ServiceNotFound(f"no reachable instance of {info.service!r}")

@@ -1,9 +1,6 @@
-"""Server side of every transport: find the method, check the request, run the handler under
-the caller's deadline and corrid, check what it returns.
-
-Transports call `prepare` as soon as a request is decoded (this is where an ack is earned),
-then `run` for a result or `open_stream` for items.
-"""
+"""What a server serves: find the method, check the request, run the handler under the
+caller's deadline and corrid, check what it returns. The core's `CallHandler`; transports
+reach it through a `jesus.transport.CallRunner`, which runs each call's life around it."""
 
 from __future__ import annotations
 
@@ -14,19 +11,13 @@ from typing import Any
 
 import anyio
 
-from jesus import events
-from jesus.errors import (
-    CallError,
-    DeadlineExceeded,
-    InvalidRequest,
-    InvalidResponse,
-    RemoteFailure,
-    UnknownMethod,
-)
+from jesus import event_names
+from jesus.errors import CallError, InvalidRequest, InvalidResponse, RemoteFailure, UnknownMethod
 from jesus.messages import Meta, ResponseMode
 from jesus.middleware import CallInfo, Middleware, chain
 from jesus.runtime.context import current_deadline, current_meta
 from jesus.runtime.service import MethodSpec, Service
+from jesus.transport.contract import PreparedCall
 from jesus.validation.base import SchemaValidator, schema_error
 from jesus.validation.cache import ValidatorCache
 
@@ -43,16 +34,6 @@ class MethodEntry:
     channel: str
 
 
-@dataclass(slots=True)
-class PreparedCall:
-    entry: MethodEntry
-    data: Any
-    meta: Meta
-    # Absolute deadline on the anyio clock, from meta.deadline_ms; the transport enforces it
-    # (see jesus.runtime.spawner) and nested calls inherit it.
-    deadline: float | None = None
-
-
 class CallDispatcher:
     def __init__(
         self,
@@ -60,38 +41,45 @@ class CallDispatcher:
         validators: ValidatorCache,
         middleware: list[Middleware] | None = None,
     ) -> None:
+        self.services = list(services)
         self.methods: dict[str, MethodEntry] = {}
-        for service in services:
-            for listener in service.listeners.values():
+        for service in self.services:
+            for subscription in service.listeners.values():
+                # An event reaches its listener as an ack call of the method ~PATTERN.
                 spec = MethodSpec(
-                    name=events.listener_method(listener.event),
-                    handler=listener.handler,
-                    request=listener.schema,
+                    name=event_names.listener_method(subscription.event),
+                    handler=subscription.handler,
+                    request=subscription.schema,
                     response=True,
                     mode=ResponseMode.ACK,
-                    channel=listener.channel,
+                    channel=subscription.channel,
                 )
-                full = f"{service.name}.{spec.name}"
-                self.methods[full] = MethodEntry(
-                    service=service,
-                    spec=spec,
-                    request=validators.get(spec.request),
-                    response=None,
-                    full_name=full,
-                    channel=str(spec.channel),
-                )
+                self._add(service, spec, validators, response=False)
             for spec in service.methods.values():
-                full = f"{service.name}.{spec.name}"
-                self.methods[full] = MethodEntry(
-                    service=service,
-                    spec=spec,
-                    request=validators.get(spec.request),
-                    response=validators.get(spec.response),
-                    full_name=full,
-                    channel=str(spec.channel),
-                )
+                self._add(service, spec, validators, response=True)
         self._run = chain(middleware or [], "server", self._invoke)
         self._open = chain(middleware or [], "server", self._open_generator)
+        self._description = {service.name: describe(service) for service in self.services}
+
+    def _add(
+        self, service: Service, spec: MethodSpec, validators: ValidatorCache, response: bool
+    ) -> None:
+        full = f"{service.name}.{spec.name}"
+        self.methods[full] = MethodEntry(
+            service=service,
+            spec=spec,
+            request=validators.get(spec.request),
+            response=validators.get(spec.response) if response else None,
+            full_name=full,
+            channel=str(spec.channel),
+        )
+
+    def declared_mode(self, method: str) -> ResponseMode | None:
+        entry = self.methods.get(method)
+        return None if entry is None else entry.spec.mode
+
+    def describe(self) -> dict[str, Any]:
+        return self._description
 
     def prepare(self, method: str, raw_meta: Any, data: Any, mode: ResponseMode) -> PreparedCall:
         """Check a decoded request; raises a CallError that the transport sends back."""
@@ -120,42 +108,34 @@ class CallDispatcher:
         deadline = None
         if meta.deadline_ms is not None:
             deadline = anyio.current_time() + meta.deadline_ms / 1000
-        return PreparedCall(entry, data, meta, deadline)
-
-    def deadline_exceeded(self, call: PreparedCall) -> DeadlineExceeded:
-        return DeadlineExceeded(
-            f"{call.entry.full_name} ran past the caller's deadline", corrid=call.meta.corrid
-        )
+        return PreparedCall(entry.full_name, data, meta, deadline, entry)
 
     @staticmethod
     def _info(call: PreparedCall) -> CallInfo:
+        entry: MethodEntry = call.entry
         return CallInfo(
-            service=call.entry.service.name,
-            method=call.entry.spec.name,
+            service=entry.service.name,
+            method=entry.spec.name,
             data=call.data,
             meta=call.meta,
             mode=call.meta.mode,
-            channel=call.entry.channel,
+            channel=entry.channel,
         )
 
     async def run(self, call: PreparedCall) -> Any:
-        """Run a call to completion; returns the checked result. The deadline is the
-        transport's to enforce (it cancels the task); nested calls see it."""
+        """Run a call to completion; returns the checked result. The deadline is the runner's
+        to enforce (it cancels the task); nested calls see it."""
         meta = call.meta
-        info = self._info(call)
         token = current_meta.set(meta)
         deadline_token = current_deadline.set(call.deadline)
         try:
-            return await self._run(info)
+            return await self._run(self._info(call))
         except CallError as exc:
             if exc.corrid is None:
                 exc.corrid = meta.corrid
             raise
         except Exception as exc:
-            log.exception("handler %s failed [corrid=%s]", call.entry.full_name, meta.corrid)
-            raise RemoteFailure(
-                f"{call.entry.full_name} failed: {type(exc).__name__}: {exc}", corrid=meta.corrid
-            ) from exc
+            raise _failure(call, exc) from exc
         finally:
             current_meta.reset(token)
             current_deadline.reset(deadline_token)
@@ -179,8 +159,9 @@ class CallDispatcher:
 
     async def open_stream(self, call: PreparedCall) -> AsyncIterator[Any]:
         """Yield the handler's items, each checked; errors come out as CallError."""
-        entry, meta = call.entry, call.meta
-        # The transport gives each stream a task of its own, so the context need not be reset.
+        meta = call.meta
+        entry: MethodEntry = call.entry
+        # The runner gives each stream a task of its own, so the context need not be reset.
         current_meta.set(meta)
         current_deadline.set(call.deadline)
         try:
@@ -188,10 +169,7 @@ class CallDispatcher:
         except CallError:
             raise
         except Exception as exc:
-            log.exception("opening stream %s failed [corrid=%s]", entry.full_name, meta.corrid)
-            raise RemoteFailure(
-                f"{entry.full_name} failed: {type(exc).__name__}: {exc}", corrid=meta.corrid
-            ) from exc
+            raise _failure(call, exc) from exc
         try:
             while True:
                 try:
@@ -203,16 +181,12 @@ class CallDispatcher:
                         exc.corrid = meta.corrid
                     raise
                 except Exception as exc:
-                    log.exception("stream %s failed [corrid=%s]", entry.full_name, meta.corrid)
-                    raise RemoteFailure(
-                        f"{entry.full_name} failed: {type(exc).__name__}: {exc}",
-                        corrid=meta.corrid,
-                    ) from exc
+                    raise _failure(call, exc) from exc
                 check = entry.response
                 if check is not None and not check.is_valid(item):
                     raise schema_error(
                         InvalidResponse,
-                        f"{entry.full_name} streamed an item that does not match its schema",
+                        f"{call.name} streamed an item that does not match its schema",
                         check,
                         item,
                         meta.corrid,
@@ -220,3 +194,24 @@ class CallDispatcher:
                 yield item
         finally:
             await agen.aclose()
+
+
+def _failure(call: PreparedCall, exc: Exception) -> RemoteFailure:
+    log.error("handler %s failed [corrid=%s]", call.name, call.meta.corrid, exc_info=exc)
+    return RemoteFailure(
+        f"{call.name} failed: {type(exc).__name__}: {exc}", corrid=call.meta.corrid
+    )
+
+
+def describe(service: Service) -> dict[str, Any]:
+    """What a service serves, as published (the HTTP description endpoint shows it)."""
+    return {
+        "name": service.name,
+        "version": service.version,
+        "description": service.description,
+        "methods": {
+            name: spec.record().to_json() for name, spec in sorted(service.methods.items())
+        },
+        "listens": {event: spec.record() for event, spec in sorted(service.listeners.items())},
+        "emits": {event: spec.record() for event, spec in sorted(service.emits.items())},
+    }

@@ -26,7 +26,7 @@ from jesus.registry.resolver import Resolver
 from jesus.runtime.client import Client
 from jesus.runtime.dispatcher import CallDispatcher
 from jesus.runtime.service import Service
-from jesus.transport import Listener, TransportOptions
+from jesus.transport import Server, TransportOptions
 from jesus.validation.cache import ValidatorCache
 
 log = logging.getLogger("jesus.node")
@@ -35,13 +35,13 @@ log = logging.getLogger("jesus.node")
 @dataclass
 class Node:
     """Running services. `endpoints` maps each transport scheme to where it listens, and
-    `listeners` to the transport's listener (for its counters, e.g. refused datagrams)."""
+    `servers` to the transport's bound server (for its counters, e.g. refused datagrams)."""
 
     services: list[Service]
     endpoints: dict[str, str]
     client: Client
     records: list[InstanceRecord] = field(default_factory=list)
-    listeners: dict[str, Listener] = field(default_factory=dict)
+    servers: dict[str, Server] = field(default_factory=dict)
 
 
 @asynccontextmanager
@@ -79,11 +79,13 @@ async def serve(
     catalog = catalog or default_catalog()
     limits = limits or Limits()
     schemes: set[str] = set()
+    unprotected: list[str] = []
     for service in services:
         uses: list[tuple[Any, ResponseMode | None, str]]
         uses = [(m.channel, m.mode, f"{service.name}.{m.name}") for m in service.methods.values()]
         uses += [
-            (ls.channel, None, f"{service.name} listener") for ls in service.listeners.values()
+            (sub.channel, None, f"{service.name} listener of {sub.event}")
+            for sub in service.listeners.values()
         ]
         for spec, mode, what in uses:
             channel = resolve_channel(spec, catalog)  # fail now, naming the extra to install
@@ -93,7 +95,14 @@ async def serve(
                     f"{what} is declared {mode.value!r} over {spec}, which {spec.transport} "
                     f"cannot carry; channels that can: {', '.join(able) or 'none installed'}"
                 )
+            if ssl_context is not None and not (channel.transport.tls or channel.transport.local):
+                unprotected.append(f"{what} on {spec}")
             schemes.add(spec.transport)
+    if unprotected:
+        raise ConfigurationError(
+            "TLS was given, but these would be served unprotected (their transport carries "
+            "no TLS): " + "; ".join(unprotected)
+        )
     for scheme in bind or {}:
         if scheme not in catalog.transports:
             raise missing("transport", scheme, catalog.transports)
@@ -116,13 +125,13 @@ async def serve(
         catalog=catalog,
         resolver=resolver,
     )
-    listeners: list[Listener] = []
+    servers: list[Server] = []
     try:
         for scheme in sorted(schemes):
             transport = catalog.transports[scheme]
-            listeners.append(await transport.listen(dispatcher, (bind or {}).get(scheme), options))
+            servers.append(await transport.listen(dispatcher, (bind or {}).get(scheme), options))
         endpoints = {
-            scheme: lis.endpoint for scheme, lis in zip(sorted(schemes), listeners, strict=True)
+            scheme: server.endpoint for scheme, server in zip(sorted(schemes), servers, strict=True)
         }
         records = [_record(service, endpoints) for service in services]
         node = Node(
@@ -130,15 +139,15 @@ async def serve(
             endpoints,
             client,
             records,
-            dict(zip(sorted(schemes), listeners, strict=True)),
+            dict(zip(sorted(schemes), servers, strict=True)),
         )
         for service in services:
             service.client = client
         if compatibility is not None:
             await _check_compatibility(backend, records, compatibility, on_incompatible)
         async with client, anyio.create_task_group() as tg:
-            for listener in listeners:
-                tg.start_soon(listener.serve)
+            for server in servers:
+                tg.start_soon(server.serve)
             for record in records:
                 try:
                     await backend.register(record, ttl)
@@ -160,13 +169,13 @@ async def serve(
                         except RegistryError as exc:
                             log.warning("could not deregister %s: %s", record.service, exc)
                     with anyio.move_on_after(drain_timeout):
-                        for listener in listeners:
-                            await listener.aclose()
+                        for server in servers:
+                            await server.aclose()
                 tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
-            for listener in listeners:
-                await listener.aclose()
+            for server in servers:
+                await server.aclose()
             for service in services:
                 service.client = None
             await client.aclose()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from jesus import events
+from jesus import event_names
 from jesus.channel import ChannelSpec
 from jesus.errors import ConfigurationError
 from jesus.messages import ResponseMode
@@ -152,7 +152,7 @@ class Service:
         """Declare an async handler for `event` (`user.created`, or `user.*` for every event
         under `user.`). Listeners of one `group` (default: this service's name) share the
         load; each group gets every event. Published in the registry for emitters to find."""
-        if not events.valid_pattern(event):
+        if not event_names.valid_pattern(event):
             raise ConfigurationError(
                 f"event pattern {event!r} is not valid: dot-separated names, optionally ending in .*"
             )
@@ -174,7 +174,7 @@ class Service:
     ) -> None:
         """Declare an event this service emits, the schema of its data, and its mode:
         `noResponse` (fire and forget) or `ack` (emit waits for every listener group)."""
-        if not events.valid_event(event):
+        if not event_names.valid_event(event):
             raise ConfigurationError(f"event name {event!r} is not valid")
         rmode = ResponseMode(mode)
         if rmode not in (ResponseMode.NO_RESPONSE, ResponseMode.ACK):

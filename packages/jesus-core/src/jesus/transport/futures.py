@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 
-from jesus.runtime.spawner import running_asyncio_loop
+from jesus.transport.spawner import running_asyncio_loop
 
 
 class EventFuture:

@@ -1,5 +1,5 @@
 """One task per incoming call, each cancellable on its own and bounded by its deadline, at
-the lowest cost each backend allows. Transports use it to run handlers.
+the lowest cost each backend allows. The CallRunner runs handlers with it.
 
 On asyncio a call is a bare task; one expiry task per spawner enforces every deadline, waking
 only at the earliest one. That avoids a cancel scope and a timer per call, which together
@@ -21,8 +21,6 @@ from anyio.abc import TaskGroup
 log = logging.getLogger("jesus.server")
 
 Job = Callable[..., Coroutine[Any, Any, None]]
-# Called with (key, context) once a call's deadline passed and it was cancelled.
-OnDeadline = Callable[[Any, Any], None]
 
 
 def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
@@ -34,16 +32,17 @@ def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
 
 
 class CallSpawner:
-    """`spawn(key, job, *args, deadline=, context=)` runs `job(*args)`; `cancel(key)` and
-    `cancel_all()` stop calls; when `deadline` (anyio clock) passes first, the call is
-    cancelled and `on_deadline(key, context)` runs. `aclose()` cancels what still runs and
-    waits for it."""
+    """`spawn(key, job, *args, deadline=)` runs `job(*args)`; `cancel(key)` and `cancel_all()`
+    stop calls, and so does `deadline` (anyio clock) when it passes first: the job sees a
+    cancellation either way. `on_done(key)` runs once a call is over, even one cancelled
+    before it started (whose own `finally` never runs). `aclose()` cancels what still runs
+    and waits for it."""
 
-    def __init__(self, task_group: TaskGroup, on_deadline: OnDeadline) -> None:
+    def __init__(self, task_group: TaskGroup, on_done: Callable[[Any], None]) -> None:
         self._tg = task_group
-        self._on_deadline = on_deadline
+        self._on_done = on_done
         self._loop = running_asyncio_loop()
-        # key -> [task, deadline, context] on asyncio; key -> CancelScope elsewhere
+        # key -> [task, deadline] on asyncio; key -> CancelScope elsewhere
         self._running: dict[Any, Any] = {}
         self._keys: dict[Any, Any] = {}  # asyncio task -> key
         self._next_expiry = math.inf
@@ -69,16 +68,15 @@ class CallSpawner:
         del self._running[key]
         if not self._running:
             self._idle.set()
+        self._on_done(key)
 
-    def spawn(
-        self, key: Any, job: Job, *args: Any, deadline: float | None = None, context: Any = None
-    ) -> None:
+    def spawn(self, key: Any, job: Job, *args: Any, deadline: float | None = None) -> None:
         loop = self._loop
         if loop is None:
-            self._tg.start_soon(self._run_scoped, key, job, args, deadline, context)
+            self._tg.start_soon(self._run_scoped, key, job, args, deadline)
             return
         task = loop.create_task(job(*args))
-        self._add(key, [task, deadline, context])
+        self._add(key, [task, deadline])
         self._keys[task] = key
         task.add_done_callback(self._done)
         if deadline is not None:
@@ -102,14 +100,12 @@ class CallSpawner:
         while True:
             now = anyio.current_time()
             earliest = math.inf
-            for key, (task, deadline, context) in list(self._running.items()):
+            for key, (task, deadline) in list(self._running.items()):
                 if deadline is None:
                     continue
                 if deadline <= now:
                     self._running[key][1] = None  # expired once; _done removes it
-                    if not task.done():
-                        task.cancel()
-                        self._on_deadline(key, context)
+                    task.cancel()
                 elif deadline < earliest:
                     earliest = deadline
             self._next_expiry = earliest
@@ -120,7 +116,7 @@ class CallSpawner:
     # ------------------------------------------------------------------ trio (and others)
 
     async def _run_scoped(
-        self, key: Any, job: Job, args: tuple[Any, ...], deadline: float | None, context: Any
+        self, key: Any, job: Job, args: tuple[Any, ...], deadline: float | None
     ) -> None:
         with anyio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
             self._add(key, scope)
@@ -131,8 +127,6 @@ class CallSpawner:
             finally:
                 if self._running.get(key) is scope:
                     self._remove(key)
-        if scope.cancelled_caught and not scope.cancel_called:
-            self._on_deadline(key, context)  # the deadline, not a cancel(), ended it
 
     # ------------------------------------------------------------------ cancelling
 

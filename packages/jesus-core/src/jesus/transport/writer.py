@@ -8,8 +8,7 @@ from collections.abc import Callable
 import anyio
 from anyio.abc import ByteStream
 
-# What a stream raises once the peer is gone.
-BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+from jesus.transport.boundary import BROKEN
 
 
 class FrameWriter:

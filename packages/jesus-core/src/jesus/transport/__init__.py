@@ -1,0 +1,43 @@
+"""The transport toolkit: the contract between the core and a transport plugin, and the
+pieces every transport shares, so that each rule is written once.
+
+    contract   Transport, Server, TransportClient, CallHandler, Reply, TransportOptions
+    outgoing   OutgoingCall: one call as the client planned it, handed to a transport
+    runner     CallRunner and Session: the server-side life of every call
+    spawner    one task per call, bounded by its deadline, at the lowest cost per backend
+    writer     coalescing writer with back-pressure, for byte-stream transports
+    futures    the cheapest one-shot result per backend
+    boundary   the library exceptions a transport translates, in one place
+
+A transport moves bytes and maps what arrives onto a `Session` (server side) or answers an
+`OutgoingCall` (client side); it imports only this package, never `jesus.runtime`.
+"""
+
+from jesus.transport.boundary import BROKEN, CONNECT_ERRORS, connect_errors
+from jesus.transport.contract import (
+    CallHandler,
+    PreparedCall,
+    Reply,
+    Server,
+    Transport,
+    TransportClient,
+    TransportOptions,
+)
+from jesus.transport.outgoing import OutgoingCall
+from jesus.transport.runner import CallRunner, Session
+
+__all__ = [
+    "BROKEN",
+    "CONNECT_ERRORS",
+    "CallHandler",
+    "CallRunner",
+    "OutgoingCall",
+    "PreparedCall",
+    "Reply",
+    "Server",
+    "Session",
+    "Transport",
+    "TransportClient",
+    "TransportOptions",
+    "connect_errors",
+]

@@ -1,0 +1,139 @@
+"""The contract between the core and a transport plugin, as protocols only.
+
+Server side: `Transport.listen` gets a `CallHandler` (the core's dispatcher) and serves it
+through a `jesus.transport.CallRunner`, which runs every call's life; the transport makes one
+`Reply` per call, the object the runner answers through. Client side: a `TransportClient`
+carries `OutgoingCall`s that the core planned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from jesus.limits import Limits
+
+if TYPE_CHECKING:
+    import ssl
+
+    from anyio.abc import TaskGroup
+
+    from jesus.codecs import Codec
+    from jesus.compression import Compression
+    from jesus.errors import CallError
+    from jesus.messages import Meta, ResponseMode
+    from jesus.transport.outgoing import OutgoingCall
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    limits: Limits = field(default_factory=Limits)
+    ssl_context: ssl.SSLContext | None = None
+    codecs: Mapping[str, Codec] = field(default_factory=dict)
+    compressions: Mapping[str, Compression] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PreparedCall:
+    """A request the handler accepted: its method exists, its mode fits, its data is valid."""
+
+    name: str  # service.method
+    data: Any
+    meta: Meta
+    # Absolute deadline on the anyio clock (from meta.deadline_ms); the runner enforces it and
+    # nested calls inherit it.
+    deadline: float | None
+    entry: Any = None  # the handler's own record of the method; opaque to transports
+
+
+class CallHandler(Protocol):
+    """What serves calls: the core's dispatcher. Transports reach it through a CallRunner,
+    and directly only for what HTTP shows of it (a method's mode, the description)."""
+
+    def prepare(self, method: str, raw_meta: Any, data: Any, mode: ResponseMode) -> PreparedCall:
+        """Check a decoded request; raises the CallError to answer with."""
+
+    async def run(self, call: PreparedCall) -> Any:
+        """Run the handler; returns its checked result or raises a CallError."""
+
+    def open_stream(self, call: PreparedCall) -> AsyncIterator[Any]:
+        """The handler's checked items; failures come out as CallError."""
+
+    def declared_mode(self, method: str) -> ResponseMode | None:
+        """The mode `method` (service.method) is declared with, None if it is not served."""
+
+    def describe(self) -> dict[str, Any]:
+        """Service name -> what it serves (methods, listeners, emits), as published."""
+
+
+class Reply(Protocol):
+    """Where the answers of one admitted call go. A transport makes one per call; the runner
+    calls `ack` (ack mode, before the handler runs), then exactly one of `result`, `error`
+    or (streams) `item`... `end`, and finally `close`, whatever happened."""
+
+    # HTTP answers every request, so it is told of refused noResponse calls too, and acks them.
+    always_answers: ClassVar[bool]
+    # True until the call got its final answer, or the peer cancelled it.
+    open: bool
+
+    def ack(self) -> None: ...
+
+    async def result(self, value: Any) -> None:
+        """Send the result; raises TooLarge or ValueError when it cannot be encoded."""
+
+    def error(self, error: CallError) -> None: ...
+
+    async def item(self, value: Any) -> None:
+        """Send one stream item, waiting for credit and for the write buffer to drain."""
+
+    def end(self) -> None: ...
+
+    def close(self) -> None:
+        """The call is over: release what the transport keeps for it."""
+
+
+class Server(Protocol):
+    """A bound server. `endpoint` is what the registry advertises (e.g. tcp://127.0.0.1:4000)."""
+
+    endpoint: str
+
+    async def serve(self) -> None:
+        """Serve until cancelled or closed."""
+
+    async def aclose(self) -> None:
+        """Stop accepting, answer the calls in flight, then close."""
+
+
+class TransportClient(Protocol):
+    """Sends calls to endpoints, pooling connections as it sees fit."""
+
+    async def request(self, call: OutgoingCall) -> Any:
+        """Send one call. For RESPONSE return the result; for ACK and NO_RESPONSE, None.
+        Raise a CallError (Unavailable when the peer cannot be reached, ConnectionLost when
+        it went away with the call in flight)."""
+
+    def stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
+        """Open a server stream; leaving the iteration early cancels it at the server."""
+
+    async def aclose(self) -> None: ...
+
+
+class Transport(Protocol):
+    """A transport plugin's contribution: one per URL scheme (`tcp`, `unix`, ...)."""
+
+    scheme: str
+    # Response modes this transport carries (UDP cannot stream, for instance).
+    modes: frozenset[ResponseMode]
+    # Whether it protects its traffic with TLS when given an ssl_context.
+    tls: bool
+    # Whether it is reachable only from this machine, guarded by file permissions (unix).
+    local: bool
+
+    async def listen(
+        self, handler: CallHandler, bind: str | None, options: TransportOptions
+    ) -> Server:
+        """Bind (`bind` is transport-specific, None picks a free local address)."""
+
+    def client(self, options: TransportOptions, task_group: TaskGroup) -> TransportClient:
+        """A client whose background work (readers, keep-alives) runs in `task_group`."""

@@ -1,0 +1,266 @@
+"""The server-side life of a call, written once for every transport.
+
+A transport decodes a request and hands it to its peer's `Session` with a `Reply`; the
+runner does the rest:
+
+1. admission: refused while the server drains, past `max_inflight_calls` for the peer, or in a
+   mode the transport cannot carry;
+2. the handler's checks (`CallHandler.prepare`: method, mode, meta, request schema);
+3. the ack, for ack mode, before the handler runs;
+4. the handler, in a task of its own, cancelled at the caller's deadline;
+5. the answer: the result, each stream item, or the error (a deadline passed is answered
+   DEADLINE_EXCEEDED), through the Reply;
+6. what cannot be answered (a failed noResponse or ack call, an answer that fails its own
+   response schema) is logged.
+
+When a peer goes away (`Session.close`), the calls it still waits on (response, stream) are
+cancelled; calls it no longer waits on (ack, noResponse, already accepted) run to their end.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from jesus.errors import CallError, DeadlineExceeded, InvalidRequest, InvalidResponse, Unavailable
+from jesus.limits import Limits
+from jesus.messages import ResponseMode
+from jesus.transport.contract import CallHandler, PreparedCall, Reply
+from jesus.transport.spawner import CallSpawner
+
+log = logging.getLogger("jesus.server")
+
+_RESPONSE = ResponseMode.RESPONSE
+_STREAM = ResponseMode.STREAM
+_ACK = ResponseMode.ACK
+_NO_RESPONSE = ResponseMode.NO_RESPONSE
+
+
+class _Call:
+    """One admitted call: the spawner's key, so its task can be found and cancelled."""
+
+    __slots__ = ("call", "key", "reply", "session")
+
+    def __init__(self, session: Session, key: Any, call: PreparedCall, reply: Reply) -> None:
+        self.session = session
+        self.key = key
+        self.call = call
+        self.reply = reply
+
+
+class CallRunner:
+    """Runs the calls of one server. `bind(task_group)` before the first call (the calls'
+    tasks live there); `drain()` refuses new calls and waits for those in flight."""
+
+    def __init__(
+        self,
+        handler: CallHandler,
+        limits: Limits,
+        modes: frozenset[ResponseMode] = frozenset(ResponseMode),
+    ) -> None:
+        self.handler = handler
+        self.limits = limits
+        self.modes = modes
+        self.closing = False
+        self._spawner: CallSpawner | None = None
+        self._cancelled = anyio.get_cancelled_exc_class
+
+    def bind(self, task_group: TaskGroup) -> None:
+        self._spawner = CallSpawner(task_group, self._done)
+        self._cancelled = anyio.get_cancelled_exc_class
+
+    def session(self) -> Session:
+        """The calls of one peer: a connection, or every sender of a datagram socket."""
+        return Session(self)
+
+    def __len__(self) -> int:
+        return 0 if self._spawner is None else len(self._spawner)
+
+    async def drain(self) -> None:
+        """Refuse new calls (UNAVAILABLE) and wait until no call runs."""
+        self.closing = True
+        if self._spawner is not None:
+            await self._spawner.wait_idle()
+
+    async def aclose(self) -> None:
+        """Cancel what still runs and wait for it."""
+        self.closing = True
+        if self._spawner is not None:
+            await self._spawner.aclose()
+
+    # ------------------------------------------------------------------ admission
+
+    def _admit(
+        self,
+        session: Session,
+        key: Any,
+        method: str,
+        raw_meta: Any,
+        data: Any,
+        mode: ResponseMode,
+        reply: Reply,
+    ) -> None:
+        if self.closing:
+            return self._refuse(method, mode, reply, Unavailable("server is shutting down"))
+        if len(session.calls) >= self.limits.max_inflight_calls:
+            return self._refuse(
+                method,
+                mode,
+                reply,
+                Unavailable(
+                    f"too many calls in flight from this peer "
+                    f"(max_inflight_calls={self.limits.max_inflight_calls})"
+                ),
+            )
+        if mode not in self.modes:
+            return self._refuse(
+                method,
+                mode,
+                reply,
+                InvalidRequest(
+                    f"{mode.value} calls are not carried by this transport; a stream needs a "
+                    f"stream channel (tcp, unix, http)"
+                ),
+            )
+        try:
+            call = self.handler.prepare(method, raw_meta, data, mode)
+        except CallError as exc:
+            return self._refuse(method, mode, reply, exc)
+        record = _Call(session, key, call, reply)
+        session.calls[key] = record
+        if mode is _STREAM:
+            job = self._stream
+        else:
+            if mode is _ACK or (mode is _NO_RESPONSE and reply.always_answers):
+                reply.ack()
+            job = self._call
+        assert self._spawner is not None, "CallRunner.bind() was not called"
+        self._spawner.spawn(record, job, record, deadline=call.deadline)
+
+    @staticmethod
+    def _refuse(method: str, mode: ResponseMode, reply: Reply, error: CallError) -> None:
+        if mode is _NO_RESPONSE and not reply.always_answers:
+            log.warning("refused a noResponse call to %s: %s", method, error)
+        else:
+            reply.error(error)
+        reply.close()
+
+    def _cancel(self, record: _Call) -> None:
+        if self._spawner is not None:
+            self._spawner.cancel(record)
+
+    def _done(self, record: _Call) -> None:
+        calls = record.session.calls
+        if calls.get(record.key) is record:
+            del calls[record.key]
+        record.reply.close()
+
+    # ------------------------------------------------------------------ running
+
+    async def _call(self, record: _Call) -> None:
+        call, reply = record.call, record.reply
+        mode = call.meta.mode
+        try:
+            result = await self.handler.run(call)
+            if mode is _RESPONSE and reply.open:
+                try:
+                    await reply.result(result)
+                except ValueError as exc:
+                    raise InvalidResponse(str(exc), corrid=call.meta.corrid) from None
+        except CallError as exc:
+            self._failed(call, reply, exc)
+        except self._cancelled():
+            self._maybe_deadline(call, reply)
+            raise
+
+    async def _stream(self, record: _Call) -> None:
+        call, reply = record.call, record.reply
+        items = self.handler.open_stream(call)
+        try:
+            async for item in items:
+                try:
+                    await reply.item(item)
+                except ValueError as exc:
+                    raise InvalidResponse(str(exc), corrid=call.meta.corrid) from None
+                if not reply.open:
+                    return  # the peer left or cancelled
+            if reply.open:
+                reply.end()
+        except CallError as exc:
+            self._failed(call, reply, exc)
+        except self._cancelled():
+            self._maybe_deadline(call, reply)
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await items.aclose()  # type: ignore[attr-defined]
+
+    def _failed(self, call: PreparedCall, reply: Reply, error: CallError) -> None:
+        if error.corrid is None:
+            error.corrid = call.meta.corrid
+        if isinstance(error, InvalidResponse) and not error.remote:
+            log.warning("%s gave an invalid answer [corrid=%s]: %s", call.name, error.corrid, error)
+        if call.meta.mode not in (_RESPONSE, _STREAM):
+            log.warning(
+                "%s call to %s failed after it was accepted: %s",
+                call.meta.mode.value,
+                call.name,
+                error,
+            )
+        elif reply.open:
+            reply.error(error)
+
+    @staticmethod
+    def _maybe_deadline(call: PreparedCall, reply: Reply) -> None:
+        """A cancelled call whose deadline passed gets DEADLINE_EXCEEDED (others, cancelled
+        by the peer or by shutdown, get nothing)."""
+        if call.deadline is None or anyio.current_time() < call.deadline:
+            return
+        if reply.open and call.meta.mode in (_RESPONSE, _STREAM):
+            error = DeadlineExceeded(
+                f"{call.name} ran past the caller's deadline", corrid=call.meta.corrid
+            )
+            reply.error(error)
+        else:
+            log.warning("%s ran past its deadline [corrid=%s]", call.name, call.meta.corrid)
+
+
+class Session:
+    """The calls of one peer. The transport calls `admit` for each decoded request, `cancel`
+    when the peer abandons one, and `close` when the peer is gone."""
+
+    __slots__ = ("calls", "runner")
+
+    def __init__(self, runner: CallRunner) -> None:
+        self.runner = runner
+        self.calls: dict[Any, _Call] = {}  # key (the transport's call id) -> admitted call
+
+    def admit(
+        self, key: Any, method: str, raw_meta: Any, data: Any, mode: ResponseMode, reply: Reply
+    ) -> None:
+        """Admit, check and start one call; every outcome goes to `reply`. `key` names the
+        call within this session (a stream id, a message id)."""
+        self.runner._admit(self, key, method, raw_meta, data, mode, reply)
+
+    def refuse(self, method: str, mode: ResponseMode, reply: Reply, error: CallError) -> None:
+        """Answer a request the transport could not even decode (or log it, for noResponse)."""
+        self.runner._refuse(method, mode, reply, error)
+
+    def cancel(self, key: Any) -> None:
+        record = self.calls.get(key)
+        if record is not None:
+            record.reply.open = False
+            self.runner._cancel(record)
+
+    def close(self) -> None:
+        """The peer is gone: stop the calls that would answer it."""
+        for record in list(self.calls.values()):
+            if record.call.meta.mode in (_RESPONSE, _STREAM):
+                record.reply.open = False
+                self.runner._cancel(record)
+
+    def __len__(self) -> int:
+        return len(self.calls)
