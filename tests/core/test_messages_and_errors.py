@@ -108,3 +108,36 @@ def test_deadline_exceeded_is_a_timeout_error() -> None:
 def test_response_mode_wire_values() -> None:
     assert [m.wire for m in ResponseMode] == [0, 1, 2, 3]
     assert ResponseMode("noResponse") is ResponseMode.NO_RESPONSE
+
+
+def test_what_a_caller_may_do_next_is_a_property_of_the_error_class() -> None:
+    from jesus.errors import ConnectionLost
+
+    assert jesus.Unavailable.retryable and not jesus.Unavailable.may_have_run
+    assert jesus.ServiceNotFound.retryable and not jesus.ServiceNotFound.may_have_run
+    # Sent, then the connection broke: the handler may have run, so nobody replays it.
+    assert ConnectionLost.may_have_run and not ConnectionLost.retryable
+    assert issubclass(ConnectionLost, jesus.Unavailable)
+    assert not jesus.RemoteFailure.retryable
+
+
+def test_map_exceptions_translates_library_errors_at_a_boundary() -> None:
+    import anyio
+
+    from jesus.errors import map_exceptions
+    from jesus.transport import connect_errors
+
+    refused = pytest.raises(jesus.Unavailable, match=r"cannot connect to tcp://x:1: refused")
+    with refused as info, connect_errors("tcp://x:1"):
+        raise ConnectionRefusedError("refused")
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
+    with pytest.raises(jesus.Unavailable, match="BrokenResourceError"), connect_errors("x"):
+        raise anyio.BrokenResourceError
+    store = map_exceptions({(KeyError, OSError): jesus.RegistryError}, "store")
+    with pytest.raises(jesus.RegistryError, match="store: boom"), store:
+        raise OSError("boom")
+    # Not in the mapping, or jesus's own: it passes unchanged.
+    with pytest.raises(ValueError), map_exceptions({OSError: jesus.RegistryError}, "store"):
+        raise ValueError("mine")
+    with pytest.raises(jesus.TooLarge), map_exceptions({Exception: jesus.RegistryError}, "s"):
+        raise jesus.TooLarge("big")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from jesus.codecs.json import JsonCodec
@@ -10,10 +13,10 @@ from jesus.compression.identity import NoCompression
 from jesus.compression.zstd import ZstdCompression
 from jesus.errors import BadFrame, LocalProtocolError, RemoteProtocolError, TooLarge, UnknownMethod
 from jesus.limits import Limits
-from jesus.messages import ResponseMode
-from jesus.protocol import events as ev
-from jesus.protocol.connection import ProtocolConnection, Role
-from jesus.protocol.frames import Flag, FrameType, encode_frame
+from jesus.messages import Meta, ResponseMode
+from jesus.protocol import wire_events as ev
+from jesus.protocol.connection import DEFAULT_STREAM_WINDOW, ProtocolConnection, Role
+from jesus.protocol.frames import MAX_STREAM_ID, Flag, FrameType, encode_frame
 
 CODECS = {"msgpack": MsgpackCodec(), "json": JsonCodec()}
 COMPRESSIONS = {"none": NoCompression(), "zstd": ZstdCompression()}
@@ -64,8 +67,8 @@ def test_stream_items_credit_and_end() -> None:
         server.send_item(sid, 1) + server.send_item(sid, 2) + server.send_end(sid)
     )
     assert events == [ev.ItemReceived(sid, 1), ev.ItemReceived(sid, 2), ev.EndReceived(sid)]
-    (credit,) = server.receive_data(client.send_credit(sid, 5)) or [None]
-    assert credit is None  # the stream already ended: a late credit is ignored
+    # the stream already ended: a late credit is ignored
+    assert server.receive_data(client.send_credit(sid, 5)) == []
 
 
 def test_cancel_reaches_an_open_call_and_late_answers_are_ignored() -> None:
@@ -177,3 +180,188 @@ def test_ping_pong_and_goaway() -> None:
     assert client.receive_data(server.send_pong(b"abcdefgh")) == [ev.PongReceived(b"abcdefgh")]
     (goaway,) = client.receive_data(server.send_goaway("bye"))
     assert goaway == ev.GoAwayReceived(0, "bye")
+
+
+# ----------------------------------------------------------------- PROTOCOL.md, "Handshake"
+
+MINIMAL_CLIENT_HELLO = {"protocol": "jesus", "version": 1, "codec": "msgpack"}
+
+
+def server_after(hello: dict[str, Any]) -> ProtocolConnection:
+    server = ProtocolConnection(Role.SERVER, Limits(), codecs=CODECS, compressions=COMPRESSIONS)
+    server.receive_data(encode_frame(FrameType.HELLO, 0, 0, json.dumps(hello).encode()))
+    return server
+
+
+def client_after(hello: dict[str, Any]) -> ProtocolConnection:
+    client = ProtocolConnection(
+        Role.CLIENT, Limits(), codec=CODECS["msgpack"], compression=COMPRESSIONS["none"]
+    )
+    client.receive_data(encode_frame(FrameType.HELLO, 0, 0, json.dumps(hello).encode()))
+    return client
+
+
+def test_a_minimal_client_hello_takes_the_defaults() -> None:
+    server = server_after(MINIMAL_CLIENT_HELLO)
+    assert server.compression.name == "none"
+    assert server.peer_stream_window == DEFAULT_STREAM_WINDOW == Limits().stream_window == 32
+    assert server.max_outgoing == Limits().max_message_size
+
+
+def test_the_announced_stream_window_and_message_size_are_used() -> None:
+    server = server_after({**MINIMAL_CLIENT_HELLO, "stream_window": 5, "max_message_size": 99})
+    assert (server.peer_stream_window, server.max_outgoing) == (5, 99)
+    _, server = pair(limits=Limits(stream_window=7))  # what a Python client announces
+    assert server.peer_stream_window == 7
+
+
+@pytest.mark.parametrize("key", ["protocol", "version", "codec"])
+def test_a_client_hello_lacking_a_required_key_is_refused(key: str) -> None:
+    hello = {k: v for k, v in MINIMAL_CLIENT_HELLO.items() if k != key}
+    with pytest.raises(RemoteProtocolError, match=f"required key '{key}'"):
+        server_after(hello)
+
+
+@pytest.mark.parametrize("key", ["stream_window", "max_message_size"])
+@pytest.mark.parametrize("value", [0, -1, "32", 1.5, True, None])
+def test_a_bad_optional_count_in_a_client_hello_is_refused(key: str, value: object) -> None:
+    with pytest.raises(RemoteProtocolError, match=key):
+        server_after({**MINIMAL_CLIENT_HELLO, key: value})
+
+
+def test_a_minimal_server_hello_is_accepted() -> None:
+    client = client_after({"protocol": "jesus", "version": 1})
+    assert client.max_outgoing == Limits().max_message_size
+    assert client.send_request("s.m", {"c": "1"}, None, ResponseMode.RESPONSE)[0] == 1
+
+
+@pytest.mark.parametrize("key", ["protocol", "version"])
+def test_a_server_hello_lacking_a_required_key_is_refused(key: str) -> None:
+    hello = {k: v for k, v in {"protocol": "jesus", "version": 1}.items() if k != key}
+    with pytest.raises(RemoteProtocolError, match=f"required key '{key}'"):
+        client_after(hello)
+
+
+@pytest.mark.parametrize("key", ["max_message_size", "max_inflight_calls"])
+def test_a_bad_optional_count_in_a_server_hello_is_refused(key: str) -> None:
+    with pytest.raises(RemoteProtocolError, match=key):
+        client_after({"protocol": "jesus", "version": 1, key: "many"})
+
+
+# ----------------------------------------------------------------- a client's ERROR
+
+
+def test_a_client_error_on_a_call_reads_as_a_cancel() -> None:
+    client, server = pair()
+    sid, frame = client.send_request("s.m", {"c": "1"}, None, ResponseMode.STREAM)
+    server.receive_data(frame)
+    abandon = client.send_error(sid, BadFrame("item I cannot decode"))
+    assert server.receive_data(abandon) == [ev.CancelReceived(sid)]
+    assert server.receive_data(encode_frame(FrameType.ERROR, 0, 99, b"{}")) == []  # not open
+
+
+def test_a_client_error_on_stream_0_closes_the_connection() -> None:
+    client, server = pair()
+    (event,) = server.receive_data(client.send_error(0, BadFrame("bye")))
+    assert isinstance(event, ev.ErrorReceived) and event.stream_id == 0
+    assert isinstance(event.error, BadFrame)
+
+
+# ----------------------------------------------------------------- PING and PONG
+
+
+@pytest.mark.parametrize("ftype", [FrameType.PING, FrameType.PONG])
+@pytest.mark.parametrize(("stream_id", "payload"), [(1, b"12345678"), (0, b"1234567"), (0, b"")])
+@pytest.mark.parametrize("receiver", ["client", "server"])
+def test_a_bad_ping_or_pong_is_a_violation(
+    ftype: int, stream_id: int, payload: bytes, receiver: str
+) -> None:
+    client, server = pair()
+    if receiver == "client":
+        client.send_request("s.m", {"c": "1"}, None, ResponseMode.RESPONSE)  # stream 1 open
+    with pytest.raises(RemoteProtocolError, match="stream 0 with 8 bytes"):
+        (client if receiver == "client" else server).receive_data(
+            encode_frame(ftype, 0, stream_id, payload)
+        )
+
+
+def test_pings_are_8_bytes_at_the_sender_too() -> None:
+    client, server = pair()
+    assert len(client.send_ping()) == 10 + 8
+    with pytest.raises(LocalProtocolError):
+        client.send_ping(b"short")
+    with pytest.raises(LocalProtocolError):
+        server.send_pong(b"123456789")
+
+
+# ----------------------------------------------------------------- GOAWAY
+
+
+def request_frame(stream_id: int, mode: int = 2) -> bytes:
+    return encode_frame(
+        FrameType.REQUEST, mode << 4, stream_id, MsgpackCodec().encode(["s.m", {"c": "1"}, None])
+    )
+
+
+def test_goaway_names_the_last_request_read_even_after_ids_wrapped() -> None:
+    client, server = pair()
+    server.receive_data(request_frame(MAX_STREAM_ID - 1) + request_frame(MAX_STREAM_ID))
+    server.receive_data(request_frame(1))  # the client wrapped: 1 came after MAX_STREAM_ID
+    assert max(server.open_streams) == MAX_STREAM_ID
+    (goaway,) = client.receive_data(server.send_goaway("draining"))
+    assert goaway == ev.GoAwayReceived(1, "draining")
+    server.receive_data(request_frame(2, mode=0))  # noResponse requests count: they were read
+    assert client.receive_data(server.send_goaway("x")) == [ev.GoAwayReceived(2, "x")]
+
+
+@pytest.mark.parametrize(
+    "payload", [b"{}", b'{"last_stream_id":"7"}', b'{"last_stream_id":-1}', b"[]", b"\xff"]
+)
+def test_a_malformed_goaway_is_a_violation(payload: bytes) -> None:
+    client, _ = pair()
+    with pytest.raises(RemoteProtocolError, match="GOAWAY"):
+        client.receive_data(encode_frame(FrameType.GOAWAY, 0, 0, payload))
+
+
+# ----------------------------------------------------------------- PROTOCOL.md, bad envelopes
+
+MSGPACK = MsgpackCodec()
+
+
+@pytest.mark.parametrize(
+    ("payload", "flags", "code"),
+    [
+        (b"\xc1", 0, "PROTOCOL_ERROR"),  # does not decode
+        (b"not zstd", Flag.COMPRESSED, "PROTOCOL_ERROR"),  # does not decompress
+        (MSGPACK.encode({"a": 1}), 0, "PROTOCOL_ERROR"),  # not an array
+        (MSGPACK.encode(["s.m", {"c": "1"}]), 0, "PROTOCOL_ERROR"),  # 2 elements
+        (MSGPACK.encode(["s.m", {"c": "1"}, None, 4]), 0, "PROTOCOL_ERROR"),  # 4 elements
+        (MSGPACK.encode([7, {"c": "1"}, None]), 0, "PROTOCOL_ERROR"),  # method not a string
+        (
+            ZstdCompression().compress(b"\0" * (70 * 1024 * 1024)),
+            Flag.COMPRESSED,
+            "TOO_LARGE",
+        ),  # inflates past max_decompressed_size
+    ],
+)
+@pytest.mark.parametrize("mode", [0, 2])
+def test_an_unreadable_envelope_is_rejected_with_its_code(
+    payload: bytes, flags: int, code: str, mode: int
+) -> None:
+    _, server = pair("msgpack", "zstd")
+    (event,) = server.receive_data(encode_frame(FrameType.REQUEST, flags | mode << 4, 5, payload))
+    assert isinstance(event, ev.RequestRejected)
+    assert (event.stream_id, event.mode.wire, event.error.code) == (5, mode, code)
+    assert server.receive_data(request_frame(6)) != []  # the connection goes on
+
+
+@pytest.mark.parametrize("meta", [[1], "c", None, {}, {"c": ""}, {"c": 5}])
+def test_a_bad_meta_reaches_the_dispatcher_which_answers_invalid_request(meta: object) -> None:
+    # ProtocolConnection reads only the envelope's shape; meta, method and mode are the
+    # dispatcher's to check (INVALID_REQUEST, UNKNOWN_METHOD: tests/tcp/test_bad_input.py).
+    _, server = pair()
+    frame = encode_frame(FrameType.REQUEST, 2 << 4, 5, MSGPACK.encode(["nope.x", meta, None]))
+    (event,) = server.receive_data(frame)
+    assert event == ev.RequestReceived(5, ResponseMode.RESPONSE, "nope.x", meta, None)
+    with pytest.raises(ValueError):
+        Meta.from_wire(meta, ResponseMode.RESPONSE)

@@ -306,3 +306,26 @@ async def test_https_and_mutual_tls(running: Any, registry: str) -> None:
         async with jesus.Client(registry, ssl_context=no_cert) as stranger:
             with pytest.raises(jesus.Unavailable):
                 await stranger.call("calc.add", {"a": 1, "b": 2})
+
+
+async def test_the_answer_codec_follows_accept_else_the_request(running: Any) -> None:
+    """PROTOCOL.md, "The answer codec": no accept (or */*) answers in the request's codec."""
+    import msgpack
+
+    svc, _ = http_calc()
+    async with running(svc) as (node, _client):
+        url = f"{node.endpoints['http']}/calc/add"
+        body = msgpack.packb({"a": 2, "b": 3})
+        sent = ("-H", "content-type: application/msgpack", "--data-binary", "@-")
+        for accept, expected in [
+            ("accept:", "application/msgpack"),  # curl sends no accept header at all
+            ("accept: */*", "application/msgpack"),
+            ("accept: text/html, application/json;q=0.9", "application/json"),
+        ]:
+            result = await anyio.run_process(
+                [CURL, "-s", "-i", "-H", accept, *sent, url], input=body, check=True
+            )
+            head, _, payload = result.stdout.partition(b"\r\n\r\n")
+            assert f"content-type: {expected}".encode() in head.lower(), (accept, head)
+            decoded = msgpack.unpackb(payload) if "msgpack" in expected else json.loads(payload)
+            assert decoded == 5

@@ -259,5 +259,5 @@ def map_exceptions(
     except Exception as exc:
         for source, target in mapping.items():
             if isinstance(exc, source):
-                raise target(f"{context}: {exc or type(exc).__name__}") from exc
+                raise target(f"{context}: {str(exc) or type(exc).__name__}") from exc
         raise

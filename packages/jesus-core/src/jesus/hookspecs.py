@@ -47,8 +47,11 @@ def jesus_register_transports(register: Callable[[Any], None]) -> None:
 
     Called once when the catalog is built. Call `register(transport)` with an object following
     `jesus.transport.Transport`: a URL `scheme` (the channel's first token, e.g. "tcp"), the
-    response `modes` it carries, `listen(dispatcher, bind, options)` returning a listener, and
-    `client(options)` returning a `TransportClient`. Return nothing.
+    response `modes` it carries, whether it carries `tls` and whether it is `local` only,
+    `listen(handler, bind, options)` returning a `jesus.transport.Server` that serves the
+    `CallHandler` through a `jesus.transport.CallRunner`, and `client(options, task_group)`
+    returning a `TransportClient` that sends `OutgoingCall`s. It must pass
+    `jesus.testing.transport.TransportConformance`. Return nothing.
     """
 
 

@@ -143,7 +143,6 @@ class HttpClient:
                     head = await conn.read_head()
                     await conn.read_rest(head)
                 keep = head.keep_alive
-                return self._result(head, meta)
             except TimeoutError:
                 raise DeadlineExceeded(
                     f"{call.target}: no answer over http before the deadline", corrid=meta.corrid
@@ -152,11 +151,13 @@ class HttpClient:
                 if conn.reused and attempt == 0 and not conn.parser.partial:
                     continue  # a kept-alive connection the server had closed: try a fresh one
                 raise ConnectionLost(
-                    f"connection to {endpoint} broke: {exc or type(exc).__name__}",
+                    f"connection to {endpoint} broke: {str(exc) or type(exc).__name__}",
                     corrid=meta.corrid,
                 ) from None
             finally:
                 await self._release(endpoint, conn, keep)
+            # Outside the timeout's try: a DEADLINE_EXCEEDED the server sent is a TimeoutError.
+            return self._result(head, meta)
         raise Unavailable(f"cannot reach {endpoint}")  # pragma: no cover - loop always returns
 
     def _decompress(self, message: Message, body: bytes) -> bytes:

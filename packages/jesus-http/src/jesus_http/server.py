@@ -329,7 +329,7 @@ class HttpReply:
 
     async def result(self, value: Any) -> None:
         codec, limits = self.codec, self.conn.limits
-        payload = codec.encode(value)
+        payload = _fits(codec.encode(value), limits.max_message_size)
         out = [("content-type", mapping.CONTENT_TYPES.get(codec.name, codec.content_type))]
         compression = mapping.pick_encoding(
             self.request.headers.get("accept-encoding"), self.conn.server.options.compressions
@@ -367,7 +367,7 @@ class HttpReply:
             self.conn.writer.write(response_head(200, head))
 
     async def item(self, value: Any) -> None:
-        chunk = stream_chunk(self.codec, {"item": value})
+        chunk = _fits(stream_chunk(self.codec, {"item": value}), self.conn.limits.max_message_size)
         self._head()
         writer = self.conn.writer
         writer.write(chunk)
@@ -386,3 +386,9 @@ class HttpReply:
         if not self._done:
             self._done = True
             self.conn.request_done(self.keep)
+
+
+def _fits(payload: bytes, limit: int) -> bytes:
+    if len(payload) > limit:
+        raise TooLarge(f"answer of {len(payload)} bytes exceeds max_message_size ({limit})")
+    return payload

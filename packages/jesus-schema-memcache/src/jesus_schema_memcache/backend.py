@@ -27,7 +27,7 @@ from pymemcache.client.base import PooledClient
 from pymemcache.client.hash import HashClient
 from pymemcache.exceptions import MemcacheError
 
-from jesus.errors import ConfigurationError, RegistryError
+from jesus.errors import ConfigurationError, RegistryError, map_exceptions
 from jesus.registry.base import InstanceRecord
 
 CAS_ATTEMPTS = 100
@@ -87,12 +87,8 @@ class MemcacheRegistry:
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         def call() -> Any:
-            try:
+            with map_exceptions({_FAILURES: RegistryError}, f"memcached at {self.url} failed"):
                 return fn(*args)
-            except _FAILURES as exc:
-                raise RegistryError(
-                    f"memcached at {self.url} failed: {exc or type(exc).__name__}"
-                ) from exc
 
         return await anyio.to_thread.run_sync(call, limiter=self._limiter)
 

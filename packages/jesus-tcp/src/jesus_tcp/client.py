@@ -23,7 +23,7 @@ from jesus.errors import (
     Unavailable,
 )
 from jesus.messages import ResponseMode
-from jesus.protocol import events as ev
+from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
 from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors
 from jesus.transport.futures import future_factory

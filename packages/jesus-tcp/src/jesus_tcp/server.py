@@ -18,7 +18,7 @@ from jesus.errors import (
     Unavailable,
 )
 from jesus.limits import Limits
-from jesus.protocol import events as ev
+from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
 from jesus.transport import BROKEN, CallHandler, CallRunner, Session, TransportOptions
 from jesus.transport.writer import FrameWriter
@@ -210,7 +210,7 @@ class FrameReply:
         self.conn = conn
         self.sid = sid
         self.open = True
-        self._credit = -1  # taken from the client's HELLO when the first item goes out
+        self._credit = conn.proto.peer_stream_window  # items it may send before a CREDIT
         self._event: anyio.Event | None = None
 
     def ack(self) -> None:
@@ -231,8 +231,6 @@ class FrameReply:
         self.conn.writer.write(self.conn.proto.send_error(self.sid, error))
 
     async def item(self, value: Any) -> None:
-        if self._credit < 0:
-            self._credit = max(1, int(self.conn.proto.peer_info.get("stream_window", 32)))
         while self._credit <= 0 and self.open:
             self._event = anyio.Event()
             await self._event.wait()
@@ -247,8 +245,6 @@ class FrameReply:
             self.open = False
 
     def grant(self, credit: int) -> None:
-        if self._credit < 0:
-            self._credit = max(1, int(self.conn.proto.peer_info.get("stream_window", 32)))
         self._credit += credit
         if self._event is not None:
             self._event.set()

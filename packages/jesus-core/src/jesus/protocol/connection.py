@@ -4,9 +4,13 @@
 The rules it enforces (PROTOCOL.md, "State machine"):
 
 - The first frame each way is HELLO; the server answers the client's HELLO before anything else.
+  Each side's HELLO must carry its required keys; the optional numeric ones, when present, are
+  positive integers.
 - Only the client opens calls (REQUEST), with a stream id not already open on the connection.
 - A call ends for the client at RESPONSE, ACK (ack mode), ERROR or END; noResponse calls
   never open. Frames for stream ids that are not open are ignored (they cross a CANCEL).
+- An ERROR from the client on a call's stream abandons that call, exactly like a CANCEL.
+- PING and PONG travel on stream 0 with 8 bytes of payload; anything else is a violation.
 - ERROR, HELLO and GOAWAY payloads are UTF-8 JSON; REQUEST, RESPONSE and ITEM payloads use the
   connection's codec, compressed when the COMPRESSED flag is set.
 """
@@ -28,7 +32,7 @@ from jesus.errors import (
 )
 from jesus.limits import Limits
 from jesus.messages import ResponseMode
-from jesus.protocol import events as ev
+from jesus.protocol import wire_events as ev
 from jesus.protocol.frames import (
     MAX_STREAM_ID,
     MODE_SHIFT,
@@ -48,6 +52,9 @@ _COMPRESSED = int(Flag.COMPRESSED)
 _MODE_MASK = int(Flag.MODE_MASK)
 _DATA_FRAMES = frozenset((FrameType.REQUEST, FrameType.RESPONSE, FrameType.ITEM))
 _MODES = [ResponseMode.from_wire(i) for i in range(4)]
+_PING_SIZE = 8
+# A client HELLO without stream_window gets this initial credit: Limits().stream_window.
+DEFAULT_STREAM_WINDOW = 32
 
 
 class Role(enum.Enum):
@@ -59,6 +66,22 @@ class State(enum.Enum):
     AWAIT_HELLO = "await-hello"
     OPEN = "open"
     CLOSED = "closed"
+
+
+# HELLO keys by the side that sends them (PROTOCOL.md, "Handshake"); other keys are ignored.
+_HELLO_REQUIRED = {
+    Role.CLIENT: ("protocol", "version", "codec"),
+    Role.SERVER: ("protocol", "version"),
+}
+_HELLO_COUNTS = {
+    Role.CLIENT: ("max_message_size", "stream_window"),
+    Role.SERVER: ("max_message_size", "max_inflight_calls"),
+}
+
+
+def _positive_int(value: Any) -> bool:
+    # bool is an int in Python, never in JSON: `true` is not a count.
+    return type(value) is int and value > 0
 
 
 def _json(value: Any) -> bytes:
@@ -95,6 +118,9 @@ class ProtocolConnection:
         self._compressions = compressions or {}
         self._decoder = FrameDecoder(limits.max_message_size)
         self._next_stream_id = 1
+        # The id of the last REQUEST read, in arrival order: GOAWAY's last_stream_id.
+        self._last_request = 0
+        self._peer_stream_window = DEFAULT_STREAM_WINDOW
         self.open_streams: dict[int, ResponseMode] = {}
         self.peer_info: dict[str, Any] = {}
         # The smaller of our limit and the one the peer announced in its HELLO.
@@ -120,17 +146,34 @@ class ProtocolConnection:
             info["max_inflight_calls"] = self.limits.max_inflight_calls
         return encode_frame(FrameType.HELLO, 0, 0, _json(info))
 
+    @property
+    def peer_stream_window(self) -> int:
+        """The initial credit of each stream: the client's HELLO stream_window, or 32."""
+        return self._peer_stream_window
+
     def _receive_hello(self, payload: bytes) -> ev.HelloReceived:
         info = _unjson(payload, "HELLO")
-        if not isinstance(info, dict) or info.get("protocol") != "jesus":
+        if not isinstance(info, dict):
+            raise RemoteProtocolError("HELLO payload must be a JSON object")
+        peer = Role.CLIENT if self.role is Role.SERVER else Role.SERVER
+        for key in _HELLO_REQUIRED[peer]:
+            if key not in info:
+                raise RemoteProtocolError(f"HELLO lacks the required key {key!r}")
+        if info["protocol"] != "jesus":
             raise RemoteProtocolError("HELLO does not announce the jesus protocol")
-        version = info.get("version")
-        if not isinstance(version, int) or version < 1:
+        version = info["version"]
+        if not _positive_int(version):
             raise RemoteProtocolError(f"HELLO carries an invalid version {version!r}")
+        for key in _HELLO_COUNTS[peer]:
+            if key in info and not _positive_int(info[key]):
+                raise RemoteProtocolError(
+                    f"HELLO {key} must be a positive integer, got {info[key]!r}"
+                )
         if self.role is Role.SERVER:
             if version < PROTOCOL_VERSION:
                 raise RemoteProtocolError(f"protocol version {version} is not supported")
-            codec = self._codecs.get(str(info.get("codec")))
+            self._peer_stream_window = info.get("stream_window", DEFAULT_STREAM_WINDOW)
+            codec = self._codecs.get(str(info["codec"]))
             compression = self._compressions.get(str(info.get("compression", "none")))
             if codec is None:
                 raise RemoteProtocolError(
@@ -145,9 +188,8 @@ class ProtocolConnection:
             self.codec, self.compression = codec, compression
             self._compress = compression.name != "none"
         self.peer_info = info
-        peer_max = info.get("max_message_size")
-        if isinstance(peer_max, int) and peer_max > 0:
-            self.max_outgoing = min(self.max_outgoing, peer_max)
+        if "max_message_size" in info:
+            self.max_outgoing = min(self.max_outgoing, info["max_message_size"])
         self.state = State.OPEN
         return ev.HelloReceived(info)
 
@@ -199,7 +241,9 @@ class ProtocolConnection:
     def send_credit(self, stream_id: int, credit: int) -> bytes:
         return encode_frame(FrameType.CREDIT, 0, stream_id, _U32.pack(credit))
 
-    def send_ping(self, payload: bytes = b"\0" * 8) -> bytes:
+    def send_ping(self, payload: bytes = b"\0" * _PING_SIZE) -> bytes:
+        if len(payload) != _PING_SIZE:
+            raise LocalProtocolError(f"a PING payload is {_PING_SIZE} bytes")
         return encode_frame(FrameType.PING, 0, 0, payload)
 
     # ----------------------------------------------------------------- server sends
@@ -226,12 +270,13 @@ class ProtocolConnection:
         return encode_frame(FrameType.ERROR, 0, stream_id, _json(error.to_wire()))
 
     def send_goaway(self, reason: str) -> bytes:
-        last = max(self.open_streams, default=0)
-        return encode_frame(
-            FrameType.GOAWAY, 0, 0, _json({"last_stream_id": last, "reason": reason})
-        )
+        # Not max(open_streams): ids wrap, so the largest id is not the latest call.
+        info = {"last_stream_id": self._last_request, "reason": reason}
+        return encode_frame(FrameType.GOAWAY, 0, 0, _json(info))
 
     def send_pong(self, payload: bytes) -> bytes:
+        if len(payload) != _PING_SIZE:
+            raise LocalProtocolError(f"a PONG payload is {_PING_SIZE} bytes")
         return encode_frame(FrameType.PONG, 0, 0, payload)
 
     # ----------------------------------------------------------------- receiving
@@ -272,17 +317,21 @@ class ProtocolConnection:
         return error_from_wire(raw)
 
     def _common(self, ftype: int, stream_id: int, payload: bytes) -> ev.Event | None:
-        if ftype == FrameType.PING:
-            return ev.PingReceived(payload)
-        if ftype == FrameType.PONG:
-            return ev.PongReceived(payload)
+        if ftype == FrameType.PING or ftype == FrameType.PONG:
+            if stream_id != 0 or len(payload) != _PING_SIZE:
+                raise RemoteProtocolError(
+                    f"{FrameType(ftype).name} must be on stream 0 with {_PING_SIZE} bytes, "
+                    f"got stream {stream_id} with {len(payload)}"
+                )
+            return ev.PingReceived(payload) if ftype == FrameType.PING else ev.PongReceived(payload)
         if ftype == FrameType.GOAWAY:
             info = _unjson(payload, "GOAWAY")
             if not isinstance(info, dict):
                 raise RemoteProtocolError("GOAWAY payload must be a JSON object")
-            return ev.GoAwayReceived(
-                int(info.get("last_stream_id", 0)), str(info.get("reason", ""))
-            )
+            last, reason = info.get("last_stream_id"), info.get("reason", "")
+            if type(last) is not int or not 0 <= last <= MAX_STREAM_ID:
+                raise RemoteProtocolError(f"GOAWAY last_stream_id {last!r} is not a stream id")
+            return ev.GoAwayReceived(last, str(reason))
         if ftype == FrameType.HELLO:
             raise RemoteProtocolError("HELLO received twice")
         raise RemoteProtocolError(
@@ -304,6 +353,7 @@ class ProtocolConnection:
                 raise RemoteProtocolError(f"REQUEST reuses open stream {stream_id}")
             if mode is not ResponseMode.NO_RESPONSE:
                 self.open_streams[stream_id] = mode
+            self._last_request = stream_id
             try:
                 envelope = self._unpack(flags, payload)
             except CallError as exc:
@@ -317,7 +367,8 @@ class ProtocolConnection:
                     stream_id, mode, BadFrame("the envelope must be [method, meta, data]")
                 )
             return ev.RequestReceived(stream_id, mode, envelope[0], envelope[1], envelope[2])
-        if ftype == FrameType.CANCEL:
+        if ftype == FrameType.CANCEL or (ftype == FrameType.ERROR and stream_id != 0):
+            # A client's ERROR on a call abandons it: nothing more to say than a CANCEL.
             return ev.CancelReceived(stream_id) if stream_id in self.open_streams else None
         if ftype == FrameType.CREDIT:
             if len(payload) != 4:
@@ -326,7 +377,7 @@ class ProtocolConnection:
                 return None
             return ev.CreditReceived(stream_id, _U32.unpack(payload)[0])
         if ftype == FrameType.ERROR:
-            return ev.ErrorReceived(stream_id, self._error(payload))
+            return ev.ErrorReceived(0, self._error(payload))  # the client is closing
         return self._common(ftype, stream_id, payload)
 
     def _client_frames(

@@ -128,6 +128,11 @@ class DatagramCodec:
         if self._compress and len(payload) >= self.limits.compress_threshold:
             payload = self.compression.compress(payload)
             compressed = True
+        if len(payload) > self.limits.max_message_size:
+            raise TooLarge(
+                f"message of {len(payload)} bytes exceeds max_message_size "
+                f"({self.limits.max_message_size})"
+            )
         datagram = encode_datagram(
             ftype,
             message_id,
@@ -146,6 +151,13 @@ class DatagramCodec:
         return datagram
 
     def unpack(self, datagram: Datagram) -> Any:
+        """The payload's value; raises TooLarge past max_message_size or max_decompressed_size,
+        BadFrame when it does not decode."""
+        if len(datagram.payload) > self.limits.max_message_size:
+            raise TooLarge(
+                f"message of {len(datagram.payload)} bytes exceeds max_message_size "
+                f"({self.limits.max_message_size})"
+            )
         return decode_payload(
             self.codec,
             self.compression,

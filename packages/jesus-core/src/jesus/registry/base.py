@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -24,14 +25,56 @@ class MethodRecord:
         }
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> MethodRecord:
+    def from_json(cls, raw: Any) -> MethodRecord:
+        """Raises ValueError naming what is missing or mistyped."""
+        _check(raw, _METHOD_FIELDS, "method")
         return cls(
             request=raw.get("request", True),
             response=raw.get("response", True),
             mode=ResponseMode(raw.get("mode", "response")),
-            channel=str(raw["channel"]),
-            description=str(raw.get("description", "")),
+            channel=raw["channel"],
+            description=raw.get("description", ""),
         )
+
+
+# The record fields (PROTOCOL.md, "Registry records"): name -> (JSON type, required).
+_INSTANCE_FIELDS = {
+    "service": ("string", True),
+    "instance_id": ("string", True),
+    "endpoints": ("object", True),
+    "expires_at": ("number", True),
+    "version": ("string", False),
+    "methods": ("object", False),
+    "listens": ("object", False),
+    "emits": ("object", False),
+    "uses": ("object", False),
+    "host": ("string", False),
+    "pid": ("integer", False),
+    "started_at": ("number", False),
+}
+_METHOD_FIELDS = {
+    "channel": ("string", True),
+    "mode": ("string", False),
+    "description": ("string", False),
+}
+_IS = {
+    "string": lambda v: isinstance(v, str),
+    "object": lambda v: isinstance(v, dict),
+    # bool is an int in Python, never a number in JSON; NaN would never expire.
+    "integer": lambda v: type(v) is int,
+    "number": lambda v: type(v) in (int, float) and math.isfinite(v),
+}
+
+
+def _check(raw: Any, fields: dict[str, tuple[str, bool]], what: str) -> None:
+    if not isinstance(raw, dict):
+        raise ValueError(f"the {what} is not a JSON object")
+    for name, (kind, required) in fields.items():
+        if name not in raw:
+            if required:
+                raise ValueError(f"required field {name!r} is missing")
+        elif not _IS[kind](raw[name]):
+            raise ValueError(f"field {name!r} must be a JSON {kind}, got {raw[name]!r}")
 
 
 @dataclass(frozen=True)
@@ -57,20 +100,30 @@ class InstanceRecord:
         return raw
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> InstanceRecord:
+    def from_json(cls, raw: Any) -> InstanceRecord:
+        """Raises ValueError naming the first field that is missing or mistyped."""
+        _check(raw, _INSTANCE_FIELDS, "record")
+        if not all(isinstance(url, str) for url in raw["endpoints"].values()):
+            raise ValueError("field 'endpoints' must map each transport to a URL string")
+        methods = {}
+        for name, method in raw.get("methods", {}).items():
+            try:
+                methods[name] = MethodRecord.from_json(method)
+            except ValueError as exc:
+                raise ValueError(f"method {name!r}: {exc}") from None
         return cls(
-            service=str(raw["service"]),
-            version=str(raw.get("version", "0")),
-            instance_id=str(raw["instance_id"]),
-            endpoints={str(k): str(v) for k, v in raw.get("endpoints", {}).items()},
-            methods={k: MethodRecord.from_json(v) for k, v in raw.get("methods", {}).items()},
+            service=raw["service"],
+            version=raw.get("version", "0"),
+            instance_id=raw["instance_id"],
+            endpoints=dict(raw["endpoints"]),
+            methods=methods,
             listens=dict(raw.get("listens", {})),
             emits=dict(raw.get("emits", {})),
             uses=dict(raw.get("uses", {})),
-            host=str(raw.get("host", "")),
-            pid=int(raw.get("pid", 0)),
+            host=raw.get("host", ""),
+            pid=raw.get("pid", 0),
             started_at=float(raw.get("started_at", 0.0)),
-            expires_at=float(raw.get("expires_at", 0.0)),
+            expires_at=float(raw["expires_at"]),
         )
 
 

@@ -2,12 +2,14 @@
 
 It needs no server: processes on one machine share it through the file system. Writes are
 atomic (write to a temporary file, then rename), so readers never see half a record.
-A record whose TTL passed, or whose process is gone, is ignored and swept.
+A record whose TTL passed, or whose process is gone, is ignored and swept. PROTOCOL.md,
+"Registry records", has the rules for writers that are not jesus.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -18,6 +20,8 @@ import anyio.to_thread
 
 from jesus.errors import RegistryError
 from jesus.registry.base import InstanceRecord
+
+log = logging.getLogger(__name__)
 
 
 def default_directory() -> Path:
@@ -45,6 +49,8 @@ class EmbeddedRegistry:
         self.url = url
         self.directory = Path(parts.path) if parts.path not in ("", "/") else default_directory()
         self._hostname = os.uname().nodename
+        # File name -> why it was skipped, so that a bad file is reported once, not every scan.
+        self._bad: dict[str, str] = {}
 
     def _file(self, service: str, instance_id: str) -> Path:
         return self.directory / f"{service}@{instance_id}.json"
@@ -80,10 +86,19 @@ class EmbeddedRegistry:
         for path in sorted(self.directory.glob(pattern)):
             try:
                 record = InstanceRecord.from_json(json.loads(path.read_text()))
+                if path.name != f"{record.service}@{record.instance_id}.json":
+                    raise ValueError("the file name is not SERVICE@INSTANCE_ID.json")
             except FileNotFoundError:
+                continue  # deregistered or swept while we listed
+            except (OSError, ValueError) as exc:
+                # Skipped but left in place: it may be a newer writer's, or a writer's bug to
+                # see and fix; never fatal.
+                reason = str(exc)
+                if self._bad.get(path.name) != reason:
+                    self._bad[path.name] = reason
+                    log.warning("skipping registry record %s: %s", path, reason)
                 continue
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # a corrupt file is skipped, never fatal
+            self._bad.pop(path.name, None)
             local = record.host == self._hostname
             if record.expires_at < now or (local and not _pid_alive(record.pid)):
                 path.unlink(missing_ok=True)

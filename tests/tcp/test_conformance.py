@@ -1,0 +1,36 @@
+"""The tcp and unix transports against the transport conformance suite."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import anyio
+
+import jesus
+from jesus.testing.transport import TransportConformance, exchange
+
+
+class TestTcp(TransportConformance):
+    channel = "tcp+msgpack"
+    compressed_channel = "tcp+msgpack+zstd"
+    modes = frozenset(jesus.ResponseMode)
+    tls = True
+    cancel = True
+
+    async def send_raw(self, node: jesus.Node, data: bytes) -> bytes:
+        url = urlsplit(node.endpoints["tcp"])  # tcp://127.0.0.1:PORT[?tls=1]
+        assert url.hostname is not None and url.port is not None
+        return await exchange(await anyio.connect_tcp(url.hostname, url.port), data)
+
+
+class TestUnix(TransportConformance):
+    channel = "unix+msgpack"
+    compressed_channel = "unix+json+zstd"
+    modes = frozenset(jesus.ResponseMode)
+    tls = False
+    local = True  # the socket file is 0600: TLS is not needed
+    cancel = True
+
+    async def send_raw(self, node: jesus.Node, data: bytes) -> bytes:
+        path = urlsplit(node.endpoints["unix"]).path  # unix:///path/to.sock
+        return await exchange(await anyio.connect_unix(path), data)
