@@ -36,7 +36,7 @@ class RecordingReply:
         self.open = False
         self.sent.append(("ack", None))
 
-    async def result(self, value: Any) -> None:
+    def result(self, value: Any) -> None:
         if isinstance(value, set):
             raise ValueError("cannot encode a set")
         self.open = False
@@ -46,7 +46,7 @@ class RecordingReply:
         self.open = False
         self.sent.append(("error", error.code))
 
-    async def item(self, value: Any) -> None:
+    def item(self, value: Any) -> None:
         self.sent.append(("item", value))
 
     def end(self) -> None:
@@ -109,6 +109,14 @@ def meta(corrid: str = "c-1", deadline_ms: int | None = None) -> dict[str, Any]:
     return out
 
 
+def make_runner(
+    limits: jesus.Limits | None = None, modes: frozenset[ResponseMode] = frozenset(ResponseMode)
+) -> tuple[CallRunner, dict[str, Any]]:
+    svc, state = service()
+    dispatcher = CallDispatcher([svc], ValidatorCache(default_catalog().validators))
+    return CallRunner(dispatcher, limits or jesus.Limits(), modes), state
+
+
 async def run(
     reply: RecordingReply,
     method: str,
@@ -118,10 +126,7 @@ async def run(
     limits: jesus.Limits | None = None,
     modes: frozenset[ResponseMode] = frozenset(ResponseMode),
 ) -> tuple[CallRunner, dict[str, Any]]:
-    svc, state = service()
-    catalog = default_catalog()
-    dispatcher = CallDispatcher([svc], ValidatorCache(catalog.validators))
-    runner = CallRunner(dispatcher, limits or jesus.Limits(), modes)
+    runner, state = make_runner(limits, modes)
     async with anyio.create_task_group() as tg:
         runner.bind(tg)
         session = runner.session()
@@ -173,9 +178,7 @@ async def test_an_invalid_answer_is_refused_to_the_caller_and_logged_here(
 
 
 async def test_ack_goes_out_before_the_handler_runs() -> None:
-    svc, state = service()
-    dispatcher = CallDispatcher([svc], ValidatorCache(default_catalog().validators))
-    runner = CallRunner(dispatcher, jesus.Limits())
+    runner, state = make_runner()
     reply = RecordingReply()
     async with anyio.create_task_group() as tg:
         runner.bind(tg)
@@ -217,9 +220,7 @@ async def test_the_deadline_is_answered_and_the_handler_stopped() -> None:
 
 
 async def test_a_peer_that_leaves_cancels_what_it_waits_for() -> None:
-    svc, _ = service()
-    dispatcher = CallDispatcher([svc], ValidatorCache(default_catalog().validators))
-    runner = CallRunner(dispatcher, jesus.Limits())
+    runner, _ = make_runner()
     reply = RecordingReply()
     async with anyio.create_task_group() as tg:
         runner.bind(tg)
@@ -241,9 +242,7 @@ async def test_a_stream_sends_items_then_end() -> None:
 
 
 async def test_max_inflight_calls_and_drain_refuse_with_unavailable() -> None:
-    svc, _ = service()
-    dispatcher = CallDispatcher([svc], ValidatorCache(default_catalog().validators))
-    runner = CallRunner(dispatcher, jesus.Limits(max_inflight_calls=2))
+    runner, _ = make_runner(jesus.Limits(max_inflight_calls=2))
     replies = [RecordingReply() for _ in range(4)]
     async with anyio.create_task_group() as tg:
         runner.bind(tg)

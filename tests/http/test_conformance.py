@@ -22,3 +22,14 @@ class TestHttp(TransportConformance):
         url = urlsplit(node.endpoints["http"])  # http://127.0.0.1:PORT
         assert url.hostname is not None and url.port is not None
         return await exchange(await anyio.connect_tcp(url.hostname, url.port), data)
+
+    async def test_a_tls_endpoint_is_https(self, registry: str) -> None:
+        import ssl
+
+        import trustme
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        trustme.CA().issue_cert("127.0.0.1").configure_cert(ctx)
+        svc, _ = self.service()
+        async with jesus.serve(svc, registry=registry, ssl_context=ctx) as node:
+            assert node.endpoints["http"].startswith("https://127.0.0.1:")

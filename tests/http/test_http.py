@@ -6,12 +6,10 @@ import gzip
 import json
 import os
 import shutil
-import ssl
 from typing import Any
 
 import anyio
 import pytest
-import trustme
 import zstandard
 
 import jesus
@@ -283,29 +281,6 @@ async def test_a_client_that_leaves_cancels_the_handler(running: Any) -> None:
                 break
         await wait_until(lambda: state["cancelled"] == 2)
         assert state["produced"] < 100_000
-
-
-async def test_https_and_mutual_tls(running: Any, registry: str) -> None:
-    ca = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
-    server_ctx.verify_mode = ssl.CERT_REQUIRED
-    ca.configure_trust(server_ctx)
-    client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    ca.configure_trust(client_ctx)
-    ca.issue_cert("client@jesus").configure_cert(client_ctx)
-    svc, _ = http_calc()
-    async with running(svc, ssl_context=server_ctx, client={"ssl_context": client_ctx}) as (
-        node,
-        client,
-    ):
-        assert node.endpoints["http"].startswith("https://")
-        assert await client.call("calc.add", {"a": 1, "b": 2}) == 3
-        no_cert = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-        ca.configure_trust(no_cert)
-        async with jesus.Client(registry, ssl_context=no_cert) as stranger:
-            with pytest.raises(jesus.Unavailable):
-                await stranger.call("calc.add", {"a": 1, "b": 2})
 
 
 async def test_the_answer_codec_follows_accept_else_the_request(running: Any) -> None:

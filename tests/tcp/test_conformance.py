@@ -22,6 +22,18 @@ class TestTcp(TransportConformance):
         assert url.hostname is not None and url.port is not None
         return await exchange(await anyio.connect_tcp(url.hostname, url.port), data)
 
+    async def test_a_tls_endpoint_says_so(self, registry: str) -> None:
+        """Callers learn from the registry that they must use TLS (`?tls=1`)."""
+        import ssl
+
+        import trustme
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        trustme.CA().issue_cert("127.0.0.1").configure_cert(ctx)
+        svc, _ = self.service()
+        async with jesus.serve(svc, registry=registry, ssl_context=ctx) as node:
+            assert node.endpoints["tcp"].endswith("?tls=1")
+
 
 class TestUnix(TransportConformance):
     channel = "unix+msgpack"

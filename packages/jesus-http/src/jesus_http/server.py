@@ -5,6 +5,7 @@ cancels what it still waits for."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 import anyio
@@ -327,7 +328,7 @@ class HttpReply:
         self.conn.writer.write(json_response(202, body, self._corrid(), self.keep))
         self.close()
 
-    async def result(self, value: Any) -> None:
+    def result(self, value: Any) -> Awaitable[None]:
         codec, limits = self.codec, self.conn.limits
         payload = _fits(codec.encode(value), limits.max_message_size)
         out = [("content-type", mapping.CONTENT_TYPES.get(codec.name, codec.content_type))]
@@ -341,8 +342,11 @@ class HttpReply:
         if not self.keep:
             out.append(("connection", "close"))
         self.open = False
+        return self._send(response_head(200, out) + payload)
+
+    async def _send(self, data: bytes) -> None:
         writer = self.conn.writer
-        await writer.send_now(response_head(200, out) + payload)
+        await writer.send_now(data)  # one answer at a time: straight to the socket
         if writer.full:
             await writer.drain()
 
@@ -366,15 +370,16 @@ class HttpReply:
             ]
             self.conn.writer.write(response_head(200, head))
 
-    async def item(self, value: Any) -> None:
+    def item(self, value: Any) -> Awaitable[None] | None:
         chunk = _fits(stream_chunk(self.codec, {"item": value}), self.conn.limits.max_message_size)
         self._head()
         writer = self.conn.writer
         writer.write(chunk)
         if writer.full:
-            await writer.drain()  # a slow reader holds the handler back
+            return writer.drain()  # a slow reader holds the handler back
         if writer.closed:
             self.open = False
+        return None
 
     def end(self) -> None:
         self._head()

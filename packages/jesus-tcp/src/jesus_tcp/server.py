@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 import anyio
@@ -217,32 +218,37 @@ class FrameReply:
         self.open = False
         self.conn.writer.write(self.conn.proto.send_ack(self.sid))
 
-    async def result(self, value: Any) -> None:
-        conn = self.conn
-        frame = conn.proto.send_response(self.sid, value)
+    def result(self, value: Any) -> Awaitable[None] | None:
+        writer = self.conn.writer
+        writer.write(self.conn.proto.send_response(self.sid, value))
         self.open = False
-        writer = conn.writer
-        writer.write(frame)
-        if writer.full:
-            await writer.drain()
+        return writer.drain() if writer.full else None
 
     def error(self, error: CallError) -> None:
         self.open = False
         self.conn.writer.write(self.conn.proto.send_error(self.sid, error))
 
-    async def item(self, value: Any) -> None:
-        while self._credit <= 0 and self.open:
-            self._event = anyio.Event()
-            await self._event.wait()
-        if not self.open:
-            return
+    def item(self, value: Any) -> Awaitable[None] | None:
+        if self._credit <= 0:
+            return self._item_later(value)
         self._credit -= 1
         writer = self.conn.writer
         writer.write(self.conn.proto.send_item(self.sid, value))
         if writer.full:
-            await writer.drain()
+            return writer.drain()
         if writer.closed:
             self.open = False
+        return None
+
+    async def _item_later(self, value: Any) -> None:
+        """No credit left: wait for the client's CREDIT (or for the call to end)."""
+        while self._credit <= 0 and self.open:
+            self._event = anyio.Event()
+            await self._event.wait()
+        if self.open:
+            pending = self.item(value)
+            if pending is not None:
+                await pending
 
     def grant(self, credit: int) -> None:
         self._credit += credit

@@ -178,7 +178,7 @@ class DatagramReply:
         datagram = self.codec.pack(FrameType.ACK, dg.message_id, None, dg.mode)
         self.server.answer(self.key, self.address, datagram)
 
-    async def result(self, value: Any) -> None:
+    def result(self, value: Any) -> None:
         dg = self.dg
         datagram = self.codec.pack(FrameType.RESPONSE, dg.message_id, value, dg.mode)
         self.open = False
@@ -190,7 +190,7 @@ class DatagramReply:
         datagram = error_datagram(self.dg.message_id, codec.codec, codec.compression, error)
         self.server.answer(self.key, self.address, datagram)
 
-    async def item(self, value: Any) -> None:
+    def item(self, value: Any) -> None:
         raise AssertionError("udp carries no streams")  # refused by the runner first
 
     def end(self) -> None:

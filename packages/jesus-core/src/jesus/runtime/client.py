@@ -42,7 +42,7 @@ from jesus.validation.cache import ValidatorCache
 log = logging.getLogger("jesus.client")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Candidate:
     """One instance able to take a call: where it listens on the method's channel."""
 
@@ -100,6 +100,7 @@ class Client:
         self.validators = ValidatorCache(self.catalog.validators)
         self._transports: dict[str, TransportClient] = {}
         self._channels: dict[str, Channel] = {}
+        self._plans: dict[tuple[str, str], tuple[list[InstanceRecord], list[Candidate]]] = {}
         self._send = chain(self.catalog.middleware, "client", self._send_innermost)
         self._open_stream = chain(self.catalog.middleware, "client", self._stream_innermost)
         self._deliver = chain(self.catalog.middleware, "client", self._deliver_innermost)
@@ -119,6 +120,7 @@ class Client:
 
     async def aclose(self) -> None:
         transports, self._transports = self._transports, {}
+        self._plans.clear()  # they hold the transport clients closed below
         with anyio.CancelScope(shield=True):
             for client in transports.values():
                 await client.aclose()
@@ -268,7 +270,7 @@ class Client:
                     meta,
                     rmode,
                     channel.name,
-                    (record, pattern),
+                    (record, pattern, channel),
                 )
                 try:
                     await self._deliver(info)
@@ -295,9 +297,8 @@ class Client:
         return sorted(set(delivered))
 
     async def _deliver_innermost(self, info: CallInfo) -> Any:
-        record, pattern = info.route
+        record, pattern, channel = info.route
         spec = record.listens[pattern]
-        channel = self._channel(str(spec.get("channel")))
         endpoint = record.endpoints.get(channel.spec.transport)
         if endpoint is None:
             raise Unavailable(f"{record.service} has no {channel.spec.transport} endpoint")
@@ -444,7 +445,19 @@ class Client:
 
     def _plan(self, route: list[InstanceRecord], service: str, method: str) -> list[Candidate]:
         """Every instance able to take `method`, in the resolver's order: the first is tried
-        first, the others only if it cannot be reached."""
+        first, the others only if it cannot be reached. Kept while the resolver hands out the
+        same route (one instance, or until its cache refreshes)."""
+        key = (service, method)
+        cached = self._plans.get(key)
+        if cached is not None and cached[0] is route:
+            return cached[1]
+        plan = self._plan_route(route, service, method)
+        self._plans[key] = (route, plan)
+        return plan
+
+    def _plan_route(
+        self, route: list[InstanceRecord], service: str, method: str
+    ) -> list[Candidate]:
         plan = []
         for record in route:
             method_rec = record.methods.get(method)

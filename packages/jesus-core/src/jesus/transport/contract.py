@@ -8,7 +8,7 @@ carries `OutgoingCall`s that the core planned.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -79,13 +79,16 @@ class Reply(Protocol):
 
     def ack(self) -> None: ...
 
-    async def result(self, value: Any) -> None:
-        """Send the result; raises TooLarge or ValueError when it cannot be encoded."""
+    def result(self, value: Any) -> Awaitable[None] | None:
+        """Send the result; raises TooLarge or ValueError when it cannot be encoded. Returns
+        what to await before the call is over (a full write buffer), or None: most answers
+        need no wait, and a coroutine per call would cost more than the rest of the send."""
 
     def error(self, error: CallError) -> None: ...
 
-    async def item(self, value: Any) -> None:
-        """Send one stream item, waiting for credit and for the write buffer to drain."""
+    def item(self, value: Any) -> Awaitable[None] | None:
+        """Send one stream item; returns what to await first (no credit left, a full write
+        buffer) or None."""
 
     def end(self) -> None: ...
 

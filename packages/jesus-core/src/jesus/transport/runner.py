@@ -66,18 +66,15 @@ class CallRunner:
         self.modes = modes
         self.closing = False
         self._spawner: CallSpawner | None = None
-        self._cancelled = anyio.get_cancelled_exc_class
+        self._cancelled: type[BaseException] = BaseException  # the backend's, once bound
 
     def bind(self, task_group: TaskGroup) -> None:
         self._spawner = CallSpawner(task_group, self._done)
-        self._cancelled = anyio.get_cancelled_exc_class
+        self._cancelled = anyio.get_cancelled_exc_class()
 
     def session(self) -> Session:
         """The calls of one peer: a connection, or every sender of a datagram socket."""
         return Session(self)
-
-    def __len__(self) -> int:
-        return 0 if self._spawner is None else len(self._spawner)
 
     async def drain(self) -> None:
         """Refuse new calls (UNAVAILABLE) and wait until no call runs."""
@@ -167,12 +164,14 @@ class CallRunner:
             result = await self.handler.run(call)
             if mode is _RESPONSE and reply.open:
                 try:
-                    await reply.result(result)
+                    pending = reply.result(result)
+                    if pending is not None:
+                        await pending
                 except ValueError as exc:
                     raise InvalidResponse(str(exc), corrid=call.meta.corrid) from None
         except CallError as exc:
             self._failed(call, reply, exc)
-        except self._cancelled():
+        except self._cancelled:
             self._maybe_deadline(call, reply)
             raise
 
@@ -182,7 +181,9 @@ class CallRunner:
         try:
             async for item in items:
                 try:
-                    await reply.item(item)
+                    pending = reply.item(item)
+                    if pending is not None:
+                        await pending
                 except ValueError as exc:
                     raise InvalidResponse(str(exc), corrid=call.meta.corrid) from None
                 if not reply.open:
@@ -191,7 +192,7 @@ class CallRunner:
                 reply.end()
         except CallError as exc:
             self._failed(call, reply, exc)
-        except self._cancelled():
+        except self._cancelled:
             self._maybe_deadline(call, reply)
             raise
         finally:
