@@ -259,3 +259,21 @@ async def test_max_inflight_calls_and_drain_refuse_with_unavailable() -> None:
             await replies[0].closed.wait()
             await replies[1].closed.wait()
     assert replies[0].sent == [("result", "slept"), ("close", None)]
+
+
+async def test_a_flood_of_refused_no_response_calls_is_counted_not_logged_each(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="jesus.server")
+    runner, _ = make_runner()
+    async with anyio.create_task_group() as tg:
+        runner.bind(tg)
+        session = runner.session()
+        for i in range(500):
+            session.admit(
+                i, "svc.nope", meta(f"c{i}"), None, ResponseMode.NO_RESPONSE, RecordingReply()
+            )
+        tg.cancel_scope.cancel()
+    assert runner.refused["UNKNOWN_METHOD"] == 500
+    logged = [r for r in caplog.records if "refused a noResponse call" in r.getMessage()]
+    assert len(logged) == 1  # the next one waits a second, and carries the totals

@@ -58,8 +58,9 @@ class UdpClient:
         # Random start: ids stay unique across restarts of this process within the window.
         self._ids = itertools.count(int.from_bytes(os.urandom(6), "big") << 16)
         self._codecs: dict[tuple[str, str], DatagramCodec] = {}
+        self._addresses: dict[str, tuple[str, int]] = {}  # endpoint -> (host, port), parsed once
 
-    async def _socket_for(self, host: str) -> _Socket:
+    async def _socket_for(self, host: str, endpoint: str) -> _Socket:
         family = "ipv6" if ":" in host else "ipv4"
         sock = self._sockets.get(family)
         if sock is not None:
@@ -68,7 +69,8 @@ class UdpClient:
             sock = self._sockets.get(family)
             if sock is None:
                 local = _local_host(host)
-                raw = await anyio.create_udp_socket(local_host=local, local_port=0)
+                with connect_errors(endpoint):
+                    raw = await anyio.create_udp_socket(local_host=local, local_port=0)
                 sock = self._sockets[family] = _Socket(raw)
                 self._tg.start_soon(sock.sender.run)
                 self._tg.start_soon(self._read, raw)
@@ -112,9 +114,10 @@ class UdpClient:
 
     async def request(self, call: OutgoingCall) -> Any:
         meta, mode, method = call.meta, call.mode, call.target
-        host, port = _endpoint(call.endpoint)
-        with connect_errors(call.endpoint):
-            sock = await self._socket_for(host)
+        address = self._addresses.get(call.endpoint)
+        if address is None:
+            address = self._addresses[call.endpoint] = _endpoint(call.endpoint)
+        sock = await self._socket_for(address[0], call.endpoint)
         pair = self._codec(call.codec, call.compression)
         message_id = next(self._ids) & 0xFFFFFFFFFFFFFFFF
         try:
@@ -127,7 +130,7 @@ class UdpClient:
         except ValueError as exc:
             raise InvalidRequest(str(exc), corrid=meta.corrid) from None
         if mode is ResponseMode.NO_RESPONSE:
-            sock.sender.send(datagram, (host, port))
+            sock.sender.send(datagram, address)
             await anyio.lowlevel.checkpoint()
             return None
         future = EventFuture()  # waited on once per retransmission, so it must survive cancels
@@ -136,7 +139,7 @@ class UdpClient:
         delay = self._limits.retry_initial
         try:
             while True:
-                sock.sender.send(datagram, (host, port))
+                sock.sender.send(datagram, address)
                 wait = min(delay, deadline - anyio.current_time())
                 if wait <= 0:
                     raise DeadlineExceeded(

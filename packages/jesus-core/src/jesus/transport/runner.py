@@ -19,7 +19,10 @@ cancelled; calls it no longer waits on (ack, noResponse, already accepted) run t
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
+import time
 from typing import Any
 
 import anyio
@@ -67,6 +70,9 @@ class CallRunner:
         self.closing = False
         self._spawner: CallSpawner | None = None
         self._cancelled: type[BaseException] = BaseException  # the backend's, once bound
+        # noResponse calls refused, by error code (they have no caller to tell).
+        self.refused: collections.Counter[str] = collections.Counter()
+        self._last_refusal_log = -math.inf
 
     def bind(self, task_group: TaskGroup) -> None:
         self._spawner = CallSpawner(task_group, self._done)
@@ -137,13 +143,26 @@ class CallRunner:
         assert self._spawner is not None, "CallRunner.bind() was not called"
         self._spawner.spawn(record, job, record, deadline=call.deadline)
 
-    @staticmethod
-    def _refuse(method: str, mode: ResponseMode, reply: Reply, error: CallError) -> None:
+    def _refuse(self, method: str, mode: ResponseMode, reply: Reply, error: CallError) -> None:
         if mode is _NO_RESPONSE and not reply.always_answers:
-            log.warning("refused a noResponse call to %s: %s", method, error)
+            self._log_refusal(method, error)
         else:
             reply.error(error)
         reply.close()
+
+    def _log_refusal(self, method: str, error: CallError) -> None:
+        """Nobody waits for a refused noResponse call, so the log is where it shows; at most
+        once a second, with the totals, so that a flood of them cannot flood the log."""
+        self.refused[error.code] += 1
+        now = time.monotonic()
+        if now - self._last_refusal_log >= 1.0:
+            self._last_refusal_log = now
+            log.warning(
+                "refused a noResponse call to %s: %s [refused so far: %s]",
+                method,
+                error,
+                dict(self.refused),
+            )
 
     def _cancel(self, record: _Call) -> None:
         if self._spawner is not None:
