@@ -141,3 +141,10 @@ def test_map_exceptions_translates_library_errors_at_a_boundary() -> None:
         raise ValueError("mine")
     with pytest.raises(jesus.TooLarge), map_exceptions({Exception: jesus.RegistryError}, "s"):
         raise jesus.TooLarge("big")
+
+
+@pytest.mark.parametrize("bad", [-1, 2**32, 10**400, "5", 1.5, True])
+def test_a_deadline_outside_its_range_is_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"meta\.d"):
+        Meta.from_wire({"c": "x", "d": bad}, ResponseMode.RESPONSE)
+    assert Meta.from_wire({"c": "x", "d": 2**32 - 1}, ResponseMode.RESPONSE).deadline_ms

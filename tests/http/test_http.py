@@ -304,3 +304,20 @@ async def test_the_answer_codec_follows_accept_else_the_request(running: Any) ->
             assert f"content-type: {expected}".encode() in head.lower(), (accept, head)
             decoded = msgpack.unpackb(payload) if "msgpack" in expected else json.loads(payload)
             assert decoded == 5
+
+
+@pytest.mark.parametrize("deadline", ["9" * 400, "²", "-5"])
+async def test_a_bad_deadline_header_is_answered_not_dropped(running: Any, deadline: str) -> None:
+    svc, _ = http_calc()
+    async with running(svc) as (node, client):
+        status, _, body = await curl(
+            *JSON,
+            "-H",
+            f"x-jesus-deadline-ms: {deadline}",
+            "-d",
+            '{"a": 1, "b": 2}',
+            f"{node.endpoints['http']}/calc/add",
+        )
+        assert status == 400 and json.loads(body)["error"]["code"] == "INVALID_REQUEST"
+        assert "meta.d" in json.loads(body)["error"]["message"]
+        assert await client.call("calc.add", {"a": 1, "b": 1}) == 2

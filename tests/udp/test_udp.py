@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -263,3 +264,81 @@ async def test_ack_and_response_survive_loss_and_run_exactly_once(registry: str)
     expected = {("ack", i): 1 for i in range(60)} | {("response", i): 1 for i in range(60)}
     assert dict(state["runs"]) == expected  # every handler ran, and exactly once
     assert node.servers["udp"].stats["duplicate"] > 0  # retransmissions were dropped
+
+
+class ForgingRelay:
+    """Forwards each request to the server, and first answers it itself, with the right
+    message id, from a socket of its own: what a peer on the path, or one that learned an id,
+    would try."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.forged = 0
+
+    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        async with (
+            await anyio.create_udp_socket(local_host="127.0.0.1") as front,
+            await anyio.create_udp_socket(local_host="127.0.0.1") as back,
+            await anyio.create_udp_socket(local_host="127.0.0.1") as forger,
+        ):
+            self.address = front.extra(anyio.abc.SocketAttribute.local_address)
+            client: list[Any] = []
+            task_status.started()
+
+            async def upstream() -> None:
+                async for data, addr in front:
+                    client[:] = [addr]
+                    dg = decode_datagram(data)
+                    lie = encode_datagram(
+                        FrameType.RESPONSE,
+                        dg.message_id,
+                        MsgpackCodec(),
+                        NoCompression(),
+                        MsgpackCodec().encode(-1),
+                        mode=dg.mode,
+                    )
+                    await forger.sendto(lie, addr[0], addr[1])
+                    self.forged += 1
+                    await back.sendto(data, *self.target)
+
+            async def downstream() -> None:
+                async for data, _ in back:
+                    await front.sendto(data, client[0][0], client[0][1])
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(upstream)
+                tg.start_soon(downstream)
+
+
+async def test_answers_from_another_address_are_not_believed(registry: str) -> None:
+    svc, _ = udp_calc()
+    async with jesus.serve(svc, registry=registry) as node:
+        host, port = node.endpoints["udp"].removeprefix("udp://").rsplit(":", 1)
+        relay = ForgingRelay((host, int(port)))
+        async with anyio.create_task_group() as tg:
+            await tg.start(relay.run)
+            resolver = Resolver(RelayedRegistry(registry, f"udp://127.0.0.1:{relay.address[1]}"))
+            async with jesus.Client(resolver=resolver) as client:
+                for i in range(5):
+                    assert await client.call("calc.add", {"a": i, "b": 1}) == i + 1
+                (udp,) = client._transports.values()
+                assert udp.wrong_source >= 5  # type: ignore[attr-defined]
+            tg.cancel_scope.cancel()
+    assert relay.forged >= 5
+
+
+async def test_message_ids_are_unpredictable(registry: str) -> None:
+    svc, _ = udp_calc()
+    async with jesus.serve(svc, registry=registry):
+        seen: list[int] = []
+        async with await anyio.create_udp_socket(local_host="127.0.0.1") as fake:
+            fake_port = fake.extra(anyio.abc.SocketAttribute.local_address)[1]
+            resolver = Resolver(RelayedRegistry(registry, f"udp://127.0.0.1:{fake_port}"))
+            async with jesus.Client(resolver=resolver) as client:
+                for _ in range(20):
+                    await client.notify("calc.fire", {"n": 1})
+                with anyio.fail_after(5):
+                    while len(seen) < 20:
+                        seen.append(decode_datagram((await fake.receive())[0]).message_id)
+    gaps = {b - a for a, b in itertools.pairwise(seen)}
+    assert len(gaps) > 15 and 1 not in gaps  # not a counter

@@ -46,6 +46,10 @@ def new_corrid() -> str:
     return f"{_CORRID_PREFIX}-{next(_corrid_counter):x}"
 
 
+# The longest deadline a peer may ask for (2**32 - 1 ms, about 49 days): past it a number is
+# not a deadline but an attack on the arithmetic (a 400-digit one cannot become a float).
+MAX_DEADLINE_MS = 2**32 - 1
+
 # Short wire keys keep the envelope small; PROTOCOL.md lists them: c corrid, u userid,
 # f from, o reqOutTimestamp, d deadline (ms), t traceparent, h channel, e event, x extra.
 
@@ -115,8 +119,8 @@ class Meta:
             event=_typed(get("e"), str, "e"),
             extra=_typed(get("x"), dict, "x"),
         )
-        if meta.deadline_ms is not None and meta.deadline_ms < 0:
-            raise ValueError("meta.d (deadline_ms) must not be negative")
+        if meta.deadline_ms is not None and not 0 <= meta.deadline_ms <= MAX_DEADLINE_MS:
+            raise ValueError(f"meta.d (deadline_ms) must be between 0 and {MAX_DEADLINE_MS}")
         return meta  # unknown keys are ignored: newer peers may add some
 
     def as_dict(self) -> dict[str, Any]:

@@ -5,10 +5,10 @@ at most once per message)."""
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import logging
 import math
 import os
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -54,11 +54,12 @@ class UdpClient:
         self._tg = task_group
         self._sockets: dict[str, _Socket] = {}
         self._lock = anyio.Lock()
-        self._waiting: dict[int, Any] = {}  # message id -> future of the answer
-        # Random start: ids stay unique across restarts of this process within the window.
-        self._ids = itertools.count(int.from_bytes(os.urandom(6), "big") << 16)
+        # message id -> (future of the answer, the address the request went to)
+        self._waiting: dict[int, tuple[Any, tuple[str, int]]] = {}
         self._codecs: dict[tuple[str, str], DatagramCodec] = {}
-        self._addresses: dict[str, tuple[str, int]] = {}  # endpoint -> (host, port), parsed once
+        self._addresses: dict[str, tuple[str, int]] = {}  # endpoint -> (ip, port), resolved once
+        # Answers dropped because they came from another address than the request went to.
+        self.wrong_source = 0
 
     async def _socket_for(self, host: str, endpoint: str) -> _Socket:
         family = "ipv6" if ":" in host else "ipv4"
@@ -90,15 +91,20 @@ class UdpClient:
             pass  # closed by aclose()
 
     async def _read_loop(self, socket: Any) -> None:
-        async for data, _ in socket:
+        async for data, source in socket:
             try:
                 dg = decode_datagram(data)
             except BadFrame as exc:
                 log.debug("ignored a datagram: %s", exc)
                 continue
-            future = self._waiting.get(dg.message_id)
-            if future is None or future.done():
+            waiting = self._waiting.get(dg.message_id)
+            if waiting is None or waiting[0].done():
                 continue  # a late or duplicate answer
+            future, address = waiting
+            if (source[0], source[1]) != address:
+                self.wrong_source += 1  # anyone can send a datagram: only the callee answers
+                log.debug("ignored an answer from %s:%s", source[0], source[1])
+                continue
             if dg.type == FrameType.ERROR:
                 future.set_exception(read_error(dg.payload))
             elif dg.type == FrameType.ACK:
@@ -116,10 +122,11 @@ class UdpClient:
         meta, mode, method = call.meta, call.mode, call.target
         address = self._addresses.get(call.endpoint)
         if address is None:
-            address = self._addresses[call.endpoint] = _endpoint(call.endpoint)
+            address = self._addresses[call.endpoint] = await _resolve(call.endpoint)
         sock = await self._socket_for(address[0], call.endpoint)
         pair = self._codec(call.codec, call.compression)
-        message_id = next(self._ids) & 0xFFFFFFFFFFFFFFFF
+        # Random, so that nobody who saw one id can answer for the next.
+        message_id = int.from_bytes(os.urandom(8), "big")
         try:
             datagram = pair.pack(
                 FrameType.REQUEST, message_id, [method, meta.to_wire(), call.data], mode
@@ -134,7 +141,7 @@ class UdpClient:
             await anyio.lowlevel.checkpoint()
             return None
         future = EventFuture()  # waited on once per retransmission, so it must survive cancels
-        self._waiting[message_id] = future
+        self._waiting[message_id] = (future, address)
         deadline = math.inf if call.deadline is None else call.deadline
         delay = self._limits.retry_initial
         try:
@@ -170,6 +177,18 @@ async def _result(future: Any, meta: Meta) -> Any:
         if exc.corrid is None:
             exc.corrid = meta.corrid
         raise
+
+
+async def _resolve(endpoint: str) -> tuple[str, int]:
+    """The (ip, port) of an endpoint, as answers will come from it."""
+    host, port = _endpoint(endpoint)
+    try:
+        return ipaddress.ip_address(host).compressed, port
+    except ValueError:
+        pass
+    with connect_errors(endpoint):
+        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    return str(infos[0][4][0]), port
 
 
 def _local_host(target: str) -> str:
