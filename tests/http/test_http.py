@@ -321,3 +321,25 @@ async def test_a_bad_deadline_header_is_answered_not_dropped(running: Any, deadl
         assert status == 400 and json.loads(body)["error"]["code"] == "INVALID_REQUEST"
         assert "meta.d" in json.loads(body)["error"]["message"]
         assert await client.call("calc.add", {"a": 1, "b": 1}) == 2
+
+
+async def test_bare_line_breaks_do_not_keep_a_connection_from_its_idle_timeout(
+    running: Any,
+) -> None:
+    svc, _ = http_calc()
+    limits = jesus.Limits(idle_timeout=0.4, request_timeout=0.4)
+    async with running(svc, limits=limits) as (node, client):
+        host, port = node.endpoints["http"].removeprefix("http://").rsplit(":", 1)
+        async with await anyio.connect_tcp(host, int(port)) as raw:
+            started = anyio.current_time()
+            with anyio.fail_after(5):
+                try:
+                    while True:
+                        await raw.send(b"\r\n")
+                        with anyio.move_on_after(0.1):
+                            if not await raw.receive():
+                                break
+                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                    pass
+            assert anyio.current_time() - started < 3
+        assert await client.call("calc.add", {"a": 1, "b": 1}) == 2

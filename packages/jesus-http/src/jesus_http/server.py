@@ -151,7 +151,7 @@ class HttpServerConnection:
             except BROKEN:
                 self._finished.set()
                 return
-            self._last_activity = anyio.current_time()
+            now = anyio.current_time()
             try:
                 self.parser.feed(data)
             except httptools.HttpParserError as exc:
@@ -161,7 +161,11 @@ class HttpServerConnection:
             if partial is not None and partial.refused == 431:
                 self._finish_with(431, partial.refusal)
                 return
-            self._partial_since = (self._partial_since or self._last_activity) if partial else None
+            # Only requests count as activity: bytes that start none (say, bare CRLFs) do not
+            # keep a connection from its idle timeout.
+            self._partial_since = (self._partial_since or now) if partial else None
+            if self.parser.ready:
+                self._last_activity = now
             self._dispatch_next()
             if self.closing and not self.busy:
                 self._finished.set()
