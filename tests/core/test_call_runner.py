@@ -277,3 +277,20 @@ async def test_a_flood_of_refused_no_response_calls_is_counted_not_logged_each(
     assert runner.refused["UNKNOWN_METHOD"] == 500
     logged = [r for r in caplog.records if "refused a noResponse call" in r.getMessage()]
     assert len(logged) == 1  # the next one waits a second, and carries the totals
+
+
+async def test_a_call_cancelled_or_drained_in_the_tick_it_was_admitted() -> None:
+    """On every backend a call is the runner's from admission on, before its task starts."""
+    runner, _ = make_runner()
+    cancelled, drained = RecordingReply(), RecordingReply()
+    async with anyio.create_task_group() as tg:
+        runner.bind(tg)
+        session = runner.session()
+        session.admit(1, "svc.sleep", meta("a"), 0.2, ResponseMode.RESPONSE, cancelled)
+        session.cancel(1)  # same tick: the handler must not run to its end
+        session.admit(2, "svc.sleep", meta("b"), 0.2, ResponseMode.RESPONSE, drained)
+        with anyio.fail_after(5):
+            await runner.drain()  # same tick: it must wait for call 2
+        assert drained.sent == [("result", "slept"), ("close", None)]
+        await cancelled.closed.wait()
+    assert cancelled.sent == [("close", None)]

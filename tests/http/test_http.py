@@ -343,3 +343,68 @@ async def test_bare_line_breaks_do_not_keep_a_connection_from_its_idle_timeout(
                     pass
             assert anyio.current_time() - started < 3
         assert await client.call("calc.add", {"a": 1, "b": 1}) == 2
+
+
+async def read_answers(raw: Any, want: int, timeout: float = 5) -> list[bytes]:
+    """The status lines of the first `want` answers on a raw connection, in order (bodies are
+    small JSON; a closed connection ends the list early)."""
+    data = b""
+    with anyio.fail_after(timeout):
+        while data.count(b"HTTP/1.1 ") < want:
+            try:
+                data += await raw.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                break
+    return [b"HTTP/1.1 " + part for part in data.split(b"HTTP/1.1 ")[1:]]
+
+
+def post(path: str, body: bytes, *headers: str) -> bytes:
+    head = "".join(f"{h}\r\n" for h in headers)
+    return (
+        f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{head}"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def test_pipelined_answers_stay_in_order_even_past_a_deadline(running: Any) -> None:
+    """A call whose deadline has passed before it runs still gets its own answer, so the
+    next request's answer is not taken for it."""
+    svc, _ = http_calc()
+    async with running(svc) as (node, _client):
+        host, port = node.endpoints["http"].removeprefix("http://").rsplit(":", 1)
+        async with await anyio.connect_tcp(host, int(port)) as raw:
+            await raw.send(
+                post("/calc/add", b'{"a": 1, "b": 2}', "x-jesus-deadline-ms: 0")
+                + post("/calc/echo", b'"second"')
+            )
+            first, second = await read_answers(raw, 2)
+        # Past its deadline the call is answered 504, or (if it ran at once) 200 with 3.
+        assert first.startswith(b"HTTP/1.1 504") or first.endswith(b"\r\n\r\n3"), first
+        assert second.startswith(b"HTTP/1.1 200") and second.endswith(b'"second"'), second
+
+
+async def test_connection_close_after_a_waiting_request_closes_at_once(running: Any) -> None:
+    svc, _ = http_calc()
+    async with running(svc) as (node, _client):
+        host, port = node.endpoints["http"].removeprefix("http://").rsplit(":", 1)
+        async with await anyio.connect_tcp(host, int(port)) as raw:
+            await raw.send(
+                post("/calc/sleep", b"0.2")
+                + b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+            )
+            started = anyio.current_time()
+            answers = await read_answers(raw, 3, timeout=3)  # only two come, then EOF
+        assert [a[:12] for a in answers] == [b"HTTP/1.1 200", b"HTTP/1.1 200"]
+        assert anyio.current_time() - started < 2  # not left open until idle_timeout
+
+
+async def test_a_refusal_waits_for_the_answer_under_way(running: Any) -> None:
+    svc, _ = http_calc()
+    async with running(svc) as (node, _client):
+        host, port = node.endpoints["http"].removeprefix("http://").rsplit(":", 1)
+        async with await anyio.connect_tcp(host, int(port)) as raw:
+            await raw.send(post("/calc/sleep", b"0.2"))
+            await anyio.sleep(0.05)
+            await raw.send(b"\x16\x03garbage that is no HTTP\r\n\r\n")
+            answers = await read_answers(raw, 2)
+        assert [a[:12] for a in answers] == [b"HTTP/1.1 200", b"HTTP/1.1 400"]

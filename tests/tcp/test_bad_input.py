@@ -16,6 +16,7 @@ import zstandard
 import jesus
 from jesus.codecs.msgpack import MsgpackCodec
 from jesus.protocol.frames import FrameDecoder, FrameType, encode_frame
+from tests.helpers import wait_until
 from tests.helpers.services import calculator
 
 pytestmark = pytest.mark.anyio
@@ -236,3 +237,40 @@ async def test_keepalive_pings_keep_an_idle_connection_and_silent_peers_are_drop
         await stream.send(HELLO + encode_frame(FrameType.PING, 0, 0, b"12345678"))
         frames = await read_frames(stream, 2)
         assert frames[1] == (FrameType.PONG, 0, 0, b"12345678")
+
+
+async def test_a_reused_stream_id_leaves_the_new_call_cancellable(running: Any) -> None:
+    """PROTOCOL.md lets a client reuse the id of a noResponse call at once: the old call
+    ending must not release the id the new call holds."""
+    svc, state = calculator()
+    async with running(svc) as (node, client):
+        stream = await connect(node)
+        await stream.send(HELLO)
+        await read_frames(stream)
+        codec = MsgpackCodec()
+        await stream.send(
+            request(7, codec.encode(["calc.sleep", {"c": "a"}, 0.2]), flags=0)  # noResponse
+            + request(7, codec.encode(["calc.sleep", {"c": "b"}, 30]))  # response, same id
+        )
+        await anyio.sleep(0.4)  # the noResponse call is over
+        await stream.send(encode_frame(FrameType.CANCEL, 0, 7))
+        await wait_until(lambda: state["cancelled"] == 1)
+        await still_serving(client)
+
+
+async def test_max_inflight_calls_counts_calls_that_share_a_stream_id(running: Any) -> None:
+    svc, _ = calculator()
+    async with running(svc, limits=jesus.Limits(max_inflight_calls=2)) as (node, client):
+        stream = await connect(node)
+        await stream.send(HELLO)
+        await read_frames(stream)
+        codec = MsgpackCodec()
+        # Two noResponse calls on one id fill the limit: a third call is refused.
+        await stream.send(
+            request(1, codec.encode(["calc.sleep", {"c": "a"}, 0.5]), flags=0)
+            + request(1, codec.encode(["calc.sleep", {"c": "b"}, 0.5]), flags=0)
+            + request(2, codec.encode(["calc.add", {"c": "c"}, {"a": 1, "b": 1}]))
+        )
+        (frame,) = await read_frames(stream)
+        assert frame[0] == FrameType.ERROR and json.loads(frame[3])["code"] == "UNAVAILABLE"
+        await still_serving(client)

@@ -124,6 +124,7 @@ class HttpServerConnection:
         self._partial_since: float | None = None
         self._next_id = 0
         self._dispatching = False
+        self._last_words: bytes | None = None  # the closing refusal, once the busy answer left
 
     async def run(self) -> None:
         try:
@@ -194,21 +195,27 @@ class HttpServerConnection:
 
     def _finish_with(self, status: int, message: str) -> None:
         error = TooLarge(message) if status == 413 else BadFrame(message)
-        self.writer.write(error_response(error, status, keep_alive=False))
+        answer = error_response(error, status, keep_alive=False)
         self.closing = True
-        if not self.busy:
+        if self.busy:  # answers go out in order: this one after the answer under way
+            self._last_words = answer
+        else:
+            self.writer.write(answer)
             self._finished.set()
 
     def request_done(self, keep: bool) -> None:
         """The request being answered got its answer: start the next one."""
         self.busy = False
         self._last_activity = anyio.current_time()
+        if self._last_words is not None:  # a refusal that waited for this answer to go first
+            self.writer.write(self._last_words)
+            self._last_words = None
         if not keep or self.server.closing or self.writer.closed:
             self.closing = True
-        if self.closing:
-            self._finished.set()
-        else:
+        if not self.closing:
             self._dispatch_next()
+        if self.closing and not self.busy:
+            self._finished.set()
 
     def _dispatch_next(self) -> None:
         """Start complete requests, in order, until one must be waited for. A request answered
@@ -332,7 +339,7 @@ class HttpReply:
         self.conn.writer.write(json_response(202, body, self._corrid(), self.keep))
         self.close()
 
-    def result(self, value: Any) -> Awaitable[None]:
+    def result(self, value: Any) -> Awaitable[None] | None:
         codec, limits = self.codec, self.conn.limits
         payload = _fits(codec.encode(value), limits.max_message_size)
         out = [("content-type", mapping.CONTENT_TYPES.get(codec.name, codec.content_type))]
@@ -346,13 +353,11 @@ class HttpReply:
         if not self.keep:
             out.append(("connection", "close"))
         self.open = False
-        return self._send(response_head(200, out) + payload)
-
-    async def _send(self, data: bytes) -> None:
+        # Queued, not sent from this task: the call's deadline or cancel must not cut an
+        # answer off halfway on the wire.
         writer = self.conn.writer
-        await writer.send_now(data)  # one answer at a time: straight to the socket
-        if writer.full:
-            await writer.drain()
+        writer.write(response_head(200, out) + payload)
+        return writer.drain() if writer.full else None
 
     def error(self, error: CallError) -> None:
         self.open = False
@@ -391,6 +396,8 @@ class HttpReply:
         self.conn.writer.write(END_OF_CHUNKS)
 
     def close(self) -> None:
+        if self.open:  # it ends unanswered: the connection can no longer stay in step
+            self.keep = False
         self.open = False
         if not self._done:
             self._done = True

@@ -19,6 +19,7 @@ from jesus.errors import (
     Unavailable,
 )
 from jesus.limits import Limits
+from jesus.messages import ResponseMode
 from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
 from jesus.transport import BROKEN, CallHandler, CallRunner, Session, TransportOptions
@@ -181,7 +182,7 @@ class ServerConnection:
                 event.meta,  # type: ignore[union-attr]
                 event.data,  # type: ignore[union-attr]
                 event.mode,  # type: ignore[union-attr]
-                FrameReply(self, sid),
+                FrameReply(self, sid, event.mode is not ResponseMode.NO_RESPONSE),  # type: ignore[union-attr]
             )
         elif kind is ev.CancelReceived:
             self.session.cancel(event.stream_id)  # type: ignore[union-attr]
@@ -191,7 +192,7 @@ class ServerConnection:
                 record.reply.grant(event.credit)  # type: ignore[attr-defined, union-attr]
         elif kind is ev.RequestRejected:
             sid = event.stream_id  # type: ignore[union-attr]
-            reply = FrameReply(self, sid)
+            reply = FrameReply(self, sid, event.mode is not ResponseMode.NO_RESPONSE)  # type: ignore[union-attr]
             self.session.refuse("(undecodable)", event.mode, reply, event.error)  # type: ignore[union-attr]
         elif kind is ev.HelloReceived:
             self.writer.write(self.proto.send_hello())
@@ -204,28 +205,31 @@ class ServerConnection:
 class FrameReply:
     """The answers of one call, as frames on its stream id; stream items wait for credit."""
 
-    __slots__ = ("_credit", "_event", "conn", "open", "sid")
+    __slots__ = ("_credit", "_event", "_owns_sid", "conn", "open", "sid")
     always_answers: ClassVar[bool] = False
 
-    def __init__(self, conn: ServerConnection, sid: int) -> None:
+    def __init__(self, conn: ServerConnection, sid: int, opened: bool) -> None:
         self.conn = conn
         self.sid = sid
         self.open = True
+        # Whether the stream id is this call's until its final frame (a noResponse call never
+        # opens one; once answered, the client may reuse the id for another call).
+        self._owns_sid = opened
         self._credit = conn.proto.peer_stream_window  # items it may send before a CREDIT
         self._event: anyio.Event | None = None
 
     def ack(self) -> None:
-        self.open = False
+        self.open = self._owns_sid = False
         self.conn.writer.write(self.conn.proto.send_ack(self.sid))
 
     def result(self, value: Any) -> Awaitable[None] | None:
         writer = self.conn.writer
         writer.write(self.conn.proto.send_response(self.sid, value))
-        self.open = False
+        self.open = self._owns_sid = False
         return writer.drain() if writer.full else None
 
     def error(self, error: CallError) -> None:
-        self.open = False
+        self.open = self._owns_sid = False
         self.conn.writer.write(self.conn.proto.send_error(self.sid, error))
 
     def item(self, value: Any) -> Awaitable[None] | None:
@@ -256,11 +260,13 @@ class FrameReply:
             self._event.set()
 
     def end(self) -> None:
-        self.open = False
+        self.open = self._owns_sid = False
         self.conn.writer.write(self.conn.proto.send_end(self.sid))
 
     def close(self) -> None:
         self.open = False
-        self.conn.proto.open_streams.pop(self.sid, None)
+        if self._owns_sid:  # ended without a final frame (cancelled): the id is free again
+            self._owns_sid = False
+            self.conn.proto.open_streams.pop(self.sid, None)
         if self._event is not None:
             self._event.set()

@@ -49,14 +49,17 @@ class UdpServer:
                 tg.start_soon(self._sender.run)
                 tg.start_soon(self._receive_loop)
                 await self._stopped.wait()
-                await self.runner.aclose()
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
+                await self.runner.aclose()  # what the drain left running, when it timed out
                 await self._socket.aclose()
 
     async def aclose(self) -> None:
         """Stop taking requests, let running calls finish and their answers go out."""
+        if self.runner.closing:  # called again: the first drain timed out, stop now
+            self._stopped.set()
+            return
         await self.runner.drain()
         await anyio.sleep(0.01)  # a turn for the sender to send the last answers
         self._stopped.set()

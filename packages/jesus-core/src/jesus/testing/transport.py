@@ -721,6 +721,27 @@ class TransportConformance:
             with anyio.fail_after(3), pytest.raises(jesus.ServiceNotFound):
                 await fresh.call("conf.add", {"a": 1, "b": 1}, timeout=1)
 
+    async def test_a_handler_that_outlives_the_drain_timeout_does_not_hold_shutdown(
+        self, registry: str
+    ) -> None:
+        """serve() waits `drain_timeout` for calls in flight, then stops them and returns."""
+        svc, state = self.service()
+        with anyio.fail_after(10):
+            await self._outlive_the_drain(registry, svc, state)
+
+    async def _outlive_the_drain(self, registry: str, svc: Any, state: State) -> None:
+        async with jesus.Client(registry) as client:
+            started = anyio.current_time()
+            async with (
+                anyio.create_task_group() as tg,
+                jesus.serve(svc, registry=registry, drain_timeout=0.3),
+            ):
+                tg.start_soon(client.notify, "conf.sleep", 30)
+                with anyio.fail_after(2):
+                    await state.sleep_started.wait()
+            assert anyio.current_time() - started < 5
+            await wait_until(lambda: state.sleep_stopped == 1)
+
     async def test_middleware_sees_both_ends(self, registry: str) -> None:
         recorder = Recorder()
         catalog = catalog_with(recorder)

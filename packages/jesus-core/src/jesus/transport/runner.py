@@ -108,7 +108,7 @@ class CallRunner:
     ) -> None:
         if self.closing:
             return self._refuse(method, mode, reply, Unavailable("server is shutting down"))
-        if len(session.calls) >= self.limits.max_inflight_calls:
+        if session.inflight >= self.limits.max_inflight_calls:
             return self._refuse(
                 method,
                 mode,
@@ -133,7 +133,11 @@ class CallRunner:
         except CallError as exc:
             return self._refuse(method, mode, reply, exc)
         record = _Call(session, key, call, reply)
+        # A key may come again while an older call under it still runs (a tcp stream id is
+        # free again once a noResponse call is sent or an ack call is acked): the newest
+        # takes the key, for cancel and credit; the count covers both.
         session.calls[key] = record
+        session.inflight += 1
         if mode is _STREAM:
             job = self._stream
         else:
@@ -169,9 +173,14 @@ class CallRunner:
             self._spawner.cancel(record)
 
     def _done(self, record: _Call) -> None:
-        calls = record.session.calls
-        if calls.get(record.key) is record:
-            del calls[record.key]
+        session = record.session
+        session.inflight -= 1
+        if session.calls.get(record.key) is record:
+            del session.calls[record.key]
+        if record.reply.open and record.call.meta.mode in (_RESPONSE, _STREAM):
+            # Cancelled before it ran (its coroutine never started): a deadline that passed
+            # still gets its answer.
+            self._maybe_deadline(record.call, record.reply)
         record.reply.close()
 
     # ------------------------------------------------------------------ running
@@ -252,11 +261,12 @@ class Session:
     """The calls of one peer. The transport calls `admit` for each decoded request, `cancel`
     when the peer abandons one, and `close` when the peer is gone."""
 
-    __slots__ = ("calls", "runner")
+    __slots__ = ("calls", "inflight", "runner")
 
     def __init__(self, runner: CallRunner) -> None:
         self.runner = runner
         self.calls: dict[Any, _Call] = {}  # key (the transport's call id) -> admitted call
+        self.inflight = 0  # admitted calls still running
 
     def admit(
         self, key: Any, method: str, raw_meta: Any, data: Any, mode: ResponseMode, reply: Reply
@@ -283,4 +293,4 @@ class Session:
                 self.runner._cancel(record)
 
     def __len__(self) -> int:
-        return len(self.calls)
+        return self.inflight

@@ -73,7 +73,11 @@ class CallSpawner:
     def spawn(self, key: Any, job: Job, *args: Any, deadline: float | None = None) -> None:
         loop = self._loop
         if loop is None:
-            self._tg.start_soon(self._run_scoped, key, job, args, deadline)
+            # Registered now, not when the task starts: a cancel() or a drain in this same
+            # tick must see the call.
+            scope = anyio.CancelScope(deadline=math.inf if deadline is None else deadline)
+            self._add(key, scope)
+            self._tg.start_soon(self._run_scoped, key, scope, job, args)
             return
         task = loop.create_task(job(*args))
         self._add(key, [task, deadline])
@@ -116,17 +120,18 @@ class CallSpawner:
     # ------------------------------------------------------------------ trio (and others)
 
     async def _run_scoped(
-        self, key: Any, job: Job, args: tuple[Any, ...], deadline: float | None
+        self, key: Any, scope: anyio.CancelScope, job: Job, args: tuple[Any, ...]
     ) -> None:
-        with anyio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
-            self._add(key, scope)
-            try:
+        try:
+            if scope.cancel_called:
+                return  # cancelled before it started: like an asyncio task, it never runs
+            with scope:
                 await job(*args)
-            except Exception:
-                log.exception("call task failed")
-            finally:
-                if self._running.get(key) is scope:
-                    self._remove(key)
+        except Exception:
+            log.exception("call task failed")
+        finally:
+            if self._running.get(key) is scope:
+                self._remove(key)
 
     # ------------------------------------------------------------------ cancelling
 

@@ -27,28 +27,7 @@ class FrameWriter:
         self._drained = anyio.Event()
         self._idle = anyio.Event()  # set while nothing is queued or being sent
         self._idle.set()
-        self._direct: anyio.Event | None = None  # set while send_now() is sending
         self.closed = False
-
-    async def send_now(self, data: bytes) -> None:
-        """Send at once when nothing else is queued or being sent (saves the hop through the
-        writer task when one answer goes out at a time, as in HTTP/1.1); queue otherwise."""
-        if self._queue or self._direct is not None or not self._idle.is_set() or self.closed:
-            self.write(data)
-            return
-        self._direct = done = anyio.Event()
-        self._idle = anyio.Event()
-        try:
-            await self._stream.send(data)
-        except BROKEN:
-            self.closed = True
-        finally:
-            self._direct = None
-            done.set()
-            if self._queue:
-                self._wake.set()
-            else:
-                self._idle.set()
 
     def write(self, frame: bytes) -> None:
         if self.closed:
@@ -78,9 +57,6 @@ class FrameWriter:
         """Flush until the stream breaks (then call `on_broken`) or the task is cancelled."""
         try:
             while True:
-                if self._direct is not None:
-                    await self._direct.wait()  # send_now() has the stream
-                    continue
                 if not self._queue:
                     self._idle.set()
                     self._wake = anyio.Event()
