@@ -274,3 +274,18 @@ async def test_max_inflight_calls_counts_calls_that_share_a_stream_id(running: A
         (frame,) = await read_frames(stream)
         assert frame[0] == FrameType.ERROR and json.loads(frame[3])["code"] == "UNAVAILABLE"
         await still_serving(client)
+
+
+@pytest.mark.parametrize("window", ["lots", -1, True])
+async def test_a_bad_hello_value_is_answered_not_dropped(running: Any, window: Any) -> None:
+    svc, _ = calculator()
+    async with running(svc) as (node, client):
+        stream = await connect(node)
+        hello = {"protocol": "jesus", "version": 1, "codec": "msgpack", "stream_window": window}
+        await stream.send(encode_frame(FrameType.HELLO, 0, 0, json.dumps(hello).encode()))
+        (frame,) = await read_frames(stream)
+        error = json.loads(frame[3])
+        assert (frame[0], frame[2], error["code"]) == (FrameType.ERROR, 0, "PROTOCOL_ERROR")
+        assert "stream_window" in error["message"]
+        assert await closed_by_server(stream)
+        await still_serving(client)
