@@ -207,6 +207,7 @@ class LossyRelay:
             async def upstream() -> None:
                 async for data, addr in front:
                     client[:] = [addr]
+                    await self.on_request(data, addr)
                     await self._forward(back, data, self.target)
 
             async def downstream() -> None:
@@ -217,6 +218,9 @@ class LossyRelay:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(upstream)
                 tg.start_soon(downstream)
+
+    async def on_request(self, data: bytes, client: Any) -> None:
+        """Called with each request before it is forwarded."""
 
     async def _forward(self, socket: Any, data: bytes, to: Any) -> None:
         if self.random.random() < self.loss:
@@ -266,48 +270,27 @@ async def test_ack_and_response_survive_loss_and_run_exactly_once(registry: str)
     assert node.servers["udp"].stats["duplicate"] > 0  # retransmissions were dropped
 
 
-class ForgingRelay:
+class ForgingRelay(LossyRelay):
     """Forwards each request to the server, and first answers it itself, with the right
     message id, from a socket of its own: what a peer on the path, or one that learned an id,
     would try."""
 
     def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
+        super().__init__(target, loss=0.0, seed=0)
         self.forged = 0
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        async with (
-            await anyio.create_udp_socket(local_host="127.0.0.1") as front,
-            await anyio.create_udp_socket(local_host="127.0.0.1") as back,
-            await anyio.create_udp_socket(local_host="127.0.0.1") as forger,
-        ):
-            self.address = front.extra(anyio.abc.SocketAttribute.local_address)
-            client: list[Any] = []
-            task_status.started()
+        async with await anyio.create_udp_socket(local_host="127.0.0.1") as self.forger:
+            await super().run(task_status=task_status)
 
-            async def upstream() -> None:
-                async for data, addr in front:
-                    client[:] = [addr]
-                    dg = decode_datagram(data)
-                    lie = encode_datagram(
-                        FrameType.RESPONSE,
-                        dg.message_id,
-                        MsgpackCodec(),
-                        NoCompression(),
-                        MsgpackCodec().encode(-1),
-                        mode=dg.mode,
-                    )
-                    await forger.sendto(lie, addr[0], addr[1])
-                    self.forged += 1
-                    await back.sendto(data, *self.target)
-
-            async def downstream() -> None:
-                async for data, _ in back:
-                    await front.sendto(data, client[0][0], client[0][1])
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(upstream)
-                tg.start_soon(downstream)
+    async def on_request(self, data: bytes, client: Any) -> None:
+        dg = decode_datagram(data)
+        codec = MsgpackCodec()
+        lie = encode_datagram(
+            FrameType.RESPONSE, dg.message_id, codec, NoCompression(), codec.encode(-1)
+        )
+        await self.forger.sendto(lie, client[0], client[1])
+        self.forged += 1
 
 
 async def test_answers_from_another_address_are_not_believed(registry: str) -> None:
