@@ -36,6 +36,14 @@ async def connect(node: jesus.Node) -> Any:
     return await anyio.connect_tcp(host, int(port))
 
 
+async def handshaken(node: jesus.Node) -> Any:
+    """A raw connection past the handshake."""
+    stream = await connect(node)
+    await stream.send(HELLO)
+    await read_frames(stream)
+    return stream
+
+
 async def read_frames(
     stream: Any, want: int = 1, timeout: float = 5
 ) -> list[tuple[int, int, int, bytes]]:
@@ -113,9 +121,7 @@ async def test_garbage_after_the_handshake_gets_an_error_frame(running: Any, nam
 async def test_invalid_envelopes_get_per_call_errors_on_a_live_connection(running: Any) -> None:
     svc, _ = calculator()
     async with running(svc) as (node, client):
-        stream = await connect(node)
-        await stream.send(HELLO)
-        await read_frames(stream)
+        stream = await handshaken(node)
         codec = MsgpackCodec()
         bomb = zstandard.ZstdCompressor().compress(b"\0" * (100 * 1024 * 1024))
         await stream.send(
@@ -155,9 +161,7 @@ async def test_oversized_message_fails_at_the_sender_and_the_server(running: Any
             await client.call("calc.echo", os.urandom(200_000).hex())
         await still_serving(client)
         # A peer that ignores the announced limit is cut off with TOO_LARGE.
-        stream = await connect(node)
-        await stream.send(HELLO)
-        await read_frames(stream)
+        stream = await handshaken(node)
         await stream.send(request(1, b"\0" * 200_000))
         (frame,) = await read_frames(stream)
         assert frame[0] == FrameType.ERROR and json.loads(frame[3])["code"] == "TOO_LARGE"
@@ -197,9 +201,7 @@ async def test_a_silent_connection_is_dropped_after_the_handshake_timeout(runnin
 async def test_too_many_calls_in_flight_get_unavailable(running: Any) -> None:
     svc, _ = calculator()
     async with running(svc, limits=jesus.Limits(max_inflight_calls=4)) as (node, client):
-        stream = await connect(node)
-        await stream.send(HELLO)
-        await read_frames(stream)
+        stream = await handshaken(node)
         codec = MsgpackCodec()
         await stream.send(
             b"".join(
@@ -226,9 +228,7 @@ async def test_keepalive_pings_keep_an_idle_connection_and_silent_peers_are_drop
         await still_serving(client)
         assert list(pool._pool.values()) == [conn]  # type: ignore[attr-defined]
         # A peer that handshakes and then stays silent is dropped.
-        stream = await connect(node)
-        await stream.send(HELLO)
-        await read_frames(stream)
+        stream = await handshaken(node)
         started = anyio.current_time()
         assert await closed_by_server(stream)
         assert anyio.current_time() - started < 3
@@ -244,9 +244,7 @@ async def test_a_reused_stream_id_leaves_the_new_call_cancellable(running: Any) 
     ending must not release the id the new call holds."""
     svc, state = calculator()
     async with running(svc) as (node, client):
-        stream = await connect(node)
-        await stream.send(HELLO)
-        await read_frames(stream)
+        stream = await handshaken(node)
         codec = MsgpackCodec()
         await stream.send(
             request(7, codec.encode(["calc.sleep", {"c": "a"}, 0.2]), flags=0)  # noResponse
@@ -261,9 +259,7 @@ async def test_a_reused_stream_id_leaves_the_new_call_cancellable(running: Any) 
 async def test_max_inflight_calls_counts_calls_that_share_a_stream_id(running: Any) -> None:
     svc, _ = calculator()
     async with running(svc, limits=jesus.Limits(max_inflight_calls=2)) as (node, client):
-        stream = await connect(node)
-        await stream.send(HELLO)
-        await read_frames(stream)
+        stream = await handshaken(node)
         codec = MsgpackCodec()
         # Two noResponse calls on one id fill the limit: a third call is refused.
         await stream.send(

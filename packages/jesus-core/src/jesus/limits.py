@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jesus.errors import TooLarge
+
 MiB = 1024 * 1024
 
 
@@ -50,3 +52,10 @@ class Limits:
     # Datagram transports: first retransmission delay in seconds, doubled up to retry_max.
     retry_initial: float = 0.05
     retry_max: float = 1.0
+
+
+def check_message_size(size: int, limit: int) -> None:
+    """The rule of max_message_size, the same on every transport: a payload (after
+    compression) larger than `limit` is refused with TOO_LARGE, on the way out and in."""
+    if size > limit:
+        raise TooLarge(f"message of {size} bytes exceeds max_message_size ({limit})")

@@ -22,6 +22,7 @@ from jesus.errors import (
     Unavailable,
     error_from_wire,
 )
+from jesus.limits import check_message_size
 from jesus.messages import Meta, ResponseMode
 from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors
 from jesus_http import mapping
@@ -120,11 +121,11 @@ class HttpClient:
         ):
             body = compression.compress(body)
             headers.append(("content-encoding", compression.content_encoding))
-        if len(body) > self._limits.max_message_size:
-            raise TooLarge(
-                f"request of {len(body)} bytes exceeds max_message_size ({self._limits.max_message_size})",
-                corrid=meta.corrid,
-            )
+        try:
+            check_message_size(len(body), self._limits.max_message_size)
+        except TooLarge as exc:
+            exc.corrid = meta.corrid
+            raise
         headers.append(("content-length", str(len(body))))
         head = f"POST /{service}/{name} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
         return head.encode("latin-1") + b"\r\n" + body

@@ -13,6 +13,7 @@ import httptools
 from anyio.abc import ByteStream, Listener, TaskGroup
 
 from jesus.errors import BadFrame, CallError, InvalidRequest, TooLarge, Unavailable, UnknownMethod
+from jesus.limits import check_message_size
 from jesus.messages import ResponseMode, new_corrid
 from jesus.transport import BROKEN, CallHandler, CallRunner, Session, TransportOptions
 from jesus.transport.writer import FrameWriter
@@ -341,7 +342,8 @@ class HttpReply:
 
     def result(self, value: Any) -> Awaitable[None] | None:
         codec, limits = self.codec, self.conn.limits
-        payload = _fits(codec.encode(value), limits.max_message_size)
+        payload = codec.encode(value)
+        check_message_size(len(payload), limits.max_message_size)
         out = [("content-type", mapping.CONTENT_TYPES.get(codec.name, codec.content_type))]
         compression = mapping.pick_encoding(
             self.request.headers.get("accept-encoding"), self.conn.server.options.compressions
@@ -380,7 +382,8 @@ class HttpReply:
             self.conn.writer.write(response_head(200, head))
 
     def item(self, value: Any) -> Awaitable[None] | None:
-        chunk = _fits(stream_chunk(self.codec, {"item": value}), self.conn.limits.max_message_size)
+        chunk = stream_chunk(self.codec, {"item": value})
+        check_message_size(len(chunk), self.conn.limits.max_message_size)
         self._head()
         writer = self.conn.writer
         writer.write(chunk)
@@ -402,9 +405,3 @@ class HttpReply:
         if not self._done:
             self._done = True
             self.conn.request_done(self.keep)
-
-
-def _fits(payload: bytes, limit: int) -> bytes:
-    if len(payload) > limit:
-        raise TooLarge(f"answer of {len(payload)} bytes exceeds max_message_size ({limit})")
-    return payload

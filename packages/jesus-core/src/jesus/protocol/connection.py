@@ -27,10 +27,9 @@ from jesus.errors import (
     CallError,
     LocalProtocolError,
     RemoteProtocolError,
-    TooLarge,
     error_from_wire,
 )
-from jesus.limits import Limits
+from jesus.limits import Limits, check_message_size
 from jesus.messages import ResponseMode
 from jesus.protocol import wire_events as ev
 from jesus.protocol.frames import (
@@ -201,10 +200,7 @@ class ProtocolConnection:
         if self._compress and len(payload) >= self.limits.compress_threshold:
             payload = self.compression.compress(payload)
             flags = _COMPRESSED
-        if len(payload) > self.max_outgoing:
-            raise TooLarge(
-                f"message of {len(payload)} bytes exceeds max_message_size ({self.max_outgoing})"
-            )
+        check_message_size(len(payload), self.max_outgoing)
         return flags, payload
 
     def _unpack(self, flags: int, payload: bytes) -> Any:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jesus.errors import BadFrame, CallError, TooLarge, error_from_wire
+from jesus.limits import check_message_size
 from jesus.messages import ResponseMode
 from jesus.protocol.frames import MODE_SHIFT, Flag, FrameType, decode_payload
 
@@ -128,11 +129,7 @@ class DatagramCodec:
         if self._compress and len(payload) >= self.limits.compress_threshold:
             payload = self.compression.compress(payload)
             compressed = True
-        if len(payload) > self.limits.max_message_size:
-            raise TooLarge(
-                f"message of {len(payload)} bytes exceeds max_message_size "
-                f"({self.limits.max_message_size})"
-            )
+        check_message_size(len(payload), self.limits.max_message_size)
         datagram = encode_datagram(
             ftype,
             message_id,
@@ -153,11 +150,7 @@ class DatagramCodec:
     def unpack(self, datagram: Datagram) -> Any:
         """The payload's value; raises TooLarge past max_message_size or max_decompressed_size,
         BadFrame when it does not decode."""
-        if len(datagram.payload) > self.limits.max_message_size:
-            raise TooLarge(
-                f"message of {len(datagram.payload)} bytes exceeds max_message_size "
-                f"({self.limits.max_message_size})"
-            )
+        check_message_size(len(datagram.payload), self.limits.max_message_size)
         return decode_payload(
             self.codec,
             self.compression,
