@@ -46,7 +46,7 @@ def test_golden_request_datagram() -> None:
         "msgpack",
         "none",
     )
-    assert codec.unpack(parsed) == envelope
+    assert codec.unpack(parsed)[0] == envelope
 
 
 def test_ack_datagram_has_an_empty_payload() -> None:

@@ -96,6 +96,15 @@ def test_no_response_requests_never_open_a_stream() -> None:
     assert client.open_streams == {} and server.open_streams == {}
 
 
+def off_the_loop(server: ProtocolConnection, event: ev.Event) -> ev.Event:
+    """What the transport does with a heavy request: decode it again, without the bound."""
+    if not isinstance(event, ev.HeavyRequestReceived):
+        return event
+    return server.decode_request(
+        event.stream_id, event.mode, event.flags, event.payload, inline=False
+    )
+
+
 def test_bad_envelopes_reject_the_call_not_the_connection() -> None:
     _client, server = pair()
     garbage = encode_frame(FrameType.REQUEST, 2 << 4, 5, b"\xc1\xc1")
@@ -110,7 +119,10 @@ def test_bad_envelopes_reject_the_call_not_the_connection() -> None:
     assert [type(e) for e in events] == [ev.RequestRejected, ev.RequestRejected]
     assert all(isinstance(e.error, BadFrame) for e in events)  # type: ignore[union-attr]
     bomb_server = pair("msgpack", "zstd")[1]
-    (event,) = bomb_server.receive_data(bomb)
+    (heavy,) = bomb_server.receive_data(bomb)
+    # Past 256 KiB inflated, decoding moves off the event loop; there the limit refuses it.
+    assert isinstance(heavy, ev.HeavyRequestReceived)
+    event = off_the_loop(bomb_server, heavy)
     assert isinstance(event, ev.RequestRejected) and isinstance(event.error, TooLarge)
 
 
@@ -342,6 +354,14 @@ MSGPACK = MsgpackCodec()
             Flag.COMPRESSED,
             "TOO_LARGE",
         ),  # inflates past max_decompressed_size
+        (
+            ZstdCompression().compress(
+                b"\x93\xa3s.m\x80\xdd" + (4_000_000).to_bytes(4, "big") + b"\x80" * 4_000_000
+            ),
+            Flag.COMPRESSED,
+            "TOO_LARGE",
+        ),  # 4 million empty maps: past max_decoded_items, refused before any is built
+        (b"\x93\xa3s.m\x80" + b"\x91" * 5000 + b"\xc0", 0, "PROTOCOL_ERROR"),  # too deep
     ],
 )
 @pytest.mark.parametrize("mode", [0, 2])
@@ -350,6 +370,7 @@ def test_an_unreadable_envelope_is_rejected_with_its_code(
 ) -> None:
     _, server = pair("msgpack", "zstd")
     (event,) = server.receive_data(encode_frame(FrameType.REQUEST, flags | mode << 4, 5, payload))
+    event = off_the_loop(server, event)
     assert isinstance(event, ev.RequestRejected)
     assert (event.stream_id, event.mode.wire, event.error.code) == (5, mode, code)
     assert server.receive_data(request_frame(6)) != []  # the connection goes on
@@ -360,8 +381,9 @@ def test_a_bad_meta_reaches_the_dispatcher_which_answers_invalid_request(meta: o
     # ProtocolConnection reads only the envelope's shape; meta, method and mode are the
     # dispatcher's to check (INVALID_REQUEST, UNKNOWN_METHOD: tests/tcp/test_bad_input.py).
     _, server = pair()
-    frame = encode_frame(FrameType.REQUEST, 2 << 4, 5, MSGPACK.encode(["nope.x", meta, None]))
-    (event,) = server.receive_data(frame)
-    assert event == ev.RequestReceived(5, ResponseMode.RESPONSE, "nope.x", meta, None)
+    payload = MSGPACK.encode(["nope.x", meta, None])
+    (event,) = server.receive_data(encode_frame(FrameType.REQUEST, 2 << 4, 5, payload))
+    size = len(payload)  # what the request is charged against the in-flight budgets
+    assert event == ev.RequestReceived(5, ResponseMode.RESPONSE, "nope.x", meta, None, size)
     with pytest.raises(ValueError):
         Meta.from_wire(meta, ResponseMode.RESPONSE)

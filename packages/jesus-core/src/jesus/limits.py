@@ -21,6 +21,15 @@ class Limits:
     max_message_size: int = 16 * MiB
     # Largest payload after decompression: a compression bomb stops here.
     max_decompressed_size: int = 64 * MiB
+    # Values one message may decode to (each container and each value it holds counts one),
+    # so that a few bytes cannot become gigabytes of objects; longer containers are refused
+    # before they are built.
+    max_decoded_items: int = 1_000_000
+    # Bytes of decoded requests one peer may have in flight (a connection; on a datagram
+    # transport, all its senders); past it calls get UNAVAILABLE until earlier ones finish.
+    max_inflight_bytes: int = 64 * MiB
+    # The same, for all the peers of one server together.
+    max_server_inflight_bytes: int = 256 * MiB
     # Calls a server runs at once for one connection; more get UNAVAILABLE.
     max_inflight_calls: int = 1024
     # Connections a server accepts at once; more are refused.

@@ -15,6 +15,7 @@ from anyio.abc import ByteStream, Listener, TaskGroup
 from jesus.errors import BadFrame, CallError, InvalidRequest, TooLarge, Unavailable, UnknownMethod
 from jesus.limits import check_message_size
 from jesus.messages import ResponseMode, new_corrid
+from jesus.payload import Heavy, decode_payload
 from jesus.transport import BROKEN, CallHandler, CallRunner, Session, TransportOptions
 from jesus.transport.writer import FrameWriter
 from jesus_http import mapping
@@ -126,10 +127,13 @@ class HttpServerConnection:
         self._next_id = 0
         self._dispatching = False
         self._last_words: bytes | None = None  # the closing refusal, once the busy answer left
+        self._turn = anyio.Event()  # set when the request being answered got its answer
+        self._tasks: TaskGroup | None = None
 
     async def run(self) -> None:
         try:
             async with anyio.create_task_group() as tg:
+                self._tasks = tg
                 tg.start_soon(self.writer.run, self._finished.set)
                 tg.start_soon(self._watchdog)
                 tg.start_soon(self._read_loop)
@@ -148,6 +152,7 @@ class HttpServerConnection:
 
     async def _read_loop(self) -> None:
         while True:
+            await self._backpressure()
             try:
                 data = await self.stream.receive(READ_SIZE)
             except BROKEN:
@@ -172,6 +177,17 @@ class HttpServerConnection:
             if self.closing and not self.busy:
                 self._finished.set()
                 return
+
+    async def _backpressure(self) -> None:
+        """Read no further while a whole request waits for its turn or answers wait for the
+        peer: a client that pipelines without reading fills its own socket, not our memory."""
+        while not self.closing and (self.parser.ready or self.writer.full):
+            if self.writer.full:
+                await self.writer.drain()
+            else:
+                self._turn = anyio.Event()
+                await self._turn.wait()
+            self._dispatch_next()
 
     async def _watchdog(self) -> None:
         """Cut off a request that takes longer than request_timeout to arrive (slowloris), and
@@ -207,6 +223,7 @@ class HttpServerConnection:
     def request_done(self, keep: bool) -> None:
         """The request being answered got its answer: start the next one."""
         self.busy = False
+        self._turn.set()
         self._last_activity = anyio.current_time()
         if self._last_words is not None:  # a refusal that waited for this answer to go first
             self.writer.write(self._last_words)
@@ -226,7 +243,8 @@ class HttpServerConnection:
         self._dispatching = True
         try:
             ready = self.parser.ready
-            while ready and not self.busy and not self.closing:
+            # Past the write limit, the reader takes the next one once the answers drained.
+            while ready and not self.busy and not self.closing and not self.writer.full:
                 self._start(ready.popleft())
         finally:
             self._dispatching = False
@@ -292,14 +310,34 @@ class HttpServerConnection:
             self.writer.write(json_response(415, mapping.error_body(error), keep_alive=keep))
             return
         body = bytes(request.body)
+        if not body:
+            return self._admit(request, target, keep, codec, None, 0)
         try:
-            body = compression.decompress(body, self.limits.max_decompressed_size)
-        except ValueError as exc:
-            raise BadFrame(f"body does not decompress: {exc}") from None
+            data, size = decode_payload(codec, compression, body, True, self.limits)
+        except Heavy:
+            assert self._tasks is not None
+            self.busy = True  # the next request waits for this one's answer
+            self._tasks.start_soon(self._call_heavy, request, target, keep, codec, compression)
+            return None
+        self._admit(request, target, keep, codec, data, size)
+
+    async def _call_heavy(
+        self, request: Message, target: str, keep: bool, codec: Any, compression: Any
+    ) -> None:
         try:
-            data = codec.decode(body) if body else None
-        except ValueError as exc:
-            raise BadFrame(f"body is not valid {codec.name}: {exc}") from None
+            data, size = await self.server.runner.offload(
+                decode_payload, codec, compression, bytes(request.body), True, self.limits, False
+            )
+            self._admit(request, target, keep, codec, data, size)
+        except CallError as exc:
+            self.writer.write(error_response(exc, keep_alive=keep))
+            self.request_done(keep)
+
+    def _admit(
+        self, request: Message, target: str, keep: bool, codec: Any, data: Any, size: int
+    ) -> None:
+        headers = request.headers
+        options = self.server.options
         raw_meta = mapping.meta_from_headers(headers)
         corrid = raw_meta.setdefault("c", new_corrid())
         declared = self.server.handler.declared_mode(target) or ResponseMode.RESPONSE
@@ -308,7 +346,7 @@ class HttpServerConnection:
         reply = HttpReply(self, request, answer or codec, keep, corrid)
         self.busy = True
         self._next_id += 1
-        self.session.admit(self._next_id, target, raw_meta, data, mode, reply)
+        self.session.admit(self._next_id, target, raw_meta, data, mode, reply, size)
 
 
 class HttpReply:

@@ -153,14 +153,11 @@ class ServerConnection:
         try:
             with anyio.fail_after(self.limits.handshake_timeout):
                 while proto.peer_info == {}:
-                    data = await self.stream.receive(READ_SIZE)
-                    for event in proto.receive_data(data):
-                        self._on_event(event)
+                    await self._receive()
             while True:
+                # A peer silent this long, or not reading its answers this long, is dropped.
                 with anyio.fail_after(idle if math.isfinite(idle) else None):
-                    data = await self.stream.receive(READ_SIZE)
-                for event in proto.receive_data(data):
-                    self._on_event(event)
+                    await self._receive()
         except TimeoutError:
             log.info("closing idle or silent connection")
         except RemoteProtocolError as exc:
@@ -171,6 +168,24 @@ class ServerConnection:
                 await self.writer.flush()
         except BROKEN:
             pass
+
+    async def _receive(self) -> None:
+        proto = self.proto
+        for event in proto.receive_data(await self.stream.receive(READ_SIZE)):
+            if type(event) is ev.HeavyRequestReceived:
+                # The read loop waits meanwhile: this peer's later frames stay in order.
+                event = await self.session.runner.offload(
+                    proto.decode_request,
+                    event.stream_id,
+                    event.mode,
+                    event.flags,
+                    event.payload,
+                    False,
+                )
+            self._on_event(event)
+        # Back-pressure: no more reading while the answers queued so far wait for the peer.
+        if self.writer.full:
+            await self.writer.drain()
 
     def _on_event(self, event: ev.Event) -> None:
         kind = type(event)
@@ -183,6 +198,7 @@ class ServerConnection:
                 event.data,  # type: ignore[union-attr]
                 event.mode,  # type: ignore[union-attr]
                 FrameReply(self, sid, event.mode is not ResponseMode.NO_RESPONSE),  # type: ignore[union-attr]
+                event.size,  # type: ignore[union-attr]
             )
         elif kind is ev.CancelReceived:
             self.session.cancel(event.stream_id)  # type: ignore[union-attr]

@@ -114,7 +114,7 @@ class UdpClient:
                 if codec is None:
                     continue
                 try:
-                    future.set_result(codec.unpack(dg))
+                    future.set_result(codec.unpack(dg, inline=False)[0])
                 except CallError as exc:
                     future.set_exception(exc)
 

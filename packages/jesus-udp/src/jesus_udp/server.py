@@ -12,6 +12,7 @@ import anyio
 
 from jesus.errors import BadFrame, CallError
 from jesus.messages import ResponseMode
+from jesus.payload import Heavy
 from jesus.protocol.datagram import Datagram, DatagramCodec, decode_datagram, error_datagram
 from jesus.protocol.dedup import DedupWindow
 from jesus.protocol.frames import FrameType
@@ -68,7 +69,11 @@ class UdpServer:
         try:
             async for data, address in self._socket:
                 try:
-                    self._on_datagram(data, address)
+                    heavy = self._on_datagram(data, address)
+                    if heavy is not None:
+                        # The socket is not read meanwhile: what overflows its buffer is lost,
+                        # as datagrams may be, and sent again by senders that wait.
+                        await self._decode_heavy(*heavy, address)
                 except Exception:  # one datagram must never stop the server
                     log.exception("datagram from %s:%s could not be handled", *address[:2])
                     self.stats["internal_error"] += 1
@@ -104,18 +109,19 @@ class UdpServer:
         self._dedup.answered(key, datagram)
         self._sender.send(datagram, address[:2])
 
-    def _on_datagram(self, data: bytes, address: Any) -> None:
+    def _on_datagram(self, data: bytes, address: Any) -> tuple[Datagram, DatagramCodec] | None:
+        """Take one datagram; returns it when it must be decoded off the event loop."""
         if len(data) > self._limits.max_datagram_size:
             self.refused("too_large", address, f"{len(data)} bytes")
-            return
+            return None
         try:
             dg = decode_datagram(data)
         except BadFrame as exc:
             self.refused("garbage", address, exc)
-            return
+            return None
         if dg.type != FrameType.REQUEST:
             self.refused("unexpected_type", address, f"type 0x{dg.type:02x}")
-            return
+            return None
         codec = self._codec(dg)
         if codec is None:
             self.refused("unknown_codec", address, f"{dg.codec}+{dg.compression}")
@@ -125,21 +131,46 @@ class UdpServer:
                     f"codec {dg.codec!r} or compression {dg.compression!r} not installed"
                 )
                 self._sender.send(error_datagram(dg.message_id, *names, error), address[:2])
-            return
+            return None
+        try:
+            unpacked: tuple[Any, int] | CallError = codec.unpack(dg)
+        except Heavy:
+            return dg, codec
+        except CallError as exc:
+            unpacked = exc
+        self._take(dg, codec, address, unpacked)
+        return None
+
+    async def _decode_heavy(self, dg: Datagram, codec: DatagramCodec, address: Any) -> None:
+        try:
+            unpacked: tuple[Any, int] | CallError = await self.runner.offload(
+                codec.unpack, dg, False
+            )
+        except CallError as exc:
+            unpacked = exc
+        self._take(dg, codec, address, unpacked)
+
+    def _take(
+        self,
+        dg: Datagram,
+        codec: DatagramCodec,
+        address: Any,
+        unpacked: tuple[Any, int] | CallError,
+    ) -> None:
         key = (address[0], address[1], dg.message_id)
         reply = DatagramReply(self, key, address, dg, codec)
-        try:
-            envelope = codec.unpack(dg)
+        if not isinstance(unpacked, CallError):
+            envelope, size = unpacked
             if (
                 not isinstance(envelope, list)
                 or len(envelope) != 3
                 or not isinstance(envelope[0], str)
             ):
-                raise BadFrame("the envelope must be [method, meta, data]")
-        except CallError as exc:
-            self.refused("rejected", address, exc)
+                unpacked = BadFrame("the envelope must be [method, meta, data]")
+        if isinstance(unpacked, CallError):
+            self.refused("rejected", address, unpacked)
             self._dedup.check(key, anyio.current_time())
-            self._session.refuse("(undecodable)", dg.mode, reply, exc)
+            self._session.refuse("(undecodable)", dg.mode, reply, unpacked)
             return
         duplicate, cached = self._dedup.check(key, anyio.current_time(), _deadline(envelope[1]))
         if duplicate:
@@ -147,7 +178,7 @@ class UdpServer:
             if cached is not None:
                 self._sender.send(cached, address[:2])  # the first answer may have been lost
             return
-        self._session.admit(key, envelope[0], envelope[1], envelope[2], dg.mode, reply)
+        self._session.admit(key, envelope[0], envelope[1], envelope[2], dg.mode, reply, size)
 
 
 def _deadline(raw_meta: Any) -> float | None:

@@ -31,6 +31,7 @@ from jesus.errors import (
 )
 from jesus.limits import Limits, check_message_size
 from jesus.messages import ResponseMode
+from jesus.payload import Heavy, decode_payload
 from jesus.protocol import wire_events as ev
 from jesus.protocol.frames import (
     MAX_STREAM_ID,
@@ -40,7 +41,6 @@ from jesus.protocol.frames import (
     FrameDecoder,
     FrameTooLarge,
     FrameType,
-    decode_payload,
     encode_frame,
 )
 
@@ -205,12 +205,32 @@ class ProtocolConnection:
 
     def _unpack(self, flags: int, payload: bytes) -> Any:
         return decode_payload(
-            self.codec,
-            self.compression,
-            payload,
-            bool(flags & _COMPRESSED),
-            self.limits.max_decompressed_size,
-        )
+            self.codec, self.compression, payload, bool(flags & _COMPRESSED), self.limits, False
+        )[0]
+
+    def decode_request(
+        self, stream_id: int, mode: ResponseMode, flags: int, payload: bytes, inline: bool = True
+    ) -> ev.RequestReceived | ev.HeavyRequestReceived | ev.RequestRejected:
+        """A REQUEST's envelope, decoded. With `inline=False` it may take long, and touches
+        nothing but its arguments: transports run it in a worker thread."""
+        try:
+            envelope, size = decode_payload(
+                self.codec,
+                self.compression,
+                payload,
+                bool(flags & _COMPRESSED),
+                self.limits,
+                inline,
+            )
+        except Heavy:
+            return ev.HeavyRequestReceived(stream_id, mode, flags, payload)
+        except CallError as exc:
+            return ev.RequestRejected(stream_id, mode, exc)
+        if not isinstance(envelope, list) or len(envelope) != 3 or not isinstance(envelope[0], str):
+            return ev.RequestRejected(
+                stream_id, mode, BadFrame("the envelope must be [method, meta, data]")
+            )
+        return ev.RequestReceived(stream_id, mode, envelope[0], envelope[1], envelope[2], size)
 
     # ----------------------------------------------------------------- client sends
 
@@ -350,19 +370,7 @@ class ProtocolConnection:
             if mode is not ResponseMode.NO_RESPONSE:
                 self.open_streams[stream_id] = mode
             self._last_request = stream_id
-            try:
-                envelope = self._unpack(flags, payload)
-            except CallError as exc:
-                return ev.RequestRejected(stream_id, mode, exc)
-            if (
-                not isinstance(envelope, list)
-                or len(envelope) != 3
-                or not isinstance(envelope[0], str)
-            ):
-                return ev.RequestRejected(
-                    stream_id, mode, BadFrame("the envelope must be [method, meta, data]")
-                )
-            return ev.RequestReceived(stream_id, mode, envelope[0], envelope[1], envelope[2])
+            return self.decode_request(stream_id, mode, flags, payload)
         if ftype == FrameType.CANCEL or (ftype == FrameType.ERROR and stream_id != 0):
             # A client's ERROR on a call abandons it: nothing more to say than a CANCEL.
             return ev.CancelReceived(stream_id) if stream_id in self.open_streams else None

@@ -26,7 +26,8 @@ from typing import Any
 from jesus.errors import BadFrame, CallError, TooLarge, error_from_wire
 from jesus.limits import check_message_size
 from jesus.messages import ResponseMode
-from jesus.protocol.frames import MODE_SHIFT, Flag, FrameType, decode_payload
+from jesus.payload import decode_payload
+from jesus.protocol.frames import MODE_SHIFT, Flag, FrameType
 
 MAGIC = b"JS"
 DATAGRAM_VERSION = 1
@@ -147,16 +148,12 @@ class DatagramCodec:
             )
         return datagram
 
-    def unpack(self, datagram: Datagram) -> Any:
-        """The payload's value; raises TooLarge past max_message_size or max_decompressed_size,
-        BadFrame when it does not decode."""
+    def unpack(self, datagram: Datagram, inline: bool = True) -> tuple[Any, int]:
+        """The payload's value and decoded size; raises TooLarge past max_message_size or
+        another decode limit, BadFrame when it does not decode, `jesus.payload.Heavy`."""
         check_message_size(len(datagram.payload), self.limits.max_message_size)
         return decode_payload(
-            self.codec,
-            self.compression,
-            datagram.payload,
-            datagram.compressed,
-            self.limits.max_decompressed_size,
+            self.codec, self.compression, datagram.payload, datagram.compressed, self.limits, inline
         )
 
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import Any
 
-from jesus.errors import BadFrame, RemoteProtocolError
 from jesus.errors import FrameTooLarge as FrameTooLarge  # raised here, defined with the rest
+from jesus.errors import RemoteProtocolError
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("!IBBI")
@@ -101,20 +100,3 @@ class FrameDecoder:
         if offset:
             del buf[:offset]
         return frames
-
-
-def decode_payload(
-    codec: Any, compression: Any, payload: bytes, compressed: bool, limit: int
-) -> Any:
-    """A data payload back to its value: inflated to at most `limit` bytes when `compressed`,
-    then decoded. Raises TooLarge (a bomb) or BadFrame (garbage), for the sender of that
-    payload alone; the connection stays up."""
-    if compressed:
-        try:
-            payload = compression.decompress(payload, limit)
-        except ValueError as exc:
-            raise BadFrame(str(exc)) from exc
-    try:
-        return codec.decode(payload)
-    except ValueError as exc:
-        raise BadFrame(str(exc)) from exc

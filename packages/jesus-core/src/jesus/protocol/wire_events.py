@@ -21,6 +21,18 @@ class RequestReceived:
     method: str
     meta: Any  # the raw compact meta map; jesus.messages.Meta.from_wire parses it
     data: Any
+    size: int = 0  # the payload's decoded size, charged against the in-flight budgets
+
+
+@dataclass(frozen=True, slots=True)
+class HeavyRequestReceived:
+    """A REQUEST frame too large to decode on the event loop: the transport decodes it in a
+    worker thread with `ProtocolConnection.decode_request`."""
+
+    stream_id: int
+    mode: ResponseMode
+    flags: int
+    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +102,7 @@ class GoAwayReceived:
 Event = (
     HelloReceived
     | RequestReceived
+    | HeavyRequestReceived
     | RequestRejected
     | ResponseReceived
     | AckReceived

@@ -3,8 +3,9 @@
 A transport decodes a request and hands it to its peer's `Session` with a `Reply`; the
 runner does the rest:
 
-1. admission: refused while the server drains, past `max_inflight_calls` for the peer, or in a
-   mode the transport cannot carry;
+1. admission: refused while the server drains, past `max_inflight_calls` or the decoded-bytes
+   budgets (`max_inflight_bytes` for the peer, `max_server_inflight_bytes` for the server), or
+   in a mode the transport cannot carry;
 2. the handler's checks (`CallHandler.prepare`: method, mode, meta, request schema);
 3. the ack, for ack mode, before the handler runs;
 4. the handler, in a task of its own, cancelled at the caller's deadline;
@@ -23,7 +24,8 @@ import collections
 import logging
 import math
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -36,6 +38,11 @@ from jesus.transport.spawner import CallSpawner
 
 log = logging.getLogger("jesus.server")
 
+T = TypeVar("T")
+# Heavy payloads decoded at once in worker threads, server-wide: decoding is CPU-bound, and
+# each holds up to max_decompressed_size bytes while it runs.
+OFFLOAD_THREADS = 2
+
 _RESPONSE = ResponseMode.RESPONSE
 _STREAM = ResponseMode.STREAM
 _ACK = ResponseMode.ACK
@@ -45,13 +52,16 @@ _NO_RESPONSE = ResponseMode.NO_RESPONSE
 class _Call:
     """One admitted call: the spawner's key, so its task can be found and cancelled."""
 
-    __slots__ = ("call", "key", "reply", "session")
+    __slots__ = ("call", "key", "reply", "session", "size")
 
-    def __init__(self, session: Session, key: Any, call: PreparedCall, reply: Reply) -> None:
+    def __init__(
+        self, session: Session, key: Any, call: PreparedCall, reply: Reply, size: int
+    ) -> None:
         self.session = session
         self.key = key
         self.call = call
         self.reply = reply
+        self.size = size  # decoded bytes, charged to the budgets until the call ends
 
 
 class CallRunner:
@@ -73,10 +83,17 @@ class CallRunner:
         # noResponse calls refused, by error code (they have no caller to tell).
         self.refused: collections.Counter[str] = collections.Counter()
         self._last_refusal_log = -math.inf
+        self.inflight_bytes = 0  # decoded bytes of every call in flight
+        self._offload: anyio.CapacityLimiter | None = None
 
     def bind(self, task_group: TaskGroup) -> None:
         self._spawner = CallSpawner(task_group, self._done)
         self._cancelled = anyio.get_cancelled_exc_class()
+        self._offload = anyio.CapacityLimiter(OFFLOAD_THREADS)
+
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` (a heavy decode) in a worker thread, at most OFFLOAD_THREADS at once."""
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._offload)
 
     def session(self) -> Session:
         """The calls of one peer: a connection, or every sender of a datagram socket."""
@@ -105,6 +122,7 @@ class CallRunner:
         data: Any,
         mode: ResponseMode,
         reply: Reply,
+        size: int,
     ) -> None:
         if self.closing:
             return self._refuse(method, mode, reply, Unavailable("server is shutting down"))
@@ -118,6 +136,8 @@ class CallRunner:
                     f"(max_inflight_calls={self.limits.max_inflight_calls})"
                 ),
             )
+        if size and (over := self._over_budget(session, size)):
+            return self._refuse(method, mode, reply, Unavailable(over))
         if mode not in self.modes:
             return self._refuse(
                 method,
@@ -132,12 +152,14 @@ class CallRunner:
             call = self.handler.prepare(method, raw_meta, data, mode)
         except CallError as exc:
             return self._refuse(method, mode, reply, exc)
-        record = _Call(session, key, call, reply)
+        record = _Call(session, key, call, reply, size)
         # A key may come again while an older call under it still runs (a tcp stream id is
         # free again once a noResponse call is sent or an ack call is acked): the newest
         # takes the key, for cancel and credit; the count covers both.
         session.calls[key] = record
         session.inflight += 1
+        session.inflight_bytes += size
+        self.inflight_bytes += size
         if mode is _STREAM:
             job = self._stream
         else:
@@ -146,6 +168,22 @@ class CallRunner:
             job = self._call
         assert self._spawner is not None, "CallRunner.bind() was not called"
         self._spawner.spawn(record, job, record, deadline=call.deadline)
+
+    def _over_budget(self, session: Session, size: int) -> str:
+        """Why a request of `size` decoded bytes cannot be taken now, or "". A request is
+        always taken when nothing else is in flight (max_decompressed_size bounds it)."""
+        limits = self.limits
+        if session.inflight_bytes and session.inflight_bytes + size > limits.max_inflight_bytes:
+            return (
+                f"this peer's calls in flight hold {session.inflight_bytes} decoded bytes "
+                f"(max_inflight_bytes={limits.max_inflight_bytes}); retry when they finish"
+            )
+        if self.inflight_bytes and self.inflight_bytes + size > limits.max_server_inflight_bytes:
+            return (
+                f"the server's calls in flight hold {self.inflight_bytes} decoded bytes "
+                f"(max_server_inflight_bytes={limits.max_server_inflight_bytes})"
+            )
+        return ""
 
     def _refuse(self, method: str, mode: ResponseMode, reply: Reply, error: CallError) -> None:
         if mode is _NO_RESPONSE and not reply.always_answers:
@@ -175,6 +213,8 @@ class CallRunner:
     def _done(self, record: _Call) -> None:
         session = record.session
         session.inflight -= 1
+        session.inflight_bytes -= record.size
+        self.inflight_bytes -= record.size
         if session.calls.get(record.key) is record:
             del session.calls[record.key]
         if record.reply.open and record.call.meta.mode in (_RESPONSE, _STREAM):
@@ -261,19 +301,28 @@ class Session:
     """The calls of one peer. The transport calls `admit` for each decoded request, `cancel`
     when the peer abandons one, and `close` when the peer is gone."""
 
-    __slots__ = ("calls", "inflight", "runner")
+    __slots__ = ("calls", "inflight", "inflight_bytes", "runner")
 
     def __init__(self, runner: CallRunner) -> None:
         self.runner = runner
         self.calls: dict[Any, _Call] = {}  # key (the transport's call id) -> admitted call
         self.inflight = 0  # admitted calls still running
+        self.inflight_bytes = 0  # their decoded size
 
     def admit(
-        self, key: Any, method: str, raw_meta: Any, data: Any, mode: ResponseMode, reply: Reply
+        self,
+        key: Any,
+        method: str,
+        raw_meta: Any,
+        data: Any,
+        mode: ResponseMode,
+        reply: Reply,
+        size: int = 0,
     ) -> None:
         """Admit, check and start one call; every outcome goes to `reply`. `key` names the
-        call within this session (a stream id, a message id)."""
-        self.runner._admit(self, key, method, raw_meta, data, mode, reply)
+        call within this session (a stream id, a message id); `size` is the request's decoded
+        size in bytes (`jesus.payload.decode_payload` gives it)."""
+        self.runner._admit(self, key, method, raw_meta, data, mode, reply, size)
 
     def refuse(self, method: str, mode: ResponseMode, reply: Reply, error: CallError) -> None:
         """Answer a request the transport could not even decode (or log it, for noResponse)."""
