@@ -103,3 +103,71 @@ def test_corrupt_or_truncated_input_is_a_value_error(comp: object) -> None:
 def test_gzip_interoperates_with_the_standard_library() -> None:
     assert GzipCompression().decompress(gzip.compress(b"abc"), 10) == b"abc"
     assert gzip.decompress(GzipCompression().compress(b"abc")) == b"abc"
+
+
+# ----------------------------------------------------------------- what decoding may build
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a": 1000000000000000000000000000001}',
+        b"[18446744073709551616, -9223372036854775809, 9223372036854775807]",
+        b'{"s": "12345678901234567890", "n": 123456789012345678901234567890}',
+    ],
+)
+def test_json_carries_every_integer_exactly(text: bytes) -> None:
+    import json
+
+    codec = JsonCodec()
+    value = codec.decode(text)
+    assert value == json.loads(text)  # the standard library is exact
+    assert codec.decode(codec.encode(value)) == value
+
+
+def test_msgpack_refuses_integers_it_cannot_carry() -> None:
+    with pytest.raises(ValueError, match="cannot encode"):
+        MsgpackCodec().encode({"a": 10**30})
+
+
+MAPS = b"\xdd" + (50_000).to_bytes(4, "big") + b"\x80" * 50_000  # 50,000 empty maps
+
+
+@pytest.mark.parametrize(
+    ("codec", "data"),
+    [
+        (MsgpackCodec(), MAPS),
+        (MsgpackCodec(), b"\x92" + MAPS + b"\x80"),  # nested: counted by what was built
+        (MsgpackCodec(), b"\x92" + (b"\xdc" + (5000).to_bytes(2, "big") + b"\xc0" * 5000) * 2),
+        (JsonCodec(), b"[" + b"{}," * 49_999 + b"{}]"),
+        (JsonCodec(), b'{"a": [' + b"1," * 9_000 + b'1], "b": [' + b"2," * 9_000 + b"2]}"),
+    ],
+)
+def test_decoding_stops_at_max_items(codec: JsonCodec | MsgpackCodec, data: bytes) -> None:
+    with pytest.raises(TooLarge, match="max_decoded_items"):
+        codec.decode_limited(data, 10_000)
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
+def test_values_within_max_items_decode(codec: JsonCodec | MsgpackCodec) -> None:
+    value = {"text": "a,b:[{" * 100_000, "list": list(range(9_000))}
+    assert codec.decode_limited(codec.encode(value), 10_000) == value
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
+def test_deep_nesting_is_a_value_error_not_a_recursion_error(
+    codec: JsonCodec | MsgpackCodec,
+) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000 if codec.name == "json" else b"\x91" * 100_000 + b"\xc0"
+    with pytest.raises(ValueError):
+        codec.decode_limited(deep, 1_000_000)
+
+
+def test_the_standard_library_json_path_is_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    import jesus.codecs.json as json_codec
+
+    monkeypatch.setattr(json_codec, "orjson", None)
+    codec = JsonCodec()
+    with pytest.raises(ValueError, match="nested too deep"):
+        codec.decode(b"[" * 100_000 + b"]" * 100_000)
+    assert codec.decode(codec.encode({"n": 10**30})) == {"n": 10**30}

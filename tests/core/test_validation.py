@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -114,3 +115,14 @@ def test_errors_name_the_path() -> None:
 def test_invalid_schemas_are_refused(bad: Any) -> None:
     with pytest.raises(SchemaError):
         check_schema(bad)
+
+
+def test_a_backtracking_pattern_cannot_stall_the_default_validator() -> None:
+    # python-jsonschema takes about a second on 25 characters here, doubling with each one.
+    cache = ValidatorCache([REFERENCE, RUST] if RUST is not None else [REFERENCE])
+    assert cache.backend_name == "jsonschema-rs"  # a dependency of jesus-core
+    check = cache.get({"type": "string", "pattern": "^(a+)+$"})
+    assert check is not None
+    started = time.perf_counter()
+    assert not check.is_valid("a" * 5000 + "!")
+    assert time.perf_counter() - started < 5  # exponential would be longer than the universe

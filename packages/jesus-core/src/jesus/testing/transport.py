@@ -144,6 +144,7 @@ class State:
     produced: int = 0  # stream items yielded
     produced_bytes: int = 0
     stream_stopped: int = 0  # generators closed before their end
+    held: int = 0  # `hold` calls that started
 
 
 def conformance_service(
@@ -186,6 +187,13 @@ def conformance_service(
     @svc.method()
     async def unencodable(data: Any) -> Any:
         return {"x": object()}
+
+    @svc.method()
+    async def hold(data: Any) -> int:
+        """Holds its request until the gate opens: a call in flight with its payload."""
+        state.held += 1
+        await state.gate.wait()
+        return len(data)
 
     @svc.method(request={"type": "integer"})
     async def big(data: int) -> str:
@@ -813,6 +821,45 @@ class TransportConformance:
             with pytest.raises(jesus.TooLarge) as refused:
                 await client.call("conf.echo", "a" * (4 * MiB))  # a few hundred bytes zipped
             assert refused.value.remote
+            assert await client.call("conf.add", {"a": 1, "b": 1}) == 2
+
+    async def test_decoded_bytes_in_flight_are_budgeted(self, registry: str) -> None:
+        """Requests that a few bytes on the wire inflate into megabytes are counted after
+        decoding: past the peer's budget, calls are refused UNAVAILABLE until some finish."""
+        svc, state = self.service(channel=self.compressed_channel)
+        # Both budgets: a transport may carry each call on a connection of its own (http).
+        limits = jesus.Limits(max_inflight_bytes=3 * MiB, max_server_inflight_bytes=3 * MiB)
+        blob = "a" * MiB  # a few hundred bytes compressed
+        async with serving(registry, svc, limits=limits) as (_, client):
+            async with anyio.create_task_group() as tg:
+                for _ in range(2):
+                    tg.start_soon(client.call, "conf.hold", blob)
+                await wait_until(lambda: state.held == 2)
+                with pytest.raises(jesus.Unavailable, match="inflight_bytes"):
+                    await client.call("conf.hold", blob * 2)
+                assert await client.call("conf.add", {"a": 1, "b": 1}) == 2  # small: fits
+                state.gate.set()
+            assert await client.call("conf.hold", blob * 2) == 2 * MiB  # room again
+
+    async def test_a_few_bytes_cannot_decode_into_millions_of_values(self, registry: str) -> None:
+        svc, _ = self.service(channel=self.compressed_channel)
+        limits = jesus.Limits(max_decoded_items=10_000)
+        async with serving(registry, svc, limits=limits) as (_, client):
+            with pytest.raises(jesus.TooLarge, match="max_decoded_items"):
+                await client.call("conf.echo", [{}] * 20_000)  # compresses to almost nothing
+            assert await client.call("conf.echo", [{}] * 1000) == [{}] * 1000
+            assert await client.call("conf.echo", "," * 50_000) == "," * 50_000
+
+    async def test_a_deeply_nested_request_gets_an_answer(self, registry: str) -> None:
+        svc, _ = self.service()
+        deep: Any = None
+        for _ in range(2000):
+            deep = [deep]
+        async with serving(registry, svc) as (_, client):
+            # Refused with a typed error by one end or the other, never a RecursionError or a
+            # dropped connection.
+            with pytest.raises(jesus.CallError):
+                await client.call("conf.echo", deep)
             assert await client.call("conf.add", {"a": 1, "b": 1}) == 2
 
     # ------------------------------------------------------------ 9. bad input

@@ -1,4 +1,6 @@
-"""python-jsonschema: the reference implementation, and the fallback."""
+"""python-jsonschema: the reference implementation, for what jsonschema-rs cannot compile.
+Its regexes backtrack: a `pattern` such as `^(a+)+$` takes exponential time on a hostile
+string, which is why messages are not validated with it when jsonschema-rs is there."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""jsonschema-rs: compiled validation, about 100x faster than the reference."""
+"""jsonschema-rs: compiled validation, about 100x faster than the reference, and safe on
+hostile input: its regexes (the `pattern` keywords) run in linear time. A dependency of
+jesus-core, so every install validates messages with it."""
 
 from __future__ import annotations
 
