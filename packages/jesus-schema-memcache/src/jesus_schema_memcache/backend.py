@@ -6,6 +6,9 @@ Keys (under a prefix, `jesus` by default, `?prefix=` in the URL):
     PREFIX:svc:SERVICE          JSON list of instance ids of SERVICE  (index, CAS-updated)
     PREFIX:inst:SERVICE:ID      the instance record, JSON, expiring with its TTL
 
+`?timeout=SECONDS` (1 s by default) bounds every connect and every read or write on a socket,
+so a frozen memcached fails an operation with RegistryError instead of hanging it.
+
 Listing reads the indexes and fetches the records in one round trip each (no key scan);
 ids whose record has expired are dropped from the index as they are found. Index updates are
 compare-and-set loops, so registrations racing each other never lose one another.
@@ -35,6 +38,7 @@ _FAILURES = (MemcacheError, OSError, socket.timeout)
 
 
 def parse_servers(url: str) -> tuple[list[tuple[str, int]], str]:
+    """The servers and the key prefix of a `memcache://` URL."""
     parts = urlsplit(url)
     if parts.scheme != "memcache":
         raise ConfigurationError(f"registry URL {url!r} is not memcache://")
@@ -55,10 +59,24 @@ def _without(instance: str) -> Callable[[list[str]], list[str] | None]:
     return change
 
 
+def parse_timeout(url: str, default: float) -> float:
+    raw = parse_qs(urlsplit(url).query).get("timeout")
+    if raw is None:
+        return default
+    try:
+        timeout = float(raw[0])
+    except ValueError:
+        timeout = math.nan
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigurationError(f"timeout={raw[0]!r} in {url!r} must be a positive number")
+    return timeout
+
+
 class MemcacheRegistry:
     def __init__(self, url: str, timeout: float = 1.0) -> None:
         self.url = url
         servers, self.prefix = parse_servers(url)
+        self.timeout = timeout = parse_timeout(url, timeout)
         common: dict[str, Any] = {
             "connect_timeout": timeout,
             "timeout": timeout,
@@ -86,6 +104,8 @@ class MemcacheRegistry:
     # ------------------------------------------------------------------ plumbing
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        # The thread is never abandoned: it holds a pooled connection until it returns, and
+        # the socket timeouts make sure it does. At most 8 at a time, under the pool's 16.
         def call() -> Any:
             with map_exceptions({_FAILURES: RegistryError}, f"memcached at {self.url} failed"):
                 return fn(*args)
@@ -177,6 +197,29 @@ class MemcacheRegistry:
             if found.get(self._record_key(svc, instance)) is None:
                 self._update(self._index_key(svc), _without(instance))
         return sorted(records, key=lambda r: (r.service, r.instance_id))
+
+    async def is_registered(self, service: str, instance_id: str) -> bool:
+        """Whether the record and both index entries of an instance are there: one round
+        trip, for the heartbeat to notice at once a memcached that restarted empty."""
+        keys = [
+            self._record_key(service, instance_id),
+            self._index_key(service),
+            self._services_key(),
+        ]
+
+        def check() -> bool:
+            found = self._client.get_many(keys)
+            try:
+                return (
+                    keys[0] in found
+                    and instance_id in json.loads(found.get(keys[1]) or b"[]")
+                    and service in json.loads(found.get(keys[2]) or b"[]")
+                )
+            except ValueError:  # an index that is not JSON lists no one
+                return False
+
+        registered: bool = await self._run(check)
+        return registered
 
     async def aclose(self) -> None:
         await anyio.to_thread.run_sync(self._client.close)

@@ -1,59 +1,182 @@
 """Caller-side view of the registry: cached look-ups, spreading calls over instances, and
-stepping around instances that just failed."""
+stepping around instances that just failed.
+
+The registry never stalls a call that has a route:
+
+- A cached entry older than `refresh` is still handed out at once, and one refresh per key
+  starts in the background (in the task group of the client the resolver is bound to). Only a
+  key never seen waits for the registry, and never longer than `timeout`.
+- A sudden "no instances" for a service that was listed a moment ago is suspect (a registry
+  restarted empty, a flush): its cached records are kept until their own `expires_at`, then
+  the empty answer is believed. A kept record whose instance cannot be reached is dropped.
+- Every registry operation is bounded by `timeout` (`bounded`) and fails with RegistryError.
+"""
 
 from __future__ import annotations
 
 import itertools
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
+from anyio.abc import TaskGroup
 
 from jesus.errors import RegistryError, ServiceNotFound
 from jesus.registry.base import InstanceRecord, RegistryBackend
 
 log = logging.getLogger("jesus.registry")
+T = TypeVar("T")
+
+
+async def bounded(timeout: float, what: str, op: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """`await op(*args)`, or RegistryError once `timeout` seconds have passed.
+
+    A backend that blocks in a worker thread is only interrupted when the thread returns, so
+    such a backend bounds its own operations too (memcached: its socket timeouts)."""
+    with anyio.move_on_after(timeout):
+        return await op(*args)
+    raise RegistryError(f"the registry did not answer ({what}) within {timeout:g}s")
+
+
+class _Flight:
+    """A cold look-up under way, whose answer the callers waiting for it share."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.result: list[InstanceRecord] | None = None
+        self.error: RegistryError | None = None
 
 
 class Resolver:
     def __init__(
-        self, backend: RegistryBackend, refresh: float = 2.0, penalty: float = 5.0
+        self,
+        backend: RegistryBackend,
+        refresh: float = 2.0,
+        penalty: float = 5.0,
+        timeout: float = 2.0,
     ) -> None:
         self.backend = backend
         self.refresh = refresh
         self.penalty = penalty
+        self.timeout = timeout
+        # key (a service, or None for everyone) -> (monotonic time of the answer, records)
         self._cache: dict[str | None, tuple[float, list[InstanceRecord]]] = {}
         self._rr: dict[str, Any] = {}
         self._bad: dict[str, float] = {}
-        self._lock = anyio.Lock()
+        self._flights: dict[str | None, _Flight] = {}  # one cold look-up per key
+        self._refreshing: set[str | None] = set()  # one background refresh per key
+        self._scopes: set[anyio.CancelScope] = set()
+        self._tg: TaskGroup | None = None
+        self._suspect: set[str] = set()  # instance ids kept although the registry lost them
         self._outage_logged = False
+
+    def bind(self, tg: TaskGroup) -> None:
+        """Run background refreshes in `tg` (the owning client's, for its lifetime). Unbound,
+        a stale entry is refreshed inline, within `timeout`."""
+        self._tg = tg
+
+    def unbind(self, tg: TaskGroup | None) -> None:
+        """Stop refreshing in `tg`, and cancel the refreshes under way there."""
+        if tg is not None and self._tg is tg:
+            self._tg = None
+            for scope in self._scopes:
+                scope.cancel()
 
     async def everyone(self) -> list[InstanceRecord]:
         """Every live instance of every service (to find an event's listeners), cached."""
         return await self.instances(None)
 
     async def instances(self, service: str | None) -> list[InstanceRecord]:
-        now = time.monotonic()
         cached = self._cache.get(service)
-        if cached is not None and now - cached[0] < self.refresh:
+        if cached is None:
+            return await self._cold(service)
+        if time.monotonic() - cached[0] >= self.refresh and service not in self._refreshing:
+            self._refreshing.add(service)
+            if self._tg is not None:
+                self._tg.start_soon(self._refresh, service)
+            else:  # no task group to refresh in: inline, within `timeout`
+                await self._refresh(service)
+                return self._cache.get(service, cached)[1]
+        return cached[1]
+
+    async def _cold(self, key: str | None) -> list[InstanceRecord]:
+        """The first look-up of `key`: callers arriving meanwhile share its answer."""
+        while (flight := self._flights.get(key)) is not None:
+            await flight.done.wait()
+            if flight.error is not None:
+                raise RegistryError(str(flight.error)) from flight.error
+            if flight.result is not None:
+                return flight.result
+            # the caller looking it up was cancelled: look it up ourselves
+        cached = self._cache.get(key)
+        if cached is not None:
             return cached[1]
-        async with self._lock:
-            cached = self._cache.get(service)
-            if cached is not None and time.monotonic() - cached[0] < self.refresh:
-                return cached[1]
-            try:
-                found = await self.backend.list_instances(service)
-            except RegistryError as exc:
-                if cached is None:
-                    raise
-                if not self._outage_logged:
-                    log.warning("registry unavailable, using cached instances: %s", exc)
-                    self._outage_logged = True
-                return cached[1]
-            self._outage_logged = False
-            self._cache[service] = (time.monotonic(), found)
+        flight = self._flights[key] = _Flight()
+        try:
+            flight.result = await self._fetch(key)
+            return flight.result
+        except RegistryError as exc:
+            flight.error = exc
+            raise
+        finally:
+            del self._flights[key]
+            flight.done.set()
+
+    async def _refresh(self, key: str | None) -> None:
+        scope = anyio.CancelScope()
+        self._scopes.add(scope)
+        try:
+            with scope:
+                before = self._cache.get(key)
+                if before is None:
+                    return
+                try:
+                    await self._fetch(key)
+                except RegistryError as exc:
+                    if not (self._outage_logged or scope.cancel_called):
+                        log.warning("registry unavailable, using cached instances: %s", exc)
+                        self._outage_logged = True
+                    current = self._cache.get(key)
+                    if current is not None and current[1] is before[1]:
+                        # try again after `refresh`, not at every call
+                        self._cache[key] = (time.monotonic(), current[1])
+        finally:
+            self._scopes.discard(scope)
+            self._refreshing.discard(key)
+
+    async def _fetch(self, key: str | None) -> list[InstanceRecord]:
+        found = await bounded(self.timeout, "listing", self.backend.list_instances, key)
+        self._outage_logged = False
+        previous = self._cache.get(key)
+        if previous is not None:
+            found = self._keep_vanished(previous[1], found)
+        self._cache[key] = (time.monotonic(), found)
+        return found
+
+    def _keep_vanished(
+        self, before: list[InstanceRecord], found: list[InstanceRecord]
+    ) -> list[InstanceRecord]:
+        """Records of services the answer suddenly lists no instance of, kept until their TTL
+        would have run out: a registry that restarted empty says "none" for live services."""
+        listed = {r.service for r in found}
+        now = time.time()
+        kept = [r for r in before if r.service not in listed and r.expires_at > now]
+        self._suspect -= {r.instance_id for r in before} - {r.instance_id for r in kept}
+        if not kept:
             return found
+        for record in kept:
+            if record.instance_id not in self._suspect:
+                self._suspect.add(record.instance_id)
+                log.warning(
+                    "the registry no longer lists %s@%s; still using it until its record "
+                    "would have expired (in %.1fs)",
+                    record.service,
+                    record.instance_id,
+                    record.expires_at - now,
+                )
+        return found + kept
 
     async def pick(self, service: str, rotate: bool = True) -> list[InstanceRecord]:
         """Live instances of `service`, rotated (once per call) so calls spread, recently
@@ -78,8 +201,23 @@ class Resolver:
         return good + bad
 
     def mark_failed(self, record: InstanceRecord) -> None:
+        """`record`'s instance could not be reached: try it last for `penalty` seconds, and
+        refresh its service (in the background: the cached route still serves). One the
+        registry no longer lists (kept on suspicion) is dropped at once."""
         self._bad[record.instance_id] = time.monotonic() + self.penalty
-        self._cache.pop(record.service, None)
+        if record.instance_id in self._suspect:
+            self._suspect.discard(record.instance_id)
+            gone = record.instance_id
+            for key, (at, records) in list(self._cache.items()):
+                if any(r.instance_id == gone for r in records):
+                    left = [r for r in records if r.instance_id != gone]
+                    if left:
+                        self._cache[key] = (at, left)
+                    else:  # the next call looks it up again
+                        del self._cache[key]
+        cached = self._cache.get(record.service)
+        if cached is not None:
+            self._cache[record.service] = (float("-inf"), cached[1])
 
     def forget(self, service: str | None = None) -> None:
         if service is None:

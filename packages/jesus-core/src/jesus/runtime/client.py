@@ -113,12 +113,14 @@ class Client:
     async def __aenter__(self) -> Client:
         self._stack = contextlib.AsyncExitStack()
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        self.resolver.bind(self._tg)  # its background refreshes live as long as the client
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
+        self.resolver.unbind(self._tg)
         transports, self._transports = self._transports, {}
         self._plans.clear()  # they hold the transport clients closed below
         with anyio.CancelScope(shield=True):

@@ -7,12 +7,13 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 
 from jesus.channel import missing, resolve_channel
 from jesus.compat.check import MODES, check_start
@@ -22,7 +23,7 @@ from jesus.messages import ResponseMode
 from jesus.plugins import Catalog, default_catalog
 from jesus.registry.base import InstanceRecord
 from jesus.registry.open import open_registry
-from jesus.registry.resolver import Resolver
+from jesus.registry.resolver import Resolver, bounded
 from jesus.runtime.client import Client
 from jesus.runtime.dispatcher import CallDispatcher
 from jesus.runtime.service import Service
@@ -30,6 +31,9 @@ from jesus.transport import Server, TransportOptions
 from jesus.validation.cache import ValidatorCache
 
 log = logging.getLogger("jesus.node")
+# How often a node looks whether the registry still has its records (between heartbeats), and
+# retries while the registry fails.
+CHECK_EVERY = 1.0
 
 
 @dataclass
@@ -150,10 +154,10 @@ async def serve(
                 tg.start_soon(server.serve)
             for record in records:
                 try:
-                    await backend.register(record, ttl)
+                    await bounded(resolver.timeout, "register", backend.register, record, ttl)
                 except RegistryError as exc:  # the heartbeat keeps trying
                     log.warning("could not register %s yet: %s", record.service, exc)
-            tg.start_soon(_heartbeat, backend, records, ttl)
+            stop_heartbeat = await tg.start(_heartbeat, backend, records, ttl, resolver.timeout)
             log.info(
                 "serving %s on %s",
                 ", ".join(s.name for s in services),
@@ -163,9 +167,16 @@ async def serve(
                 yield node
             finally:
                 with anyio.CancelScope(shield=True):
+                    await stop_heartbeat()  # first: it would register them again
                     for record in records:
                         try:
-                            await backend.deregister(record.service, record.instance_id)
+                            await bounded(
+                                resolver.timeout,
+                                "deregister",
+                                backend.deregister,
+                                record.service,
+                                record.instance_id,
+                            )
                         except RegistryError as exc:
                             log.warning("could not deregister %s: %s", record.service, exc)
                     with anyio.move_on_after(drain_timeout):
@@ -217,19 +228,74 @@ async def _check_compatibility(
     log.warning("starting despite incompatibilities:\n%s", report.text())
 
 
-async def _heartbeat(backend: Any, records: list[InstanceRecord], ttl: float) -> None:
+async def _heartbeat(
+    backend: Any,
+    records: list[InstanceRecord],
+    ttl: float,
+    timeout: float,
+    *,
+    task_status: TaskStatus[Callable[[], Awaitable[None]]] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Keep `records` registered; started with `tg.start`, it hands back `stop()`, which
+    returns once no registration is under way any more."""
+    scope = anyio.CancelScope()
+    stopped = anyio.Event()
+
+    async def stop() -> None:
+        scope.cancel()
+        await stopped.wait()
+
+    try:
+        with scope:
+            task_status.started(stop)
+            await _beat(backend, records, ttl, timeout)
+    finally:
+        stopped.set()
+
+
+async def _beat(backend: Any, records: list[InstanceRecord], ttl: float, timeout: float) -> None:
+    """Renew every record each TTL/3. In between, every CHECK_EVERY seconds, look whether
+    the registry still has them (it may have restarted empty) and register at once those it
+    lost; while the registry fails, retry every CHECK_EVERY seconds."""
+    check = min(CHECK_EVERY, ttl / 3)
+    renewed = anyio.current_time()
     failing = False
     while True:
-        await anyio.sleep(ttl / 3)
-        for record in records:
-            try:
-                await backend.register(record, ttl)
-            except RegistryError as exc:
-                if not failing:
-                    log.warning("registry heartbeat failed, will keep trying: %s", exc)
-                failing = True
-                break
-        else:
-            if failing:
-                log.warning("registry reachable again; instances re-registered")
-            failing = False
+        await anyio.sleep(check)
+        due = failing or anyio.current_time() - renewed >= ttl / 3
+        try:
+            lost = records if due else await _lost(backend, records, timeout)
+            for record in lost:
+                await bounded(timeout, "register", backend.register, record, ttl)
+        except RegistryError as exc:
+            if not failing:
+                log.warning("registry heartbeat failed, will keep trying: %s", exc)
+            failing = True
+            continue
+        if due:
+            renewed = anyio.current_time()
+        if failing:
+            log.warning("registry reachable again; instances re-registered")
+        elif lost and not due:
+            names = ", ".join(sorted({r.service for r in lost}))
+            log.warning("the registry had lost the records of %s; registered again", names)
+        failing = False
+
+
+async def _lost(
+    backend: Any, records: list[InstanceRecord], timeout: float
+) -> list[InstanceRecord]:
+    """The records the registry no longer has: a cheap look-up of each when the backend has
+    one (`is_registered(service, instance_id)`), else a listing of their services."""
+    is_registered = getattr(backend, "is_registered", None)
+    if is_registered is not None:
+        return [
+            r
+            for r in records
+            if not await bounded(timeout, "look-up", is_registered, r.service, r.instance_id)
+        ]
+    listed: set[tuple[str, str]] = set()
+    for service in sorted({r.service for r in records}):
+        found = await bounded(timeout, "listing", backend.list_instances, service)
+        listed.update((r.service, r.instance_id) for r in found)
+    return [r for r in records if (r.service, r.instance_id) not in listed]
