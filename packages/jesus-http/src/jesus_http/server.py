@@ -16,7 +16,14 @@ from jesus.errors import BadFrame, CallError, InvalidRequest, TooLarge, Unavaila
 from jesus.limits import check_message_size
 from jesus.messages import ResponseMode, new_corrid
 from jesus.payload import Heavy, decode_payload
-from jesus.transport import BROKEN, CallHandler, CallRunner, Session, TransportOptions
+from jesus.transport import (
+    BROKEN,
+    CallHandler,
+    CallRunner,
+    Session,
+    TransportOptions,
+    read_on_demand,
+)
 from jesus.transport.writer import FrameWriter
 from jesus_http import mapping
 from jesus_http.parser import Message, RequestParser
@@ -68,6 +75,7 @@ class HttpServer:
         await self._listener.serve(self._handle, task_group=tg)
 
     async def _handle(self, stream: ByteStream) -> None:
+        read_on_demand(stream)
         if self.closing or len(self._connections) >= self.limits.max_connections:
             self.refused_connections += 1
             reason = (

@@ -22,7 +22,14 @@ from jesus.limits import Limits
 from jesus.messages import ResponseMode
 from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
-from jesus.transport import BROKEN, CallHandler, CallRunner, Session, TransportOptions
+from jesus.transport import (
+    BROKEN,
+    CallHandler,
+    CallRunner,
+    Session,
+    TransportOptions,
+    read_on_demand,
+)
 from jesus.transport.writer import FrameWriter
 
 log = logging.getLogger("jesus.tcp.server")
@@ -67,6 +74,7 @@ class StreamServer:
         await self._listener.serve(self._handle, task_group=tg)
 
     async def _handle(self, stream: ByteStream) -> None:
+        read_on_demand(stream)
         limits = self._options.limits
         if self._closing or len(self._connections) >= limits.max_connections:
             self.refused_connections += 1

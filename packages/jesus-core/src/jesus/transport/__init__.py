@@ -8,11 +8,13 @@ pieces every transport shares, so that each rule is written once.
     writer     coalescing writer with back-pressure, for byte-stream transports
     futures    the cheapest one-shot result per backend
     boundary   the library exceptions a transport translates, in one place
+    accepted   what every server does first with a connection it accepted
 
 A transport moves bytes and maps what arrives onto a `Session` (server side) or answers an
 `OutgoingCall` (client side); it imports only this package, never `jesus.runtime`.
 """
 
+from jesus.transport.accepted import read_on_demand
 from jesus.transport.boundary import BROKEN, CONNECT_ERRORS, connect_errors
 from jesus.transport.contract import (
     CallHandler,
@@ -40,4 +42,5 @@ __all__ = [
     "TransportClient",
     "TransportOptions",
     "connect_errors",
+    "read_on_demand",
 ]
