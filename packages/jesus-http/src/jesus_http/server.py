@@ -22,7 +22,7 @@ from jesus.transport import (
     CallRunner,
     Session,
     TransportOptions,
-    read_on_demand,
+    stop_reading_ahead,
 )
 from jesus.transport.writer import FrameWriter
 from jesus_http import mapping
@@ -75,7 +75,6 @@ class HttpServer:
         await self._listener.serve(self._handle, task_group=tg)
 
     async def _handle(self, stream: ByteStream) -> None:
-        read_on_demand(stream)
         if self.closing or len(self._connections) >= self.limits.max_connections:
             self.refused_connections += 1
             reason = (
@@ -190,6 +189,7 @@ class HttpServerConnection:
         """Read no further while a whole request waits for its turn or answers wait for the
         peer: a client that pipelines without reading fills its own socket, not our memory."""
         while not self.closing and (self.parser.ready or self.writer.full):
+            stop_reading_ahead(self.stream)
             if self.writer.full:
                 await self.writer.drain()
             else:

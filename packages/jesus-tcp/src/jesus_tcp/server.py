@@ -28,7 +28,7 @@ from jesus.transport import (
     CallRunner,
     Session,
     TransportOptions,
-    read_on_demand,
+    stop_reading_ahead,
 )
 from jesus.transport.writer import FrameWriter
 
@@ -74,7 +74,6 @@ class StreamServer:
         await self._listener.serve(self._handle, task_group=tg)
 
     async def _handle(self, stream: ByteStream) -> None:
-        read_on_demand(stream)
         limits = self._options.limits
         if self._closing or len(self._connections) >= limits.max_connections:
             self.refused_connections += 1
@@ -182,6 +181,7 @@ class ServerConnection:
         for event in proto.receive_data(await self.stream.receive(READ_SIZE)):
             if type(event) is ev.HeavyRequestReceived:
                 # The read loop waits meanwhile: this peer's later frames stay in order.
+                stop_reading_ahead(self.stream)
                 event = await self.session.runner.offload(
                     proto.decode_request,
                     event.stream_id,
@@ -193,6 +193,7 @@ class ServerConnection:
             self._on_event(event)
         # Back-pressure: no more reading while the answers queued so far wait for the peer.
         if self.writer.full:
+            stop_reading_ahead(self.stream)
             await self.writer.drain()
 
     def _on_event(self, event: ev.Event) -> None:

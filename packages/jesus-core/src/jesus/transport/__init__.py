@@ -8,13 +8,12 @@ pieces every transport shares, so that each rule is written once.
     writer     coalescing writer with back-pressure, for byte-stream transports
     futures    the cheapest one-shot result per backend
     boundary   the library exceptions a transport translates, in one place
-    accepted   what every server does first with a connection it accepted
+    reading    stop_reading_ahead: where a server stops reading from a peer
 
 A transport moves bytes and maps what arrives onto a `Session` (server side) or answers an
 `OutgoingCall` (client side); it imports only this package, never `jesus.runtime`.
 """
 
-from jesus.transport.accepted import read_on_demand
 from jesus.transport.boundary import BROKEN, CONNECT_ERRORS, connect_errors
 from jesus.transport.contract import (
     CallHandler,
@@ -26,6 +25,7 @@ from jesus.transport.contract import (
     TransportOptions,
 )
 from jesus.transport.outgoing import OutgoingCall
+from jesus.transport.reading import stop_reading_ahead
 from jesus.transport.runner import CallRunner, Session
 
 __all__ = [
@@ -42,5 +42,5 @@ __all__ = [
     "TransportClient",
     "TransportOptions",
     "connect_errors",
-    "read_on_demand",
+    "stop_reading_ahead",
 ]
