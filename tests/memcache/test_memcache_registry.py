@@ -51,6 +51,18 @@ async def test_a_cluster_spreads_records_over_its_nodes(
     assert 0 < len(held) < 40  # some records live on each node
 
 
+async def test_an_index_that_is_not_json_is_a_registry_error(memcache_url: str) -> None:
+    """Written by something else: reported as RegistryError (which a heartbeat survives),
+    never a bare ValueError that would take serve() down."""
+    backend = MemcacheRegistry(memcache_url)
+    backend._client.set(backend._index_key("calc"), b"{not json")
+    with pytest.raises(jesus.RegistryError, match="failed"):
+        await backend.register(record("calc", "1"), ttl=30)
+    backend._client.delete(backend._index_key("calc"))
+    await backend.register(record("calc", "1"), ttl=30)
+    assert [r.instance_id for r in await backend.list_instances("calc")] == ["1"]
+
+
 def test_url_selects_the_backend(memcache_url: str) -> None:
     assert isinstance(open_registry(memcache_url, default_catalog()), MemcacheRegistry)
     with pytest.raises(jesus.ConfigurationError, match="host:port"):

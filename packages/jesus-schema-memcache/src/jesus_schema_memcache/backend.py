@@ -34,7 +34,9 @@ from jesus.errors import ConfigurationError, RegistryError, map_exceptions
 from jesus.registry.base import InstanceRecord
 
 CAS_ATTEMPTS = 100
-_FAILURES = (MemcacheError, OSError, socket.timeout)
+# ValueError: an index or record that is not JSON (written by something else) is a registry
+# failure to report, never an exception that escapes a heartbeat.
+_FAILURES = (MemcacheError, OSError, socket.timeout, ValueError)
 
 
 def parse_servers(url: str) -> tuple[list[tuple[str, int]], str]:

@@ -148,7 +148,9 @@ async def serve(
         for service in services:
             service.client = client
         if compatibility is not None:
-            await _check_compatibility(backend, records, compatibility, on_incompatible)
+            await _check_compatibility(
+                backend, records, compatibility, on_incompatible, resolver.timeout
+            )
         async with client, anyio.create_task_group() as tg:
             for server in servers:
                 tg.start_soon(server.serve)
@@ -210,10 +212,10 @@ def _record(service: Service, endpoints: dict[str, str]) -> InstanceRecord:
 
 
 async def _check_compatibility(
-    backend: Any, records: list[InstanceRecord], mode: str, on_incompatible: str
+    backend: Any, records: list[InstanceRecord], mode: str, on_incompatible: str, timeout: float
 ) -> None:
     try:
-        live = await backend.list_instances()
+        live = await bounded(timeout, "listing", backend.list_instances)
     except RegistryError as exc:
         log.warning("compatibility not checked, the registry is unavailable: %s", exc)
         return
