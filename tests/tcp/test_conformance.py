@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 
 import jesus
-from jesus.testing.transport import TransportConformance, exchange
+from jesus.protocol.frames import FrameType, encode_frame
+from jesus.testing.transport import TransportConformance
+
+HELLO = encode_frame(
+    FrameType.HELLO,
+    0,
+    0,
+    json.dumps({"protocol": "jesus", "version": 1, "codec": "msgpack"}).encode(),
+)
+PING = encode_frame(FrameType.PING, 0, 0, b"\0" * 8)
 
 
 class TestTcp(TransportConformance):
@@ -16,11 +27,12 @@ class TestTcp(TransportConformance):
     modes = frozenset(jesus.ResponseMode)
     tls = True
     cancel = True
+    flood_opening, flood_unit = HELLO, PING
 
-    async def send_raw(self, node: jesus.Node, data: bytes) -> bytes:
+    async def connect_raw(self, node: jesus.Node) -> Any:
         url = urlsplit(node.endpoints["tcp"])  # tcp://127.0.0.1:PORT[?tls=1]
         assert url.hostname is not None and url.port is not None
-        return await exchange(await anyio.connect_tcp(url.hostname, url.port), data)
+        return await anyio.connect_tcp(url.hostname, url.port)
 
     async def test_a_tls_endpoint_says_so(self, registry: str) -> None:
         """Callers learn from the registry that they must use TLS (`?tls=1`)."""
@@ -42,7 +54,8 @@ class TestUnix(TransportConformance):
     tls = False
     local = True  # the socket file is 0600: TLS is not needed
     cancel = True
+    flood_opening, flood_unit = HELLO, PING
 
-    async def send_raw(self, node: jesus.Node, data: bytes) -> bytes:
+    async def connect_raw(self, node: jesus.Node) -> Any:
         path = urlsplit(node.endpoints["unix"]).path  # unix:///path/to.sock
-        return await exchange(await anyio.connect_unix(path), data)
+        return await anyio.connect_unix(path)

@@ -332,10 +332,21 @@ class TransportConformance:
     # Calls travel on connections, so a client hears at once that a server went away
     # (datagrams do not: such a call fails at its deadline instead).
     connected: ClassVar[bool] = True
+    # Read-side back-pressure, for transports over byte streams: `connect_raw` opens a raw
+    # connection, `flood_opening` starts it (a handshake), and each `flood_unit` makes the
+    # server answer (a PING, a small request). Leave `flood_unit` empty where there is no
+    # peer to stop reading from (datagrams: the socket drops what the server cannot take).
+    flood_opening: ClassVar[bytes] = b""
+    flood_unit: ClassVar[bytes] = b""
 
     async def send_raw(self, node: jesus.Node, data: bytes) -> bytes:
         """Send raw bytes to the server's endpoint for this transport; return whatever came
         back within ~1 s (or until the server closed)."""
+        return await exchange(await self.connect_raw(node), data)
+
+    async def connect_raw(self, node: jesus.Node) -> Any:
+        """A raw byte stream to the server's endpoint for this transport (for `send_raw` and
+        the back-pressure check); datagram transports override `send_raw` instead."""
         raise NotImplementedError
 
     @pytest.fixture
@@ -861,6 +872,29 @@ class TransportConformance:
             with pytest.raises(jesus.CallError):
                 await client.call("conf.echo", deep)
             assert await client.call("conf.add", {"a": 1, "b": 1}) == 2
+
+    async def test_a_peer_that_does_not_read_stops_being_read(self, registry: str) -> None:
+        """A peer that keeps sending and never reads its answers stops being read once
+        write_buffer_size of answers wait for it: its sends block in the kernel's buffers,
+        instead of the server queueing every answer."""
+        if not self.flood_unit:
+            pytest.skip(f"{self.scheme} has no peer to stop reading from")
+        svc, _ = self.service()
+        limits = jesus.Limits(write_buffer_size=64 * KiB)
+        total = 64 * MiB
+        chunk = self.flood_unit * (MiB // len(self.flood_unit))
+        sent = 0
+        async with serving(registry, svc, limits=limits) as (node, client):  # noqa: SIM117
+            async with await self.connect_raw(node) as stream:  # needs the node's endpoint
+                await stream.send(self.flood_opening)
+                while sent < total:
+                    with anyio.move_on_after(1) as blocked:
+                        await stream.send(chunk)
+                    if blocked.cancelled_caught:
+                        break
+                    sent += len(chunk)
+                assert sent < total, "the server read everything it was sent"
+                assert await client.call("conf.add", {"a": 1, "b": 1}) == 2
 
     # ------------------------------------------------------------ 9. bad input
 
