@@ -114,7 +114,7 @@ def make_runner(
 ) -> tuple[CallRunner, dict[str, Any]]:
     svc, state = service()
     dispatcher = CallDispatcher([svc], ValidatorCache(default_catalog().validators))
-    return CallRunner(dispatcher, limits or jesus.Limits(), modes), state
+    return CallRunner(dispatcher.served_over("tcp"), limits or jesus.Limits(), modes), state
 
 
 async def run(

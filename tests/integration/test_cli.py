@@ -83,14 +83,14 @@ def test_serve_call_services_and_graceful_stop(
     # SIGTERM while a call is in flight: the call still completes, then the process exits 0.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JESUS_REGISTRY": registry}
     slow = subprocess.Popen(
-        [*JESUS, "call", "calc.sleep", "1.0"],
+        [*JESUS, "call", "calc.sleep", "3.0"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(0.6)
+    time.sleep(1.5)  # for the call's process to start and send it
     served.send_signal(signal.SIGTERM)
     out, err = slow.communicate(timeout=30)
     assert slow.returncode == 0, err

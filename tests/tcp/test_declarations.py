@@ -39,6 +39,7 @@ async def test_methods_listeners_and_emits_are_published(registry: str) -> None:
         "billing.*": {
             "schema": {"type": "object"},
             "channel": "unix+json+none",
+            "channels": ["unix+json+none"],
             "group": "users-workers",
         }
     }

@@ -14,6 +14,7 @@ from jesus.errors import (
     InvalidResponse,
     JesusError,
     LocalProtocolError,
+    PermissionDenied,
     ProtocolError,
     RegistryError,
     RemoteFailure,
@@ -23,15 +24,18 @@ from jesus.errors import (
     TooLarge,
     Unavailable,
     UnknownMethod,
+    WrongChannel,
 )
 from jesus.hookspecs import hookimpl
 from jesus.limits import Limits
 from jesus.messages import Meta, Msg, ResponseMode
 from jesus.middleware import CallInfo, Middleware
 from jesus.runtime.client import Client
-from jesus.runtime.context import current_call
+from jesus.runtime.context import current_call, current_caller
 from jesus.runtime.node import Node, serve
 from jesus.runtime.service import Service
+from jesus.security.caller import Caller
+from jesus.security.credentials import Credentials
 
 __version__ = "0.1.0"
 
@@ -39,11 +43,13 @@ __all__ = [
     "BadFrame",
     "CallError",
     "CallInfo",
+    "Caller",
     "Cancelled",
     "ChannelNotInstalled",
     "ChannelSpec",
     "Client",
     "ConfigurationError",
+    "Credentials",
     "DeadlineExceeded",
     "EventNotDelivered",
     "IncompatibleSchemas",
@@ -56,6 +62,7 @@ __all__ = [
     "Middleware",
     "Msg",
     "Node",
+    "PermissionDenied",
     "ProtocolError",
     "RegistryError",
     "RemoteFailure",
@@ -67,8 +74,10 @@ __all__ = [
     "TooLarge",
     "Unavailable",
     "UnknownMethod",
+    "WrongChannel",
     "__version__",
     "current_call",
+    "current_caller",
     "hookimpl",
     "serve",
 ]

@@ -5,6 +5,7 @@ The codec defaults to msgpack and the compression to none, so `tcp` means `tcp+m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,18 @@ class Channel:
     codec: Any
     compression: Any
     name: str = ""  # the full spec as text, computed once: it travels with every call
+
+
+def parse_channels(value: str | Sequence[str] | None, default: str) -> tuple[ChannelSpec, ...]:
+    """A declaration's channels, in the order callers should prefer them: one spec, or a
+    list (e.g. `["tcp", "http+json"]`: tcp for services, http for curl)."""
+    given = [default] if value is None else [value] if isinstance(value, str) else list(value)
+    if not given:
+        raise ConfigurationError("a declaration needs at least one channel")
+    specs = tuple(ChannelSpec.parse(v) for v in given)
+    if len(set(specs)) != len(specs):
+        raise ConfigurationError(f"channels {given!r} name one channel twice")
+    return specs
 
 
 def missing(kind: str, name: str, available: Any) -> ChannelNotInstalled:

@@ -19,6 +19,8 @@
         ├── Unavailable             UNAVAILABLE (retryable: no instance, refused, overloaded)
         │   ├── ServiceNotFound     no live instance in the registry
         │   └── ConnectionLost      the connection broke with the call in flight (may have run)
+        ├── WrongChannel            WRONG_CHANNEL (not served over the transport it came by)
+        ├── PermissionDenied        PERMISSION_DENIED (the proven caller is not allowed)
         ├── TooLarge                TOO_LARGE
         ├── Cancelled               CANCELLED
         ├── BadFrame                PROTOCOL_ERROR
@@ -54,6 +56,7 @@ __all__ = [
     "InvalidResponse",
     "JesusError",
     "LocalProtocolError",
+    "PermissionDenied",
     "ProtocolError",
     "RegistryError",
     "RemoteFailure",
@@ -63,6 +66,7 @@ __all__ = [
     "TooLarge",
     "Unavailable",
     "UnknownMethod",
+    "WrongChannel",
     "error_from_wire",
     "map_exceptions",
 ]
@@ -192,6 +196,18 @@ class ConnectionLost(Unavailable):
     may_have_run = True
 
 
+class WrongChannel(CallError):
+    """The method exists but is not served over the transport the call came by."""
+
+    code = "WRONG_CHANNEL"
+
+
+class PermissionDenied(CallError):
+    """The caller, as its certificate, seal or peer credentials prove it, may not call this."""
+
+    code = "PERMISSION_DENIED"
+
+
 class TooLarge(CallError):
     code = "TOO_LARGE"
 
@@ -216,6 +232,8 @@ _BY_CODE: dict[str, type[CallError]] = {
         InvalidResponse,
         DeadlineExceeded,
         Unavailable,
+        WrongChannel,
+        PermissionDenied,
         TooLarge,
         Cancelled,
         BadFrame,

@@ -23,6 +23,8 @@ class CallInfo:
     channel: str
     # Instances the call may go to, in order; the client fills it, middleware leaves it be.
     route: Any = None
+    # Server side: who the call is proven to come from (jesus.security.caller.Caller).
+    caller: Any = None
 
 
 NextCall = Callable[[CallInfo], Awaitable[Any]]

@@ -22,6 +22,7 @@ from jesus.transport import (
     CallRunner,
     Session,
     TransportOptions,
+    peer_of,
     stop_reading_ahead,
 )
 from jesus.transport.writer import FrameWriter
@@ -121,7 +122,7 @@ class HttpServerConnection:
     def __init__(self, stream: ByteStream, server: HttpServer) -> None:
         self.stream = stream
         self.server = server
-        self.session: Session = server.runner.session()
+        self.session: Session = server.runner.session(peer_of(stream))
         self.limits = server.limits
         self.parser = RequestParser(self.limits.max_header_size, self.limits.max_message_size)
         self.writer = FrameWriter(stream, self.limits.write_buffer_size)

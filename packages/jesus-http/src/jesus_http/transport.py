@@ -8,11 +8,10 @@ from urllib.parse import urlsplit
 
 import anyio
 from anyio.abc import ByteStream, TaskGroup
-from anyio.streams.tls import TLSListener
 
 from jesus.errors import ConfigurationError
 from jesus.messages import ResponseMode
-from jesus.transport import CallHandler, TransportOptions
+from jesus.transport import CallHandler, TransportOptions, tls_listener
 from jesus_http.client import HttpClient
 from jesus_http.server import HttpServer
 
@@ -43,7 +42,7 @@ class HttpTransport:
         local: Any = listener.extra(anyio.abc.SocketAttribute.local_address)
         scheme = "http"
         if options.ssl_context is not None:
-            listener = TLSListener(listener, options.ssl_context, standard_compatible=False)
+            listener = tls_listener(listener, options.ssl_context, options.limits.handshake_timeout)
             scheme = "https"
         host_text = f"[{local[0]}]" if ":" in local[0] else local[0]
         return HttpServer(listener, f"{scheme}://{host_text}:{local[1]}", handler, options)

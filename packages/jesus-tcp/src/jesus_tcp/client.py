@@ -25,7 +25,7 @@ from jesus.errors import (
 from jesus.messages import ResponseMode
 from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
-from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors
+from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors, why_broken
 from jesus.transport.futures import future_factory
 from jesus.transport.writer import FrameWriter
 
@@ -105,7 +105,9 @@ class ClientConnection:
         except ProtocolError as exc:
             raise Unavailable(f"server broke the handshake: {exc}") from None
         except BROKEN as exc:
-            raise Unavailable(f"server closed the connection during the handshake: {exc}") from None
+            raise Unavailable(
+                f"server closed the connection during the handshake: {why_broken(exc)}"
+            ) from None
 
     async def _read_loop(self) -> None:
         proto = self.proto

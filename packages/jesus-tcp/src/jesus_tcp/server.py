@@ -28,6 +28,7 @@ from jesus.transport import (
     CallRunner,
     Session,
     TransportOptions,
+    peer_of,
     stop_reading_ahead,
 )
 from jesus.transport.writer import FrameWriter
@@ -79,7 +80,7 @@ class StreamServer:
             self.refused_connections += 1
             await _refuse(stream, limits)
             return
-        conn = ServerConnection(stream, self.runner.session(), self._options)
+        conn = ServerConnection(stream, self.runner.session(peer_of(stream)), self._options)
         self._connections.add(conn)
         try:
             await conn.run()

@@ -9,11 +9,10 @@ from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, TaskGroup
-from anyio.streams.tls import TLSListener
 
 from jesus.errors import ConfigurationError
 from jesus.messages import ResponseMode
-from jesus.transport import CallHandler, TransportOptions
+from jesus.transport import CallHandler, TransportOptions, tls_listener
 from jesus_tcp.addresses import Address, default_unix_path, parse_endpoint, parse_tcp_bind
 from jesus_tcp.client import StreamClient
 from jesus_tcp.server import StreamServer
@@ -38,7 +37,7 @@ class TcpTransport:
         bound_host, bound_port = listener.extra(anyio.abc.SocketAttribute.local_address)[:2]
         tls = options.ssl_context is not None
         if options.ssl_context is not None:
-            listener = TLSListener(listener, options.ssl_context, standard_compatible=False)
+            listener = tls_listener(listener, options.ssl_context, options.limits.handshake_timeout)
         endpoint = Address("tcp", host=bound_host, port=bound_port, tls=tls).endpoint()
         return StreamServer(listener, endpoint, handler, options)
 

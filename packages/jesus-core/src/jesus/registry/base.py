@@ -12,8 +12,14 @@ class MethodRecord:
     request: Any
     response: Any
     mode: ResponseMode
-    channel: str
+    channel: str  # the one callers prefer: the first of `channels`
     description: str = ""
+    # Every channel it is served on, in order of preference; () means just `channel`.
+    channels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.channels:
+            object.__setattr__(self, "channels", (self.channel,))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -21,6 +27,7 @@ class MethodRecord:
             "response": self.response,
             "mode": str(self.mode),
             "channel": self.channel,
+            "channels": list(self.channels),
             "description": self.description,
         }
 
@@ -34,7 +41,23 @@ class MethodRecord:
             mode=ResponseMode(raw.get("mode", "response")),
             channel=raw["channel"],
             description=raw.get("description", ""),
+            channels=channels_of(raw),
         )
+
+
+def channels_of(raw: dict[str, Any]) -> tuple[str, ...]:
+    """The channels a method or listener record names: `channels`, or (records of peers
+    that predate it) just `channel`. Raises ValueError when they are mistyped."""
+    channels = raw.get("channels")
+    if channels is None:
+        return (str(raw.get("channel")),)
+    if (
+        not isinstance(channels, list)
+        or not channels
+        or not all(isinstance(c, str) for c in channels)
+    ):
+        raise ValueError(f"field 'channels' must be a non-empty list of strings, got {channels!r}")
+    return tuple(channels)
 
 
 # The record fields (PROTOCOL.md, "Registry records"): name -> (JSON type, required).

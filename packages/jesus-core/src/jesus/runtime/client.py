@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from jesus import event_names
 from jesus.channel import Channel, resolve_channel
 from jesus.errors import (
     CallError,
+    ChannelNotInstalled,
     ConfigurationError,
     DeadlineExceeded,
     EventNotDelivered,
@@ -31,10 +32,11 @@ from jesus.limits import Limits
 from jesus.messages import Meta, ResponseMode
 from jesus.middleware import CallInfo, chain
 from jesus.plugins import Catalog, default_catalog
-from jesus.registry.base import InstanceRecord, MethodRecord
+from jesus.registry.base import InstanceRecord, MethodRecord, channels_of
 from jesus.registry.open import open_registry
 from jesus.registry.resolver import Resolver
 from jesus.runtime.context import current_meta, remaining_seconds
+from jesus.security.credentials import Credentials
 from jesus.transport import OutgoingCall, TransportClient, TransportOptions
 from jesus.validation.base import schema_error
 from jesus.validation.cache import ValidatorCache
@@ -68,7 +70,9 @@ class Client:
 
     `timeout` (seconds) is the default deadline of a call; an enclosing `anyio.fail_after`
     or the deadline of the call being handled, whichever is nearest, wins. The deadline
-    travels to the server, so a nested call never outlives its parent.
+    travels to the server, so a nested call never outlives its parent. `tls`
+    (jesus.Credentials) trusts its CA and shows its certificate to mutual-TLS servers; or
+    give an `ssl_context`.
     """
 
     def __init__(
@@ -83,7 +87,10 @@ class Client:
         ssl_context: Any = None,
         catalog: Catalog | None = None,
         resolver: Resolver | None = None,
+        tls: Credentials | None = None,
     ) -> None:
+        if tls is not None and ssl_context is None:
+            ssl_context = tls.client_context()
         self.catalog = catalog or default_catalog()
         self.name = name
         self.userid = userid
@@ -262,19 +269,19 @@ class Client:
         async def deliver(group: str, candidates: list[tuple[InstanceRecord, str]]) -> None:
             last: Exception | None = None
             for record, pattern in candidates[: retries + 1]:
-                channel = self._channel(str(record.listens[pattern].get("channel")))
-                meta = self._meta(rmode, channel, seconds, userid, sender)
-                meta.event = event
-                info = CallInfo(
-                    record.service,
-                    event_names.listener_method(pattern),
-                    data,
-                    meta,
-                    rmode,
-                    channel.name,
-                    (record, pattern, channel),
-                )
                 try:
+                    channel = self._listener_channel(record, pattern)
+                    meta = self._meta(rmode, channel, seconds, userid, sender)
+                    meta.event = event
+                    info = CallInfo(
+                        record.service,
+                        event_names.listener_method(pattern),
+                        data,
+                        meta,
+                        rmode,
+                        channel.name,
+                        (record, pattern, channel),
+                    )
                     await self._deliver(info)
                 except (CallError, ConfigurationError) as exc:
                     last = exc
@@ -301,9 +308,7 @@ class Client:
     async def _deliver_innermost(self, info: CallInfo) -> Any:
         record, pattern, channel = info.route
         spec = record.listens[pattern]
-        endpoint = record.endpoints.get(channel.spec.transport)
-        if endpoint is None:
-            raise Unavailable(f"{record.service} has no {channel.spec.transport} endpoint")
+        endpoint = record.endpoints[channel.spec.transport]  # _listener_channel found it
         if self.validate:
             check = self.validators.get(spec.get("schema", True))
             if check is not None and not check.is_valid(info.data):
@@ -375,6 +380,36 @@ class Client:
             info.mode,
             None if ms is None else anyio.current_time() + ms / 1000,
         )
+
+    def _listener_channel(self, record: InstanceRecord, pattern: str) -> Channel:
+        try:
+            channels = channels_of(record.listens[pattern])
+        except ValueError as exc:
+            raise Unavailable(f"{record.service}'s record of listener {pattern}: {exc}") from None
+        found = self._reachable(channels, record)
+        if found is None:
+            raise Unavailable(f"{record.service} has no endpoint for its listener of {pattern}")
+        return found[0]
+
+    def _reachable(
+        self, channels: Sequence[str], record: InstanceRecord
+    ) -> tuple[Channel, str] | None:
+        """The first of a declaration's channels that this client has installed and the
+        instance listens on, with its endpoint; None when there is none. A channel this
+        client lacks is skipped when another will do, and named when none will."""
+        missing: ChannelNotInstalled | None = None
+        for spec in channels:
+            try:
+                channel = self._channel(spec)
+            except ChannelNotInstalled as exc:
+                missing = missing or exc
+                continue
+            endpoint = record.endpoints.get(channel.spec.transport)
+            if endpoint is not None:
+                return channel, endpoint
+        if missing is not None:
+            raise missing
+        return None
 
     def _channel(self, spec: str) -> Channel:
         channel = self._channels.get(spec)
@@ -465,9 +500,9 @@ class Client:
             method_rec = record.methods.get(method)
             if method_rec is None:
                 continue
-            channel = self._channel(method_rec.channel)
-            endpoint = record.endpoints.get(channel.spec.transport)
-            if endpoint is not None:
+            found = self._reachable(method_rec.channels, record)
+            if found is not None:
+                channel, endpoint = found
                 transport = self._transport(channel)
                 plan.append(Candidate(record, method_rec, channel, endpoint, transport))
         if plan:

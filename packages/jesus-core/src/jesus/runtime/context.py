@@ -8,6 +8,7 @@ import math
 import anyio
 
 from jesus.messages import Meta
+from jesus.security.caller import Caller
 
 current_meta: contextvars.ContextVar[Meta | None] = contextvars.ContextVar(
     "jesus_current_meta", default=None
@@ -17,10 +18,21 @@ current_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "jesus_current_deadline", default=None
 )
 
+# Who the call being handled comes from, as proven (not the meta's self-declared `from`).
+proven_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
+    "jesus_current_caller", default=None
+)
+
 
 def current_call() -> Meta | None:
     """The meta of the call this task is handling, or None outside a handler."""
     return current_meta.get()
+
+
+def current_caller() -> Caller | None:
+    """Who the call this task is handling comes from, as its certificate, seal or unix peer
+    credentials prove it; None outside a handler."""
+    return proven_caller.get()
 
 
 def remaining_seconds(timeout: float | None) -> float | None:

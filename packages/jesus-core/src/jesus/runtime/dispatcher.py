@@ -12,11 +12,21 @@ from typing import Any
 import anyio
 
 from jesus import event_names
-from jesus.errors import CallError, InvalidRequest, InvalidResponse, RemoteFailure, UnknownMethod
+from jesus.errors import (
+    CallError,
+    InvalidRequest,
+    InvalidResponse,
+    PermissionDenied,
+    RemoteFailure,
+    UnknownMethod,
+    WrongChannel,
+)
 from jesus.messages import Meta, ResponseMode
 from jesus.middleware import CallInfo, Middleware, chain
-from jesus.runtime.context import current_deadline, current_meta
+from jesus.runtime.context import current_deadline, current_meta, proven_caller
 from jesus.runtime.service import MethodSpec, Service
+from jesus.security.caller import Caller
+from jesus.throttled_log import ThrottledLog
 from jesus.transport.contract import PreparedCall
 from jesus.validation.base import SchemaValidator, schema_error
 from jesus.validation.cache import ValidatorCache
@@ -32,6 +42,33 @@ class MethodEntry:
     response: SchemaValidator | None
     full_name: str
     channel: str
+    transports: frozenset[str]  # where it is served; a call by any other is refused
+
+
+class ServedOver:
+    """The dispatcher as one transport's listener sees it: only what is declared on that
+    transport is served, described and announced there."""
+
+    def __init__(self, dispatcher: CallDispatcher, scheme: str) -> None:
+        self.dispatcher = dispatcher
+        self.scheme = scheme
+        self.run = dispatcher.run
+        self.open_stream = dispatcher.open_stream
+        self._description = {
+            service.name: describe(service, scheme) for service in dispatcher.services
+        }
+
+    def prepare(
+        self, method: str, raw_meta: Any, data: Any, mode: ResponseMode, caller: Caller
+    ) -> PreparedCall:
+        return self.dispatcher.prepare(method, raw_meta, data, mode, caller, self.scheme)
+
+    def declared_mode(self, method: str) -> ResponseMode | None:
+        entry = self.dispatcher.methods.get(method)
+        return entry.spec.mode if entry is not None and self.scheme in entry.transports else None
+
+    def describe(self) -> dict[str, Any]:
+        return self._description
 
 
 class CallDispatcher:
@@ -52,14 +89,19 @@ class CallDispatcher:
                     request=subscription.schema,
                     response=True,
                     mode=ResponseMode.ACK,
-                    channel=subscription.channel,
+                    channels=subscription.channels,
+                    allow=subscription.allow,
                 )
                 self._add(service, spec, validators, response=False)
             for spec in service.methods.values():
                 self._add(service, spec, validators, response=True)
         self._run = chain(middleware or [], "server", self._invoke)
         self._open = chain(middleware or [], "server", self._open_generator)
-        self._description = {service.name: describe(service) for service in self.services}
+        self._refusals = ThrottledLog(log)
+
+    def served_over(self, scheme: str) -> ServedOver:
+        """The handler for the listener of transport `scheme`."""
+        return ServedOver(self, scheme)
 
     def _add(
         self, service: Service, spec: MethodSpec, validators: ValidatorCache, response: bool
@@ -72,17 +114,20 @@ class CallDispatcher:
             response=validators.get(spec.response) if response else None,
             full_name=full,
             channel=str(spec.channel),
+            transports=spec.transports,
         )
 
-    def declared_mode(self, method: str) -> ResponseMode | None:
-        entry = self.methods.get(method)
-        return None if entry is None else entry.spec.mode
-
-    def describe(self) -> dict[str, Any]:
-        return self._description
-
-    def prepare(self, method: str, raw_meta: Any, data: Any, mode: ResponseMode) -> PreparedCall:
-        """Check a decoded request; raises a CallError that the transport sends back."""
+    def prepare(
+        self,
+        method: str,
+        raw_meta: Any,
+        data: Any,
+        mode: ResponseMode,
+        caller: Caller,
+        scheme: str,
+    ) -> PreparedCall:
+        """Check a decoded request that came by transport `scheme` from `caller`; raises a
+        CallError that the transport sends back."""
         try:
             meta = Meta.from_wire(raw_meta, mode)
         except ValueError as exc:
@@ -90,6 +135,23 @@ class CallDispatcher:
         entry = self.methods.get(method)
         if entry is None:
             raise UnknownMethod(f"no method {method!r} here", corrid=meta.corrid)
+        if scheme not in entry.transports:
+            raise WrongChannel(
+                f"{method} is not served over {scheme}; it is served over "
+                f"{', '.join(sorted(entry.transports))}",
+                corrid=meta.corrid,
+            )
+        allowed = entry.spec.allow
+        if allowed is not None and caller.name not in allowed:
+            self._refusals.warning(
+                "refused %s to %s (allowed: %s) [corrid=%s]",
+                method,
+                caller,
+                ", ".join(sorted(allowed)),
+                meta.corrid,
+            )
+            who = "an anonymous caller" if caller.name is None else repr(caller.name)
+            raise PermissionDenied(f"{who} may not call {method}", corrid=meta.corrid)
         declared = entry.spec.mode
         if (declared is ResponseMode.STREAM) != (mode is ResponseMode.STREAM):
             raise InvalidRequest(
@@ -108,7 +170,7 @@ class CallDispatcher:
         deadline = None
         if meta.deadline_ms is not None:
             deadline = anyio.current_time() + meta.deadline_ms / 1000
-        return PreparedCall(entry.full_name, data, meta, deadline, entry)
+        return PreparedCall(entry.full_name, data, meta, deadline, entry, caller)
 
     @staticmethod
     def _info(call: PreparedCall) -> CallInfo:
@@ -120,6 +182,7 @@ class CallDispatcher:
             meta=call.meta,
             mode=call.meta.mode,
             channel=entry.channel,
+            caller=call.caller,
         )
 
     async def run(self, call: PreparedCall) -> Any:
@@ -128,6 +191,7 @@ class CallDispatcher:
         meta = call.meta
         token = current_meta.set(meta)
         deadline_token = current_deadline.set(call.deadline)
+        caller_token = proven_caller.set(call.caller)
         try:
             return await self._run(self._info(call))
         except CallError as exc:
@@ -139,6 +203,7 @@ class CallDispatcher:
         finally:
             current_meta.reset(token)
             current_deadline.reset(deadline_token)
+            proven_caller.reset(caller_token)
 
     async def _invoke(self, info: CallInfo) -> Any:
         entry = self.methods[f"{info.service}.{info.method}"]
@@ -164,6 +229,7 @@ class CallDispatcher:
         # The runner gives each stream a task of its own, so the context need not be reset.
         current_meta.set(meta)
         current_deadline.set(call.deadline)
+        proven_caller.set(call.caller)
         try:
             agen = await self._open(self._info(call))  # middleware sees the stream open
         except CallError:
@@ -203,15 +269,22 @@ def _failure(call: PreparedCall, exc: Exception) -> RemoteFailure:
     )
 
 
-def describe(service: Service) -> dict[str, Any]:
-    """What a service serves, as published (the HTTP description endpoint shows it)."""
+def describe(service: Service, scheme: str) -> dict[str, Any]:
+    """What a service serves over transport `scheme` (the HTTP description endpoint shows
+    it): each method and listener with every channel it is served on."""
     return {
         "name": service.name,
         "version": service.version,
         "description": service.description,
         "methods": {
-            name: spec.record().to_json() for name, spec in sorted(service.methods.items())
+            name: spec.record().to_json()
+            for name, spec in sorted(service.methods.items())
+            if scheme in spec.transports
         },
-        "listens": {event: spec.record() for event, spec in sorted(service.listeners.items())},
+        "listens": {
+            event: spec.record()
+            for event, spec in sorted(service.listeners.items())
+            if scheme in {c.transport for c in spec.channels}
+        },
         "emits": {event: spec.record() for event, spec in sorted(service.emits.items())},
     }

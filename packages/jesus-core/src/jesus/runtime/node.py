@@ -7,7 +7,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +27,7 @@ from jesus.registry.resolver import Resolver, bounded
 from jesus.runtime.client import Client
 from jesus.runtime.dispatcher import CallDispatcher
 from jesus.runtime.service import Service
+from jesus.security.credentials import Credentials
 from jesus.transport import Server, TransportOptions
 from jesus.validation.cache import ValidatorCache
 
@@ -61,13 +62,20 @@ async def serve(
     compatibility: str | None = "backward",
     on_incompatible: str = "refuse",
     catalog: Catalog | None = None,
+    allow_plaintext: Iterable[str] = (),
+    tls: Credentials | None = None,
 ) -> AsyncIterator[Node]:
     """Serve `services` until the block exits.
 
     `bind` maps a scheme to its address (`{"tcp": "127.0.0.1:4000", "unix": "/run/x.sock"}`);
-    unnamed schemes get a free local address. `ssl_context` turns on TLS for transports that
-    support it (a server context; require client certificates in it for mutual TLS), and
-    `client_ssl_context` is what the services' own outgoing calls use.
+    unnamed schemes get a free local address. `tls` (jesus.Credentials: CA, certificate,
+    key) turns on TLS for both ends: listeners show the certificate and, given a CA, require
+    client certificates it signed (mutual TLS); the services' own calls show it too. Or give
+    the contexts: `ssl_context` for the listeners, `client_ssl_context` for outgoing calls. A method or listener
+    is served only over the transports of its channels. Given TLS, every one of them must be
+    protected (TLS, or a unix socket: file permissions and peer credentials), unless its
+    transport is named in `allow_plaintext` (e.g. `["udp"]`): serve() refuses to start,
+    naming each unprotected method and channel.
 
     Before registering, the services are checked against what runs (jesus.compat.check):
     `compatibility` is the rule for a new version of a running service ("backward", the
@@ -80,16 +88,25 @@ async def serve(
         raise ConfigurationError("on_incompatible must be 'refuse' or 'warn'")
     if not services:
         raise ConfigurationError("serve() needs at least one service")
+    if tls is not None:
+        ssl_context = ssl_context or tls.server_context()
+        client_ssl_context = client_ssl_context or tls.client_context()
     catalog = catalog or default_catalog()
     limits = limits or Limits()
     schemes: set[str] = set()
     unprotected: list[str] = []
+    plaintext = set(allow_plaintext)
     for service in services:
         uses: list[tuple[Any, ResponseMode | None, str]]
-        uses = [(m.channel, m.mode, f"{service.name}.{m.name}") for m in service.methods.values()]
+        uses = [
+            (spec, m.mode, f"{service.name}.{m.name}")
+            for m in service.methods.values()
+            for spec in m.channels
+        ]
         uses += [
-            (sub.channel, None, f"{service.name} listener of {sub.event}")
+            (spec, None, f"{service.name} listener of {sub.event}")
             for sub in service.listeners.values()
+            for spec in sub.channels
         ]
         for spec, mode, what in uses:
             channel = resolve_channel(spec, catalog)  # fail now, naming the extra to install
@@ -99,13 +116,15 @@ async def serve(
                     f"{what} is declared {mode.value!r} over {spec}, which {spec.transport} "
                     f"cannot carry; channels that can: {', '.join(able) or 'none installed'}"
                 )
-            if ssl_context is not None and not (channel.transport.tls or channel.transport.local):
-                unprotected.append(f"{what} on {spec}")
+            protected = channel.transport.tls or channel.transport.local
+            if ssl_context is not None and not protected and spec.transport not in plaintext:
+                unprotected.append(f"{what} on {spec.transport}")
             schemes.add(spec.transport)
     if unprotected:
         raise ConfigurationError(
             "TLS was given, but these would be served unprotected (their transport carries "
-            "no TLS): " + "; ".join(unprotected)
+            "no TLS): " + "; ".join(unprotected) + ". Serve them over a protected channel, "
+            "or name their transports in allow_plaintext to serve them so anyway"
         )
     for scheme in bind or {}:
         if scheme not in catalog.transports:
@@ -133,7 +152,8 @@ async def serve(
     try:
         for scheme in sorted(schemes):
             transport = catalog.transports[scheme]
-            servers.append(await transport.listen(dispatcher, (bind or {}).get(scheme), options))
+            handler = dispatcher.served_over(scheme)
+            servers.append(await transport.listen(handler, (bind or {}).get(scheme), options))
         endpoints = {
             scheme: server.endpoint for scheme, server in zip(sorted(schemes), servers, strict=True)
         }

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jesus import event_names
-from jesus.channel import ChannelSpec
+from jesus.channel import ChannelSpec, parse_channels
 from jesus.errors import ConfigurationError
 from jesus.messages import ResponseMode
 from jesus.registry.base import MethodRecord
@@ -24,15 +24,39 @@ F = TypeVar("F", bound=Callable[..., Any])
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
+def _allow(callers: Iterable[str] | None, what: str) -> frozenset[str] | None:
+    if callers is None:
+        return None
+    if isinstance(callers, str):
+        callers = [callers]
+    allowed = frozenset(callers)
+    if not allowed or not all(isinstance(c, str) and _NAME.match(c) for c in allowed):
+        raise ConfigurationError(f"{what}: allow must list service names, got {callers!r}")
+    return allowed
+
+
 @dataclass(frozen=True)
 class MethodSpec:
+    """A method as declared. It is served only over the transports of its `channels` (the
+    first is the one callers prefer); `allow`, when set, names the only services that may
+    call it, as proven by the transport or the seal (never by the caller's `from`)."""
+
     name: str
     handler: Callable[..., Any]
     request: Any
     response: Any
     mode: ResponseMode
-    channel: ChannelSpec
+    channels: tuple[ChannelSpec, ...]
     description: str = ""
+    allow: frozenset[str] | None = None
+
+    @property
+    def channel(self) -> ChannelSpec:
+        return self.channels[0]
+
+    @property
+    def transports(self) -> frozenset[str]:
+        return frozenset(c.transport for c in self.channels)
 
     def record(self) -> MethodRecord:
         return MethodRecord(
@@ -41,21 +65,33 @@ class MethodSpec:
             mode=self.mode,
             channel=str(self.channel),
             description=self.description,
+            channels=tuple(str(c) for c in self.channels),
         )
 
 
 @dataclass(frozen=True)
 class ListenerSpec:
-    """An event this service listens to. `event` may end in `.*` (a prefix match)."""
+    """An event this service listens to. `event` may end in `.*` (a prefix match); `allow`,
+    when set, names the only emitters it accepts."""
 
     event: str
     handler: Callable[..., Any]
     schema: Any
-    channel: ChannelSpec
+    channels: tuple[ChannelSpec, ...]
     group: str
+    allow: frozenset[str] | None = None
+
+    @property
+    def channel(self) -> ChannelSpec:
+        return self.channels[0]
 
     def record(self) -> dict[str, Any]:
-        return {"schema": self.schema, "channel": str(self.channel), "group": self.group}
+        return {
+            "schema": self.schema,
+            "channel": str(self.channel),
+            "channels": [str(c) for c in self.channels],
+            "group": self.group,
+        }
 
 
 @dataclass(frozen=True)
@@ -104,19 +140,24 @@ class Service:
         request: Any = True,
         response: Any = True,
         mode: ResponseMode | str = ResponseMode.RESPONSE,
-        channel: str | None = None,
+        channel: str | Sequence[str] | None = None,
         description: str | None = None,
+        allow: Iterable[str] | None = None,
     ) -> Callable[[F], F]:
-        """Declare an async handler (an async generator for `mode="stream"`)."""
+        """Declare an async handler (an async generator for `mode="stream"`).
+
+        `channel` is one channel or a list of them (`["tcp", "http+json"]`); the method is
+        served over those transports only. `allow` lists the services that may call it."""
         rmode = ResponseMode(mode)
         check_schema(request)
         check_schema(response)
-        spec = ChannelSpec.parse(channel or self.channel)
+        specs = parse_channels(channel, self.channel)
 
         def decorate(fn: F) -> F:
             method_name = name or fn.__name__
             if not _NAME.match(method_name):
                 raise ConfigurationError(f"method name {method_name!r} is not valid")
+            allowed = _allow(allow, f"{self.name}.{method_name}")
             if method_name in self.methods:
                 raise ConfigurationError(f"{self.name}.{method_name} is declared twice")
             is_gen = inspect.isasyncgenfunction(fn)
@@ -134,8 +175,9 @@ class Service:
                 request=request,
                 response=response,
                 mode=rmode,
-                channel=spec,
+                channels=specs,
                 description=description or inspect.getdoc(fn) or "",
+                allow=allowed,
             )
             return fn
 
@@ -146,25 +188,30 @@ class Service:
         event: str,
         *,
         schema: Any = True,
-        channel: str | None = None,
+        channel: str | Sequence[str] | None = None,
         group: str | None = None,
+        allow: Iterable[str] | None = None,
     ) -> Callable[[F], F]:
         """Declare an async handler for `event` (`user.created`, or `user.*` for every event
         under `user.`). Listeners of one `group` (default: this service's name) share the
-        load; each group gets every event. Published in the registry for emitters to find."""
+        load; each group gets every event. Published in the registry for emitters to find.
+        `allow` lists the emitting services it accepts events from."""
         if not event_names.valid_pattern(event):
             raise ConfigurationError(
                 f"event pattern {event!r} is not valid: dot-separated names, optionally ending in .*"
             )
         check_schema(schema)
-        spec = ChannelSpec.parse(channel or self.channel)
+        specs = parse_channels(channel, self.channel)
+        allowed = _allow(allow, f"{self.name} listener of {event}")
 
         def decorate(fn: F) -> F:
             if not inspect.iscoroutinefunction(fn):
                 raise ConfigurationError(f"{self.name}: a listener must be an async function")
             if event in self.listeners:
                 raise ConfigurationError(f"{self.name} listens to {event!r} twice")
-            self.listeners[event] = ListenerSpec(event, fn, schema, spec, group or self.name)
+            self.listeners[event] = ListenerSpec(
+                event, fn, schema, specs, group or self.name, allowed
+            )
             return fn
 
         return decorate
@@ -195,9 +242,9 @@ class Service:
 
     @property
     def schemes(self) -> set[str]:
-        return {m.channel.transport for m in self.methods.values()} | {
-            spec.channel.transport for spec in self.listeners.values()
-        }
+        declared = [m.channels for m in self.methods.values()]
+        declared += [spec.channels for spec in self.listeners.values()]
+        return {c.transport for channels in declared for c in channels}
 
     def _client(self) -> Client:
         if self.client is None:

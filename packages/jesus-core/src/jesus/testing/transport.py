@@ -66,6 +66,8 @@ WIRE_ERRORS: dict[str, type[jesus.CallError]] = {
         jesus.InvalidResponse,
         jesus.DeadlineExceeded,
         jesus.Unavailable,
+        jesus.WrongChannel,
+        jesus.PermissionDenied,
         jesus.TooLarge,
         jesus.Cancelled,
         jesus.BadFrame,
@@ -212,6 +214,16 @@ def conformance_service(
             raise
         return "slept"
 
+    @svc.method()
+    async def whoami(data: Any) -> dict[str, Any] | None:
+        caller = jesus.current_caller()
+        return None if caller is None else dataclasses.asdict(caller)
+
+    @svc.method(allow=["friend"])
+    async def guarded(data: Any) -> str:
+        state.calls["guarded"] += 1
+        return "welcome"
+
     @svc.method(mode="ack", request={"type": "object"})
     async def record(data: Any) -> None:
         await state.gate.wait()
@@ -357,7 +369,9 @@ class TransportConformance:
     def scheme(self) -> str:
         return jesus.ChannelSpec.parse(self.channel).transport
 
-    def service(self, name: str = "conf", channel: str | None = None) -> tuple[Any, State]:
+    def service(
+        self, name: str = "conf", channel: str | None = None
+    ) -> tuple[jesus.Service, State]:
         return conformance_service(channel or self.channel, self.modes, name)
 
     def needs(self, mode: jesus.ResponseMode) -> None:
@@ -923,7 +937,110 @@ class TransportConformance:
             async with jesus.Client(registry) as fresh:
                 assert await fresh.call("conf.add", {"a": 2, "b": 2}) == 4
 
-    # ------------------------------------------------------------ 10. TLS
+    # ------------------------------------------------------------ 10. where a method is served
+
+    async def test_a_method_is_served_only_over_its_declared_transports(
+        self, registry: str
+    ) -> None:
+        """A call that arrives over a transport its method is not declared on is refused
+        WRONG_CHANNEL, and its handler does not run: no side door."""
+        other = _other_transport(self.scheme, jesus.ResponseMode.RESPONSE)
+        if other is None:
+            pytest.skip("no other transport is installed")
+        svc, state = self.service()
+
+        @svc.method(channel=other)
+        async def elsewhere(data: Any) -> str:
+            state.calls["elsewhere"] += 1
+            return "served"
+
+        @svc.listener("conf.happened", channel=other)
+        async def happened(data: Any) -> None:
+            state.calls["happened"] += 1
+
+        async with serving(registry, svc) as (node, client):
+            assert await client.call("conf.elsewhere") == "served"  # over its own transport
+            assert await client.emit("conf.happened", {}, mode="ack") == ["conf"]
+            await _forge_channel(
+                node, "conf", {"elsewhere": self.channel, "conf.happened": self.channel}
+            )
+            async with jesus.Client(registry) as fooled:
+                with pytest.raises(jesus.WrongChannel, match=f"not served over {self.scheme}"):
+                    await fooled.call("conf.elsewhere")
+                with pytest.raises(jesus.EventNotDelivered) as refused:
+                    await fooled.emit("conf.happened", {}, mode="ack")
+                assert isinstance(refused.value.failures["conf"], jesus.WrongChannel)
+                assert await fooled.call("conf.add", {"a": 1, "b": 1}) == 2  # still serving
+        assert state.calls["elsewhere"] == 1
+        assert state.calls["happened"] == 1
+
+    async def test_a_method_may_be_served_over_several_transports(self, registry: str) -> None:
+        other = _other_transport(self.scheme, jesus.ResponseMode.RESPONSE)
+        if other is None:
+            pytest.skip("no other transport is installed")
+        svc = jesus.Service("multi")
+
+        @svc.method(channel=[other, self.channel])
+        async def hello(data: Any) -> str:
+            return "hello"
+
+        async with serving(registry, svc) as (node, client):
+            (record,) = await client.resolver.backend.list_instances("multi")
+            method = record.methods["hello"]
+            assert [jesus.ChannelSpec.parse(c).transport for c in method.channels] == [
+                other,
+                self.scheme,
+            ]
+            assert set(record.endpoints) == {other, self.scheme}
+            assert await client.call("multi.hello") == "hello"  # the first: other
+            await _forge_channel(node, "multi", {"hello": self.channel})
+            async with jesus.Client(registry) as second:
+                assert await second.call("multi.hello") == "hello"  # and this one
+
+    # ------------------------------------------------------------ 11. who calls
+
+    async def test_the_caller_is_what_the_transport_proves_not_what_it_claims(
+        self, registry: str
+    ) -> None:
+        svc, _ = self.service()
+        async with serving(registry, svc, client={"name": "friend"}) as (_, client):
+            seen = await client.call("conf.whoami")
+            assert seen is not None and seen["name"] is None  # `from` proves nothing
+            if self.local:
+                assert seen["proof"] == "unix"
+                assert seen["uid"] == os.getuid() and seen["pid"] == os.getpid()
+            else:
+                assert seen["proof"] == "none"
+            with pytest.raises(jesus.PermissionDenied, match="anonymous caller"):
+                await client.call("conf.guarded")
+            assert await client.call("conf.add", {"a": 1, "b": 1}) == 2
+
+    async def test_mutual_tls_proves_the_caller_and_the_allow_list_holds(
+        self, registry: str
+    ) -> None:
+        if not self.tls:
+            pytest.skip(f"{self.scheme} does not carry TLS")
+        import trustme
+
+        ca = trustme.CA()
+        svc, state = self.service()
+        async with serving(
+            registry,
+            svc,
+            ssl_context=_server_context(ca, require_client_cert=True),
+            client={"ssl_context": _client_context(ca, cert=True, name="friend")},
+        ) as (_, friend):
+            seen = await friend.call("conf.whoami")
+            assert seen["name"] == "friend" and seen["proof"] == "tls"
+            assert await friend.call("conf.guarded") == "welcome"
+            stranger_tls = _client_context(ca, cert=True, name="stranger")
+            async with jesus.Client(registry, ssl_context=stranger_tls, name="friend") as stranger:
+                assert (await stranger.call("conf.whoami"))["name"] == "stranger"
+                with pytest.raises(jesus.PermissionDenied, match="'stranger' may not call"):
+                    await stranger.call("conf.guarded")
+        assert state.calls["guarded"] == 1
+
+    # ------------------------------------------------------------ 12. TLS
 
     async def test_tls(self, registry: str) -> None:
         if not self.tls:
@@ -988,9 +1105,33 @@ def _server_context(ca: Any, require_client_cert: bool = False) -> ssl.SSLContex
     return ctx
 
 
-def _client_context(ca: Any, cert: bool = False) -> ssl.SSLContext:
+def _client_context(ca: Any, cert: bool = False, name: str = "client") -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     ca.configure_trust(ctx)
     if cert:
-        ca.issue_cert("client@jesus").configure_cert(ctx)
+        ca.issue_cert(f"{name}@jesus", common_name=name).configure_cert(ctx)
     return ctx
+
+
+def _other_transport(scheme: str, mode: jesus.ResponseMode) -> str | None:
+    """An installed transport other than `scheme` that carries `mode`, if there is one."""
+    transports = default_catalog().transports
+    others = sorted(s for s, t in transports.items() if s != scheme and mode in t.modes)
+    return others[0] if others else None
+
+
+async def _forge_channel(node: jesus.Node, service: str, forged: dict[str, str]) -> None:
+    """Replace `service`'s record by one that says the methods and listeners named in
+    `forged` are served on the channel given: a registry that lies, or a hand-made client."""
+    backend = node.client.resolver.backend
+    real = next(r for r in node.records if r.service == service)
+    methods = dict(real.methods)
+    listens = dict(real.listens)
+    for name, channel in forged.items():
+        if name in methods:
+            methods[name] = dataclasses.replace(methods[name], channel=channel, channels=(channel,))
+        else:
+            listens[name] = {**listens[name], "channel": channel, "channels": [channel]}
+    record = dataclasses.replace(real, instance_id="forged", methods=methods, listens=listens)
+    await backend.register(record, 30)
+    await backend.deregister(real.service, real.instance_id)

@@ -9,12 +9,14 @@ pieces every transport shares, so that each rule is written once.
     futures    the cheapest one-shot result per backend
     boundary   the library exceptions a transport translates, in one place
     reading    stop_reading_ahead: where a server stops reading from a peer
+    peer       peer_of: who an accepted stream's peer is proven to be (TLS, unix credentials)
+    tls        TLS listening that logs one line per refused peer, and why a handshake failed
 
 A transport moves bytes and maps what arrives onto a `Session` (server side) or answers an
 `OutgoingCall` (client side); it imports only this package, never `jesus.runtime`.
 """
 
-from jesus.transport.boundary import BROKEN, CONNECT_ERRORS, connect_errors
+from jesus.transport.boundary import BROKEN, CONNECT_ERRORS, connect_errors, why_broken
 from jesus.transport.contract import (
     CallHandler,
     PreparedCall,
@@ -25,8 +27,10 @@ from jesus.transport.contract import (
     TransportOptions,
 )
 from jesus.transport.outgoing import OutgoingCall
+from jesus.transport.peer import peer_of
 from jesus.transport.reading import stop_reading_ahead
 from jesus.transport.runner import CallRunner, Session
+from jesus.transport.tls import explain_tls, tls_listener
 
 __all__ = [
     "BROKEN",
@@ -42,5 +46,9 @@ __all__ = [
     "TransportClient",
     "TransportOptions",
     "connect_errors",
+    "explain_tls",
+    "peer_of",
     "stop_reading_ahead",
+    "tls_listener",
+    "why_broken",
 ]

@@ -6,10 +6,12 @@ ssl.SSLError and socket errors are OSErrors; anyio raises its own when a stream 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import anyio
 
-from jesus.errors import Unavailable, map_exceptions
+from jesus.errors import JesusError, Unavailable
+from jesus.transport.tls import explain_tls
 
 # What a byte stream raises once the peer is gone (caught where the transport reads or writes).
 BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
@@ -17,6 +19,18 @@ BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStrea
 CONNECT_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
-def connect_errors(endpoint: str) -> contextlib.AbstractContextManager[None]:
-    """`with connect_errors(endpoint): await connect(...)` raises Unavailable instead."""
-    return map_exceptions({CONNECT_ERRORS: Unavailable}, f"cannot connect to {endpoint}")
+@contextlib.contextmanager
+def connect_errors(endpoint: str) -> Iterator[None]:
+    """`with connect_errors(endpoint): await connect(...)` raises Unavailable instead,
+    saying why when TLS refused the connection."""
+    try:
+        yield
+    except JesusError:
+        raise
+    except CONNECT_ERRORS as exc:
+        raise Unavailable(f"cannot connect to {endpoint}: {why_broken(exc)}") from exc
+
+
+def why_broken(exc: BaseException) -> str:
+    """What a broken stream or failed connect says, TLS refusals explained."""
+    return explain_tls(exc) or str(exc) or type(exc).__name__

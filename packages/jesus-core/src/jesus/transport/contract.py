@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from jesus.compression import Compression
     from jesus.errors import CallError
     from jesus.messages import Meta, ResponseMode
+    from jesus.security.caller import Caller
     from jesus.transport.outgoing import OutgoingCall
 
 
@@ -45,14 +46,17 @@ class PreparedCall:
     # nested calls inherit it.
     deadline: float | None
     entry: Any = None  # the handler's own record of the method; opaque to transports
+    caller: Any = None  # jesus.security.caller.Caller: who it is proven to come from
 
 
 class CallHandler(Protocol):
     """What serves calls: the core's dispatcher. Transports reach it through a CallRunner,
     and directly only for what HTTP shows of it (a method's mode, the description)."""
 
-    def prepare(self, method: str, raw_meta: Any, data: Any, mode: ResponseMode) -> PreparedCall:
-        """Check a decoded request; raises the CallError to answer with."""
+    def prepare(
+        self, method: str, raw_meta: Any, data: Any, mode: ResponseMode, caller: Caller
+    ) -> PreparedCall:
+        """Check a decoded request from `caller`; raises the CallError to answer with."""
 
     async def run(self, call: PreparedCall) -> Any:
         """Run the handler; returns its checked result or raises a CallError."""

@@ -33,6 +33,7 @@ from anyio.abc import TaskGroup
 from jesus.errors import CallError, DeadlineExceeded, InvalidRequest, InvalidResponse, Unavailable
 from jesus.limits import Limits
 from jesus.messages import ResponseMode
+from jesus.security.caller import ANONYMOUS, Caller
 from jesus.transport.contract import CallHandler, PreparedCall, Reply
 from jesus.transport.spawner import CallSpawner
 
@@ -95,9 +96,10 @@ class CallRunner:
         """Run `fn` (a heavy decode) in a worker thread, at most OFFLOAD_THREADS at once."""
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._offload)
 
-    def session(self) -> Session:
-        """The calls of one peer: a connection, or every sender of a datagram socket."""
-        return Session(self)
+    def session(self, caller: Caller = ANONYMOUS) -> Session:
+        """The calls of one peer: a connection, or every sender of a datagram socket.
+        `caller` is who the transport proved the peer to be (`jesus.transport.peer_of`)."""
+        return Session(self, caller)
 
     async def drain(self) -> None:
         """Refuse new calls (UNAVAILABLE) and wait until no call runs."""
@@ -149,7 +151,7 @@ class CallRunner:
                 ),
             )
         try:
-            call = self.handler.prepare(method, raw_meta, data, mode)
+            call = self.handler.prepare(method, raw_meta, data, mode, session.caller)
         except CallError as exc:
             return self._refuse(method, mode, reply, exc)
         record = _Call(session, key, call, reply, size)
@@ -301,10 +303,11 @@ class Session:
     """The calls of one peer. The transport calls `admit` for each decoded request, `cancel`
     when the peer abandons one, and `close` when the peer is gone."""
 
-    __slots__ = ("calls", "inflight", "inflight_bytes", "runner")
+    __slots__ = ("caller", "calls", "inflight", "inflight_bytes", "runner")
 
-    def __init__(self, runner: CallRunner) -> None:
+    def __init__(self, runner: CallRunner, caller: Caller = ANONYMOUS) -> None:
         self.runner = runner
+        self.caller = caller
         self.calls: dict[Any, _Call] = {}  # key (the transport's call id) -> admitted call
         self.inflight = 0  # admitted calls still running
         self.inflight_bytes = 0  # their decoded size

@@ -1,0 +1,1 @@
+"""Who may call what: proven caller identities, credentials, the development CA."""
