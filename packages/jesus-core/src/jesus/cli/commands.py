@@ -18,6 +18,7 @@ from jesus.registry.open import open_registry, registry_url
 from jesus.runtime.client import Client
 from jesus.runtime.node import serve as serve_services
 from jesus.runtime.service import Service
+from jesus.security.credentials import Credentials
 
 
 def _run(args: argparse.Namespace, fn: Any, *fn_args: Any) -> Any:
@@ -27,6 +28,14 @@ def _run(args: argparse.Namespace, fn: Any, *fn_args: Any) -> Any:
 def _fail(message: str, code: int = 1) -> int:
     print(f"jesus: {message}", file=sys.stderr)
     return code
+
+
+def _credentials(args: argparse.Namespace) -> Credentials | None:
+    """The TLS options, each falling back to its environment variable."""
+    given = [args.ca, args.cert, args.key]
+    if not any(given):
+        return Credentials.from_env()
+    return Credentials.load(*given)
 
 
 # ---------------------------------------------------------------- plugins
@@ -81,17 +90,21 @@ def serve(args: argparse.Namespace) -> int:
     try:
         services = load_services(args.target)
         bind = dict(b.split("=", 1) for b in args.bind)
+        tls = _credentials(args)
     except (JesusError, ImportError, AttributeError, ValueError) as exc:
         return _fail(str(exc), 2)
     try:
-        _run(args, _serve, services, args.registry, bind, args.drain_timeout)
+        _run(args, _serve, services, args, bind, tls)
     except JesusError as exc:
         return _fail(str(exc))
     return 0
 
 
 async def _serve(
-    services: list[Service], registry: str | None, bind: dict[str, str], drain: float
+    services: list[Service],
+    args: argparse.Namespace,
+    bind: dict[str, str],
+    tls: Credentials | None,
 ) -> None:
     stop = anyio.Event()
 
@@ -105,7 +118,12 @@ async def _serve(
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_signals)
         async with serve_services(
-            *services, registry=registry, bind=bind, drain_timeout=drain
+            *services,
+            registry=args.registry,
+            bind=bind,
+            drain_timeout=args.drain_timeout,
+            tls=tls,
+            allow_plaintext=args.allow_plaintext,
         ) as node:
             names = ", ".join(f"{s.name} {s.version}" for s in services)
             print(f"serving {names} on {' '.join(node.endpoints.values())}", flush=True)
@@ -136,7 +154,11 @@ def call(args: argparse.Namespace) -> int:
 
 async def _call(args: argparse.Namespace, data: Any) -> int:
     async with Client(
-        args.registry, name="jesus-cli", timeout=args.timeout, userid=args.userid
+        args.registry,
+        name="jesus-cli",
+        timeout=args.timeout,
+        userid=args.userid,
+        tls=_credentials(args),
     ) as client:
         service, _, method = args.target.partition(".")
         records = await client.resolver.pick(service)
@@ -170,7 +192,9 @@ def emit(args: argparse.Namespace) -> int:
 
 
 async def _emit(args: argparse.Namespace, data: Any) -> list[str]:
-    async with Client(args.registry, name="jesus-cli", timeout=args.timeout) as client:
+    async with Client(
+        args.registry, name="jesus-cli", timeout=args.timeout, tls=_credentials(args)
+    ) as client:
         mode = "ack" if args.ack else "noResponse"
         return await client.emit(args.event, data, mode=mode, broadcast=args.broadcast)
 
@@ -214,7 +238,7 @@ def services(args: argparse.Namespace) -> int:
         for scheme, endpoint in record.endpoints.items():
             print(f"    {scheme:<6} {endpoint}")
         for name, m in sorted(record.methods.items()):
-            print(f"  {record.service}.{name}  [{m.mode.value}] over {m.channel}")
+            print(f"  {record.service}.{name}  [{m.mode.value}] over {', '.join(m.channels)}")
             if m.description:
                 print(f"      {m.description.splitlines()[0]}")
             print(f"      request:  {json.dumps(m.request)}")
@@ -234,6 +258,33 @@ async def _list(url: str | None) -> list[Any]:
         return await backend.list_instances()
     finally:
         await backend.aclose()
+
+
+# ---------------------------------------------------------------- ca
+
+
+def ca_init(args: argparse.Namespace) -> int:
+    from jesus.security import devca
+
+    try:
+        made = devca.create_ca(args.dir)
+    except JesusError as exc:
+        return _fail(str(exc))
+    print(f"created {made.certificate} and {made.key} (keep the key private)")
+    print(f"next: jesus ca issue NAME --dir {args.dir}")
+    return 0
+
+
+def ca_issue(args: argparse.Namespace) -> int:
+    from jesus.security import devca
+
+    try:
+        made = devca.issue(args.dir, args.name, tuple(args.host), args.days)
+    except JesusError as exc:
+        return _fail(str(exc))
+    print(f"issued {made.certificate} and {made.key} for {args.name!r}")
+    print(f"use: --ca {args.dir}/{devca.CA_CERT} --cert {made.certificate} --key {made.key}")
+    return 0
 
 
 # ---------------------------------------------------------------- demo

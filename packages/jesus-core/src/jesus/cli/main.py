@@ -1,4 +1,4 @@
-"""`jesus` command line: plugins, serve, call, services, demo."""
+"""`jesus` command line: plugins, serve, call, emit, check, services, ca, demo."""
 
 from __future__ import annotations
 
@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="registry URL (default: $JESUS_REGISTRY or embedded://)",
         )
 
+    def tls_options(p: argparse.ArgumentParser) -> None:
+        group = p.add_argument_group("TLS (default: $JESUS_CA, $JESUS_CERT, $JESUS_KEY)")
+        group.add_argument("--ca", default=None, help="CA certificates to trust (PEM)")
+        group.add_argument("--cert", default=None, help="this end's certificate (PEM)")
+        group.add_argument("--key", default=None, help="the certificate's private key (PEM)")
+
     p = sub.add_parser("plugins", help="list installed plugins and what each contributes")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=commands.plugins)
@@ -45,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="where a transport listens, e.g. tcp=127.0.0.1:4000 or unix=/run/svc.sock",
     )
     p.add_argument("--drain-timeout", type=float, default=10.0, help="seconds to finish calls")
+    p.add_argument(
+        "--allow-plaintext",
+        action="append",
+        default=[],
+        metavar="SCHEME",
+        help="with TLS, serve this transport's methods unprotected anyway (e.g. udp)",
+    )
+    tls_options(p)
     p.set_defaults(func=commands.serve)
 
     p = sub.add_parser("call", help="call SERVICE.METHOD with JSON data and print the result")
@@ -53,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--userid", default=None)
     registry_option(p)
+    tls_options(p)
     p.set_defaults(func=commands.call)
 
     p = sub.add_parser("emit", help="emit EVENT with JSON data to every listener group")
@@ -62,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broadcast", action="store_true", help="every instance, not one per group")
     p.add_argument("--timeout", type=float, default=30.0)
     registry_option(p)
+    tls_options(p)
     p.set_defaults(func=commands.emit)
 
     p = sub.add_parser(
@@ -74,12 +90,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="rule for versions of one service (default: backward)",
     )
     registry_option(p)
+    tls_options(p)
     p.set_defaults(func=commands.check)
 
     p = sub.add_parser("services", help="what the registry knows, with schemas")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     registry_option(p)
+    tls_options(p)
     p.set_defaults(func=commands.services)
+
+    p = sub.add_parser("ca", help="a development CA: create one, issue certificates from it")
+    ca = p.add_subparsers(dest="ca_command", required=True, metavar="ACTION")
+    q = ca.add_parser("init", help="create ca.pem and ca.key in --dir")
+    q.add_argument("--dir", default="certs", help="where the CA lives (default: ./certs)")
+    q.set_defaults(func=commands.ca_init)
+    q = ca.add_parser("issue", help="issue NAME.pem and NAME.key from the CA in --dir")
+    q.add_argument("name", metavar="NAME", help="the service (or client) the certificate names")
+    q.add_argument("--dir", default="certs", help="where the CA lives (default: ./certs)")
+    q.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        help="another host name or IP it serves on (it always covers this machine)",
+    )
+    q.add_argument("--days", type=int, default=365, help="validity (default: 365)")
+    q.set_defaults(func=commands.ca_issue)
 
     p = sub.add_parser(
         "demo", help="services in separate processes talking over every installed channel"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from jesus.errors import ConfigurationError
 from jesus.security.credentials import Credentials
 
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
 
@@ -86,6 +88,8 @@ def issue(
 ) -> Issued:
     """Issue `NAME.pem` and `NAME.key` in `directory` from the CA there: a certificate for
     service (or client) `name`, good for servers and clients alike."""
+    if not _NAME.match(name):
+        raise ConfigurationError(f"{name!r} is not a service name (letters, digits, '_', '-')")
     folder = Path(directory)
     try:
         ca_cert = x509.load_pem_x509_certificate((folder / CA_CERT).read_bytes())

@@ -1,0 +1,68 @@
+"""The README's security walk-through as a user runs it: a development CA, certificates,
+a mutual-TLS service, and `jesus call` with and without a certificate."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from tests.integration.test_cli import JESUS, ROOT, run
+
+
+def test_a_development_ca_and_mutual_tls_from_the_command_line(
+    tmp_path: Path, registry: str
+) -> None:
+    certs = tmp_path / "certs"
+    made = run("ca", "init", "--dir", str(certs))
+    assert made.returncode == 0, made.stderr
+    assert (certs / "ca.pem").is_file() and (certs / "ca.key").stat().st_mode & 0o077 == 0
+    again = run("ca", "init", "--dir", str(certs))
+    assert again.returncode == 1 and "already holds a CA" in again.stderr
+    for name in ("calc", "billing"):
+        issued = run("ca", "issue", name, "--dir", str(certs))
+        assert issued.returncode == 0, issued.stderr
+    assert run("ca", "issue", "../escape", "--dir", str(certs)).returncode == 1
+
+    ca, cert, key = (str(certs / f) for f in ("ca.pem", "calc.pem", "calc.key"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JESUS_REGISTRY": registry}
+    server = subprocess.Popen(
+        [*JESUS, "serve", "tests.helpers.served:calc", "--ca", ca, "--cert", cert, "--key", key],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("serving calc") and "?tls=1" in line, line
+        add = ("call", "calc.add", '{"a": 1, "b": 2}')
+
+        no_tls = run(*add, registry=registry)
+        assert no_tls.returncode == 1 and "certificate is not trusted" in no_tls.stderr
+        no_cert = run(*add, "--ca", ca, registry=registry)
+        assert no_cert.returncode == 1
+        assert "requires a client certificate" in no_cert.stderr, no_cert.stderr
+        billing = ("--cert", str(certs / "billing.pem"), "--key", str(certs / "billing.key"))
+        good = run(*add, "--ca", ca, *billing, registry=registry)
+        assert good.returncode == 0, good.stderr
+        assert json.loads(good.stdout) == 3
+        tls_env = {
+            "JESUS_CA": ca,
+            "JESUS_CERT": str(certs / "billing.pem"),
+            "JESUS_KEY": str(certs / "billing.key"),
+        }
+        from_env = subprocess.run(
+            [*JESUS, *add], env={**env, **tls_env}, cwd=ROOT, capture_output=True, text=True
+        )
+        assert from_env.returncode == 0 and json.loads(from_env.stdout) == 3, from_env.stderr
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+    refused = [line for line in err.splitlines() if "refused the TLS connection" in line]
+    assert 1 <= len(refused) <= 2, err  # one line per refused peer
+    assert "Traceback" not in err
