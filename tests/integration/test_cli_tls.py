@@ -66,3 +66,9 @@ def test_a_development_ca_and_mutual_tls_from_the_command_line(
     refused = [line for line in err.splitlines() if "refused the TLS connection" in line]
     assert 1 <= len(refused) <= 2, err  # one line per refused peer
     assert "Traceback" not in err
+
+    # A plaintext listener under TLS: serve refuses in one line, naming it and the way out.
+    udp = run("serve", "tests.helpers.served:pinger", "--ca", ca, "--cert", cert, "--key", key)
+    assert udp.returncode == 1
+    assert "pinger.ping on udp" in udp.stderr and "allow_plaintext" in udp.stderr
+    assert "Traceback" not in udp.stderr

@@ -21,6 +21,7 @@
         │   └── ConnectionLost      the connection broke with the call in flight (may have run)
         ├── WrongChannel            WRONG_CHANNEL (not served over the transport it came by)
         ├── PermissionDenied        PERMISSION_DENIED (the proven caller is not allowed)
+        ├── SealRefused             SEAL_REFUSED (missing, altered, replayed, untrusted seal)
         ├── TooLarge                TOO_LARGE
         ├── Cancelled               CANCELLED
         ├── BadFrame                PROTOCOL_ERROR
@@ -62,6 +63,7 @@ __all__ = [
     "RemoteFailure",
     "RemoteProtocolError",
     "SchemaError",
+    "SealRefused",
     "ServiceNotFound",
     "TooLarge",
     "Unavailable",
@@ -208,6 +210,13 @@ class PermissionDenied(CallError):
     code = "PERMISSION_DENIED"
 
 
+class SealRefused(CallError):
+    """A sealed method's request came unsealed, altered, replayed, too old, for a key the
+    recipient does not hold, or from a certificate it does not trust (or its answer did)."""
+
+    code = "SEAL_REFUSED"
+
+
 class TooLarge(CallError):
     code = "TOO_LARGE"
 
@@ -234,6 +243,7 @@ _BY_CODE: dict[str, type[CallError]] = {
         Unavailable,
         WrongChannel,
         PermissionDenied,
+        SealRefused,
         TooLarge,
         Cancelled,
         BadFrame,

@@ -51,6 +51,11 @@ class Limits:
     request_timeout: float = 10.0
     # HTTP: seconds an idle keep-alive connection is kept open.
     idle_timeout: float = 60.0
+    # Sealing: how far a sealed request's timestamp may be from this clock (replays older
+    # than this are refused by time, newer ones by their counter), and how many callers'
+    # data keys a server keeps at once (each with its replay window).
+    seal_window: float = 60.0
+    max_seal_grants: int = 10_000
     # Datagram transports: largest datagram sent or accepted (header and compressed payload).
     max_datagram_size: int = 8192
     # Datagram transports: seconds a receiver remembers a message id to drop retransmissions

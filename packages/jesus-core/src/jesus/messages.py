@@ -51,7 +51,8 @@ def new_corrid() -> str:
 MAX_DEADLINE_MS = 2**32 - 1
 
 # Short wire keys keep the envelope small; PROTOCOL.md lists them: c corrid, u userid,
-# f from, o reqOutTimestamp, d deadline (ms), t traceparent, h channel, e event, x extra.
+# f from, o reqOutTimestamp, d deadline (ms), t traceparent, h channel, e event, x extra,
+# s seal (the protection of a sealed request: "sign" or "encrypt").
 
 
 @dataclass(slots=True)
@@ -75,6 +76,8 @@ class Meta:
     event: str | None = None
     # Meta that plugins add (auth tokens, baggage); travels as the "x" map.
     extra: dict[str, Any] | None = None
+    # How the data is sealed ("sign" or "encrypt"), None when it is not.
+    seal: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """Compact map for the envelope; absent fields are left out."""
@@ -95,6 +98,8 @@ class Meta:
             out["e"] = self.event
         if self.extra:
             out["x"] = self.extra
+        if self.seal is not None:
+            out["s"] = self.seal
         return out
 
     @classmethod
@@ -118,6 +123,7 @@ class Meta:
             traceparent=_typed(get("t"), str, "t"),
             event=_typed(get("e"), str, "e"),
             extra=_typed(get("x"), dict, "x"),
+            seal=_typed(get("s"), str, "s"),
         )
         if meta.deadline_ms is not None and not 0 <= meta.deadline_ms <= MAX_DEADLINE_MS:
             raise ValueError(f"meta.d (deadline_ms) must be between 0 and {MAX_DEADLINE_MS}")

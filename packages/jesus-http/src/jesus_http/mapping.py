@@ -19,6 +19,7 @@ STATUS_OF = {
     "UNAVAILABLE": 503,
     "WRONG_CHANNEL": 421,
     "PERMISSION_DENIED": 403,
+    "SEAL_REFUSED": 403,
     "TOO_LARGE": 413,
     "CANCELLED": 499,
     "PROTOCOL_ERROR": 400,
@@ -52,6 +53,7 @@ META_HEADERS = {
     "traceparent": "t",
     "x-jesus-channel": "h",
     "x-jesus-event": "e",
+    "x-jesus-seal": "s",
 }
 MODE_HEADER = "x-jesus-mode"
 ERROR_HEADER = "x-jesus-error"

@@ -115,20 +115,22 @@ async def _serve(
                 stop.set()
                 return
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watch_signals)
-        async with serve_services(
-            *services,
-            registry=args.registry,
-            bind=bind,
-            drain_timeout=args.drain_timeout,
-            tls=tls,
-            allow_plaintext=args.allow_plaintext,
-        ) as node:
-            names = ", ".join(f"{s.name} {s.version}" for s in services)
-            print(f"serving {names} on {' '.join(node.endpoints.values())}", flush=True)
+    # Started outside the task group, so that a refusal to start (a JesusError) comes out
+    # as itself, not wrapped in an exception group.
+    async with serve_services(
+        *services,
+        registry=args.registry,
+        bind=bind,
+        drain_timeout=args.drain_timeout,
+        tls=tls,
+        allow_plaintext=args.allow_plaintext,
+    ) as node:
+        names = ", ".join(f"{s.name} {s.version}" for s in services)
+        print(f"serving {names} on {' '.join(node.endpoints.values())}", flush=True)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_signals)
             await stop.wait()
-        tg.cancel_scope.cancel()
+            tg.cancel_scope.cancel()
     print("stopped", file=sys.stderr, flush=True)
 
 

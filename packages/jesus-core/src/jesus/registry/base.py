@@ -16,6 +16,7 @@ class MethodRecord:
     description: str = ""
     # Every channel it is served on, in order of preference; () means just `channel`.
     channels: tuple[str, ...] = ()
+    seal: str | None = None  # "sign" or "encrypt": requests must be sealed so
 
     def __post_init__(self) -> None:
         if not self.channels:
@@ -29,6 +30,7 @@ class MethodRecord:
             "channel": self.channel,
             "channels": list(self.channels),
             "description": self.description,
+            **({"seal": self.seal} if self.seal else {}),
         }
 
     @classmethod
@@ -42,7 +44,16 @@ class MethodRecord:
             channel=raw["channel"],
             description=raw.get("description", ""),
             channels=channels_of(raw),
+            seal=seal_of(raw),
         )
+
+
+def seal_of(raw: dict[str, Any]) -> str | None:
+    """A method's or listener's `seal`: None, "sign" or "encrypt"; ValueError otherwise."""
+    seal = raw.get("seal")
+    if seal not in (None, "sign", "encrypt"):
+        raise ValueError(f"field 'seal' must be 'sign' or 'encrypt', got {seal!r}")
+    return seal
 
 
 def channels_of(raw: dict[str, Any]) -> tuple[str, ...]:
@@ -74,6 +85,7 @@ _INSTANCE_FIELDS = {
     "host": ("string", False),
     "pid": ("integer", False),
     "started_at": ("number", False),
+    "seal": ("object", False),
 }
 _METHOD_FIELDS = {
     "channel": ("string", True),
@@ -116,6 +128,8 @@ class InstanceRecord:
     pid: int = 0
     started_at: float = 0.0
     expires_at: float = 0.0
+    # The instance's sealing keys, signed by its certificate (jesus.sealing.keys).
+    seal: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         raw = asdict(self)
@@ -147,6 +161,7 @@ class InstanceRecord:
             pid=raw.get("pid", 0),
             started_at=float(raw.get("started_at", 0.0)),
             expires_at=float(raw["expires_at"]),
+            seal=dict(raw.get("seal", {})),
         )
 
 

@@ -31,11 +31,14 @@ from jesus.errors import (
 from jesus.limits import Limits
 from jesus.messages import Meta, ResponseMode
 from jesus.middleware import CallInfo, chain
+from jesus.payload import decode_payload
 from jesus.plugins import Catalog, default_catalog
 from jesus.registry.base import InstanceRecord, MethodRecord, channels_of
 from jesus.registry.open import open_registry
 from jesus.registry.resolver import Resolver
 from jesus.runtime.context import current_meta, remaining_seconds
+from jesus.sealing.envelope import CODECS
+from jesus.sealing.seal import SealedCall, Sealer, to_wire
 from jesus.security.credentials import Credentials
 from jesus.transport import OutgoingCall, TransportClient, TransportOptions
 from jesus.validation.base import schema_error
@@ -53,6 +56,19 @@ class Candidate:
     channel: Channel
     endpoint: str
     transport: TransportClient
+
+
+_STRENGTH = {None: 0, "sign": 1, "encrypt": 2}
+
+
+def _checked_seal(seal: str | None) -> str | None:
+    if seal not in _STRENGTH:
+        raise ConfigurationError(f"seal must be 'sign', 'encrypt' or None, not {seal!r}")
+    return seal
+
+
+def _stronger(a: str | None, b: str | None) -> str | None:
+    return a if _STRENGTH.get(a, 0) >= _STRENGTH.get(b, 0) else b
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -91,6 +107,8 @@ class Client:
     ) -> None:
         if tls is not None and ssl_context is None:
             ssl_context = tls.client_context()
+        self._tls = tls
+        self._sealer: Sealer | None = None  # made at the first sealed call
         self.catalog = catalog or default_catalog()
         self.name = name
         self.userid = userid
@@ -151,11 +169,14 @@ class Client:
         timeout: float | None = None,
         userid: str | None = None,
         sender: str | None = None,
+        seal: str | None = None,
     ) -> Any:
         """Call a method in its declared mode: the result for `response`, None once the
         receiver accepted the message for `ack`, None at once for `noResponse`.
-        `sender` is the name the call is made as (a Service's own calls use its name)."""
-        return await self._call(target, data, None, timeout, userid, sender)
+        `sender` is the name the call is made as (a Service's own calls use its name).
+        `seal` ("sign", "encrypt") is the least protection this call needs, whatever the
+        registry says of the method: a registry that lies cannot make it go out in clear."""
+        return await self._call(target, data, None, timeout, userid, sender, seal)
 
     async def notify(
         self,
@@ -165,9 +186,10 @@ class Client:
         timeout: float | None = None,
         userid: str | None = None,
         sender: str | None = None,
+        seal: str | None = None,
     ) -> None:
         """Fire and forget (noResponse), whatever mode the method declares."""
-        await self._call(target, data, ResponseMode.NO_RESPONSE, timeout, userid, sender)
+        await self._call(target, data, ResponseMode.NO_RESPONSE, timeout, userid, sender, seal)
 
     async def stream(
         self,
@@ -177,6 +199,7 @@ class Client:
         timeout: float | None = None,
         userid: str | None = None,
         sender: str | None = None,
+        seal: str | None = None,
     ) -> AsyncIterator[Any]:
         """Iterate a stream method's items; breaking out cancels the stream at the server."""
         service, method = split_target(target)
@@ -187,6 +210,7 @@ class Client:
         if first.method.mode is not ResponseMode.STREAM:
             raise InvalidRequest(f"{target} is declared {first.method.mode.value!r}, not 'stream'")
         meta = self._meta(ResponseMode.STREAM, first.channel, seconds, userid, sender)
+        meta.seal = _checked_seal(seal)
         self._check_request(target, first.method, data, meta)
         check = self._response_validator(first.method)
         info = CallInfo(service, method, data, meta, ResponseMode.STREAM, first.channel.name, plan)
@@ -320,7 +344,7 @@ class Client:
                     info.data,
                     info.meta.corrid,
                 )
-        call = self._outgoing(info, channel, endpoint)
+        call, _ = self._outgoing(info, channel, endpoint, record, spec.get("seal"))
         try:
             return await self._transport(channel).request(call)
         except Unavailable as exc:
@@ -368,18 +392,73 @@ class Client:
                 f"{target} did not answer within {seconds:.3f}s", corrid=meta.corrid
             ) from None
 
-    @staticmethod
-    def _outgoing(info: CallInfo, channel: Channel, endpoint: str) -> OutgoingCall:
+    def _outgoing(
+        self,
+        info: CallInfo,
+        channel: Channel,
+        endpoint: str,
+        record: InstanceRecord,
+        declared: str | None,
+    ) -> tuple[OutgoingCall, SealedCall | None]:
+        """The call as it leaves for one instance: sealed to that instance's key when the
+        method is sealed or the caller asked for it (info.meta.seal), the stronger of both."""
         ms = info.meta.deadline_ms
-        return OutgoingCall(
+        data, sealed = info.data, None
+        seal = _stronger(declared, info.meta.seal)
+        if seal is not None:
+            data, sealed = self._seal(info, channel, record, seal)
+        call = OutgoingCall(
             endpoint,
             channel,
             f"{info.service}.{info.method}",
-            info.data,
+            data,
             info.meta,
             info.mode,
             None if ms is None else anyio.current_time() + ms / 1000,
         )
+        return call, sealed
+
+    def _seal(
+        self, info: CallInfo, channel: Channel, record: InstanceRecord, seal: str
+    ) -> tuple[Any, SealedCall]:
+        target = f"{info.service}.{info.method}"
+        if self._sealer is None:
+            if self._tls is None:
+                raise ConfigurationError(
+                    f"{target} is sealed: give the client its credentials (CA, certificate, "
+                    "key): Client(tls=jesus.Credentials.load(ca, certificate, key))"
+                )
+            self._sealer = Sealer(self._tls)
+        codec = channel.spec.codec
+        if codec not in CODECS:
+            raise ConfigurationError(f"sealing carries {', '.join(CODECS)} data, not {codec}")
+        try:
+            plaintext = channel.codec.encode(info.data)
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequest(f"{target}: {codec} cannot encode the request: {exc}") from None
+        recipient = self._sealer.recipient(record.service, record.instance_id, record.seal)
+        meta = info.meta
+        meta.seal = seal
+        blob, sealed = self._sealer.seal_request(recipient, seal, codec, plaintext, target, meta)
+        return to_wire(codec, blob), sealed
+
+    def _opened(self, sealed: SealedCall, channel: Channel, value: Any, index: int) -> Any:
+        """An answer of a sealed call, checked and decoded."""
+        plaintext = Sealer.open_answer(sealed, value, index)
+        limits = self.options.limits
+        return decode_payload(channel.codec, None, plaintext, False, limits, False)[0]
+
+    async def _opened_items(
+        self, items: AsyncIterator[Any], sealed: SealedCall, channel: Channel
+    ) -> AsyncIterator[Any]:
+        index = 0
+        try:
+            async for item in items:
+                yield self._opened(sealed, channel, item, index)
+                index += 1
+        finally:
+            with anyio.CancelScope(shield=True):
+                await items.aclose()  # type: ignore[attr-defined]
 
     def _listener_channel(self, record: InstanceRecord, pattern: str) -> Channel:
         try:
@@ -450,6 +529,7 @@ class Client:
         timeout: float | None,
         userid: str | None,
         sender: str | None = None,
+        seal: str | None = None,
     ) -> Any:
         service, method = split_target(target)
         seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
@@ -459,6 +539,7 @@ class Client:
         if mode is ResponseMode.STREAM:
             raise InvalidRequest(f"{target} is a stream method: use Client.stream()")
         meta = self._meta(mode, channel, seconds, userid, sender)
+        meta.seal = _checked_seal(seal)  # the least protection asked for; see _outgoing
         self._check_request(target, method_rec, data, meta)
         info = CallInfo(service, method, data, meta, mode, channel.name, plan)
         try:
@@ -514,7 +595,11 @@ class Client:
     async def _stream_innermost(self, info: CallInfo) -> AsyncIterator[Any]:
         """Open the stream (middleware sees its opening; items flow past it)."""
         first: Candidate = info.route[0]
-        return first.transport.stream(self._outgoing(info, first.channel, first.endpoint))
+        call, sealed = self._outgoing(
+            info, first.channel, first.endpoint, first.record, first.method.seal
+        )
+        items = first.transport.stream(call)
+        return items if sealed is None else self._opened_items(items, sealed, first.channel)
 
     async def _send_innermost(self, info: CallInfo) -> Any:
         """Send to the first instance that can be reached; an instance that cannot is
@@ -522,9 +607,14 @@ class Client:
         can run a handler twice)."""
         last: Unavailable | None = None
         for candidate in info.route:
-            call = self._outgoing(info, candidate.channel, candidate.endpoint)
+            call, sealed = self._outgoing(
+                info, candidate.channel, candidate.endpoint, candidate.record, candidate.method.seal
+            )
             try:
-                return await candidate.transport.request(call)
+                result = await candidate.transport.request(call)
+                if sealed is None or info.mode is not ResponseMode.RESPONSE:
+                    return result
+                return self._opened(sealed, candidate.channel, result, 0)
             except Unavailable as exc:
                 if exc.remote or exc.may_have_run:
                     raise

@@ -5,7 +5,7 @@ reach it through a `jesus.transport.CallRunner`, which runs each call's life aro
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,13 +18,18 @@ from jesus.errors import (
     InvalidResponse,
     PermissionDenied,
     RemoteFailure,
+    SealRefused,
     UnknownMethod,
     WrongChannel,
 )
+from jesus.limits import Limits
 from jesus.messages import Meta, ResponseMode
 from jesus.middleware import CallInfo, Middleware, chain
+from jesus.payload import decode_payload
 from jesus.runtime.context import current_deadline, current_meta, proven_caller
 from jesus.runtime.service import MethodSpec, Service
+from jesus.sealing.envelope import CODEC_NAMES
+from jesus.sealing.seal import Opener, SealedCall, to_wire
 from jesus.security.caller import Caller
 from jesus.throttled_log import ThrottledLog
 from jesus.transport.contract import PreparedCall
@@ -77,8 +82,15 @@ class CallDispatcher:
         services: Iterable[Service],
         validators: ValidatorCache,
         middleware: list[Middleware] | None = None,
+        opener: Opener | None = None,
+        codecs: Mapping[str, Any] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.services = list(services)
+        # Sealed methods: the node's keys and grants, and the codecs of sealed values.
+        self.opener = opener
+        self.codecs = codecs or {}
+        self.limits = limits or Limits()
         self.methods: dict[str, MethodEntry] = {}
         for service in self.services:
             for subscription in service.listeners.values():
@@ -91,6 +103,7 @@ class CallDispatcher:
                     mode=ResponseMode.ACK,
                     channels=subscription.channels,
                     allow=subscription.allow,
+                    seal=subscription.seal,
                 )
                 self._add(service, spec, validators, response=False)
             for spec in service.methods.values():
@@ -141,6 +154,9 @@ class CallDispatcher:
                 f"{', '.join(sorted(entry.transports))}",
                 corrid=meta.corrid,
             )
+        sealed = None
+        if meta.seal is not None or entry.spec.seal is not None:
+            data, caller, sealed = self._unseal(entry, method, meta, data, caller)
         allowed = entry.spec.allow
         if allowed is not None and caller.name not in allowed:
             self._refusals.warning(
@@ -170,7 +186,40 @@ class CallDispatcher:
         deadline = None
         if meta.deadline_ms is not None:
             deadline = anyio.current_time() + meta.deadline_ms / 1000
-        return PreparedCall(entry.full_name, data, meta, deadline, entry, caller)
+        return PreparedCall(entry.full_name, data, meta, deadline, entry, caller, sealed)
+
+    def _unseal(
+        self, entry: MethodEntry, method: str, meta: Meta, data: Any, caller: Caller
+    ) -> tuple[Any, Caller, SealedCall]:
+        """Open a sealed request: the value, the caller its seal proves, the call's keys."""
+        required = entry.spec.seal
+        try:
+            if required is None:
+                raise SealRefused(f"{method} is not sealed, yet the request is")
+            if meta.seal is None:
+                raise SealRefused(f"{method} must be sealed {required!r}; the request is not")
+            assert self.opener is not None, "serve() makes an Opener for sealed methods"
+            plaintext, codec, name, sealed = self.opener.open_request(data, method, meta, required)
+        except SealRefused as exc:
+            exc.corrid = meta.corrid
+            self._refusals.warning(
+                "refused %s from %s: %s [corrid=%s]", method, caller, exc.message, meta.corrid
+            )
+            raise
+        value, _ = decode_payload(self.codecs[codec], None, plaintext, False, self.limits, False)
+        return value, Caller(name=name, proof="seal", address=caller.address), sealed
+
+    def _seal_answer(self, call: PreparedCall, value: Any, index: int) -> Any:
+        sealed: SealedCall = call.seal
+        codec = CODEC_NAMES[sealed.codec]
+        try:
+            plaintext = self.codecs[codec].encode(value)
+        except (ValueError, TypeError) as exc:
+            raise InvalidResponse(
+                f"{call.name} returned a value {codec} cannot encode: {exc}",
+                corrid=call.meta.corrid,
+            ) from None
+        return to_wire(codec, Opener.seal_answer(sealed, plaintext, index))
 
     @staticmethod
     def _info(call: PreparedCall) -> CallInfo:
@@ -193,7 +242,8 @@ class CallDispatcher:
         deadline_token = current_deadline.set(call.deadline)
         caller_token = proven_caller.set(call.caller)
         try:
-            return await self._run(self._info(call))
+            result = await self._run(self._info(call))
+            return result if call.seal is None else self._seal_answer(call, result, 0)
         except CallError as exc:
             if exc.corrid is None:
                 exc.corrid = meta.corrid
@@ -236,6 +286,7 @@ class CallDispatcher:
             raise
         except Exception as exc:
             raise _failure(call, exc) from exc
+        index = 0
         try:
             while True:
                 try:
@@ -257,6 +308,9 @@ class CallDispatcher:
                         item,
                         meta.corrid,
                     )
+                if call.seal is not None:
+                    item = self._seal_answer(call, item, index)
+                index += 1
                 yield item
         finally:
             await agen.aclose()

@@ -3,6 +3,7 @@ keep it alive with heartbeats, and on the way out deregister and drain in-flight
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -27,6 +28,7 @@ from jesus.registry.resolver import Resolver, bounded
 from jesus.runtime.client import Client
 from jesus.runtime.dispatcher import CallDispatcher
 from jesus.runtime.service import Service
+from jesus.sealing.seal import Opener
 from jesus.security.credentials import Credentials
 from jesus.transport import Server, TransportOptions
 from jesus.validation.cache import ValidatorCache
@@ -47,6 +49,19 @@ class Node:
     client: Client
     records: list[InstanceRecord] = field(default_factory=list)
     servers: dict[str, Server] = field(default_factory=dict)
+    opener: Opener | None = None  # the sealing keys, when something here is sealed
+    _register: Callable[[InstanceRecord], Awaitable[None]] | None = None
+
+    async def rotate_seal_keys(self) -> None:
+        """Replace the sealing keys now and publish the new one. Callers still sealing to
+        the previous key (until their registry cache refreshes) are served for its grace."""
+        if self.opener is None or self._register is None:
+            raise ConfigurationError("nothing served here is sealed")
+        self.opener.ring.rotate()
+        for i, record in enumerate(self.records):
+            published = self.opener.ring.published(record.service)
+            self.records[i] = dataclasses.replace(record, seal=published)
+            await self._register(self.records[i])
 
 
 @asynccontextmanager
@@ -64,6 +79,7 @@ async def serve(
     catalog: Catalog | None = None,
     allow_plaintext: Iterable[str] = (),
     tls: Credentials | None = None,
+    seal_key_lifetime: float = 3600.0,
 ) -> AsyncIterator[Node]:
     """Serve `services` until the block exits.
 
@@ -75,7 +91,9 @@ async def serve(
     is served only over the transports of its channels. Given TLS, every one of them must be
     protected (TLS, or a unix socket: file permissions and peer credentials), unless its
     transport is named in `allow_plaintext` (e.g. `["udp"]`): serve() refuses to start,
-    naming each unprotected method and channel.
+    naming each unprotected method and channel. A sealed method or listener is protected on
+    any transport; its node makes sealing keys (published in its records, signed by the
+    `tls` certificate) and replaces them every `seal_key_lifetime` seconds.
 
     Before registering, the services are checked against what runs (jesus.compat.check):
     `compatibility` is the rule for a new version of a running service ("backward", the
@@ -96,19 +114,20 @@ async def serve(
     schemes: set[str] = set()
     unprotected: list[str] = []
     plaintext = set(allow_plaintext)
+    sealed = False
     for service in services:
-        uses: list[tuple[Any, ResponseMode | None, str]]
+        uses: list[tuple[Any, ResponseMode | None, str, str | None]]
         uses = [
-            (spec, m.mode, f"{service.name}.{m.name}")
+            (spec, m.mode, f"{service.name}.{m.name}", m.seal)
             for m in service.methods.values()
             for spec in m.channels
         ]
         uses += [
-            (spec, None, f"{service.name} listener of {sub.event}")
+            (spec, None, f"{service.name} listener of {sub.event}", sub.seal)
             for sub in service.listeners.values()
             for spec in sub.channels
         ]
-        for spec, mode, what in uses:
+        for spec, mode, what, seal in uses:
             channel = resolve_channel(spec, catalog)  # fail now, naming the extra to install
             if mode is not None and mode not in channel.transport.modes:
                 able = sorted(s for s, t in catalog.transports.items() if mode in t.modes)
@@ -116,7 +135,8 @@ async def serve(
                     f"{what} is declared {mode.value!r} over {spec}, which {spec.transport} "
                     f"cannot carry; channels that can: {', '.join(able) or 'none installed'}"
                 )
-            protected = channel.transport.tls or channel.transport.local
+            protected = channel.transport.tls or channel.transport.local or seal is not None
+            sealed |= seal is not None
             if ssl_context is not None and not protected and spec.transport not in plaintext:
                 unprotected.append(f"{what} on {spec.transport}")
             schemes.add(spec.transport)
@@ -131,9 +151,19 @@ async def serve(
             raise missing("transport", scheme, catalog.transports)
         schemes.add(scheme)
 
+    opener = None
+    if sealed:
+        if tls is None:
+            raise ConfigurationError(
+                "sealed methods or listeners need the service's credentials: "
+                "serve(..., tls=jesus.Credentials.load(ca, certificate, key))"
+            )
+        opener = Opener(tls, limits.max_seal_grants, limits.seal_window, seal_key_lifetime)
     backend = open_registry(registry, catalog)
     validators = ValidatorCache(catalog.validators)
-    dispatcher = CallDispatcher(services, validators, catalog.middleware)
+    dispatcher = CallDispatcher(
+        services, validators, catalog.middleware, opener, catalog.codecs, limits
+    )
     options = TransportOptions(
         limits=limits,
         ssl_context=ssl_context,
@@ -147,6 +177,7 @@ async def serve(
         ssl_context=client_ssl_context,
         catalog=catalog,
         resolver=resolver,
+        tls=tls,
     )
     servers: list[Server] = []
     try:
@@ -157,13 +188,22 @@ async def serve(
         endpoints = {
             scheme: server.endpoint for scheme, server in zip(sorted(schemes), servers, strict=True)
         }
-        records = [_record(service, endpoints) for service in services]
+        records = [_record(service, endpoints, opener) for service in services]
+
+        async def register(record: InstanceRecord) -> None:
+            try:
+                await bounded(resolver.timeout, "register", backend.register, record, ttl)
+            except RegistryError as exc:  # the heartbeat keeps trying
+                log.warning("could not register %s yet: %s", record.service, exc)
+
         node = Node(
             list(services),
             endpoints,
             client,
             records,
             dict(zip(sorted(schemes), servers, strict=True)),
+            opener,
+            register,
         )
         for service in services:
             service.client = client
@@ -175,10 +215,9 @@ async def serve(
             for server in servers:
                 tg.start_soon(server.serve)
             for record in records:
-                try:
-                    await bounded(resolver.timeout, "register", backend.register, record, ttl)
-                except RegistryError as exc:  # the heartbeat keeps trying
-                    log.warning("could not register %s yet: %s", record.service, exc)
+                await register(record)
+            if opener is not None:
+                tg.start_soon(_rotate_keys, node)
             stop_heartbeat = await tg.start(_heartbeat, backend, records, ttl, resolver.timeout)
             log.info(
                 "serving %s on %s",
@@ -215,7 +254,7 @@ async def serve(
             await backend.aclose()
 
 
-def _record(service: Service, endpoints: dict[str, str]) -> InstanceRecord:
+def _record(service: Service, endpoints: dict[str, str], opener: Opener | None) -> InstanceRecord:
     return InstanceRecord(
         service=service.name,
         version=service.version,
@@ -228,7 +267,19 @@ def _record(service: Service, endpoints: dict[str, str]) -> InstanceRecord:
         host=os.uname().nodename,
         pid=os.getpid(),
         started_at=time.time(),
+        seal={} if opener is None else opener.ring.published(service.name),
     )
+
+
+async def _rotate_keys(node: Node) -> None:
+    """Rotate the sealing keys when the current one has served its lifetime."""
+    assert node.opener is not None
+    ring = node.opener.ring
+    while True:
+        await anyio.sleep(max(1.0, min(60.0, ring.lifetime / 4)))
+        if ring.due():
+            await node.rotate_seal_keys()
+            log.info("sealing keys rotated")
 
 
 async def _check_compatibility(

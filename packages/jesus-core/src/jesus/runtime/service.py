@@ -24,6 +24,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
+def _seal(seal: str | None, what: str) -> str | None:
+    if seal not in (None, "sign", "encrypt"):
+        raise ConfigurationError(f"{what}: seal must be 'sign', 'encrypt' or None, not {seal!r}")
+    return seal
+
+
 def _allow(callers: Iterable[str] | None, what: str) -> frozenset[str] | None:
     if callers is None:
         return None
@@ -49,6 +55,7 @@ class MethodSpec:
     channels: tuple[ChannelSpec, ...]
     description: str = ""
     allow: frozenset[str] | None = None
+    seal: str | None = None
 
     @property
     def channel(self) -> ChannelSpec:
@@ -66,6 +73,7 @@ class MethodSpec:
             channel=str(self.channel),
             description=self.description,
             channels=tuple(str(c) for c in self.channels),
+            seal=self.seal,
         )
 
 
@@ -80,6 +88,7 @@ class ListenerSpec:
     channels: tuple[ChannelSpec, ...]
     group: str
     allow: frozenset[str] | None = None
+    seal: str | None = None
 
     @property
     def channel(self) -> ChannelSpec:
@@ -91,6 +100,7 @@ class ListenerSpec:
             "channel": str(self.channel),
             "channels": [str(c) for c in self.channels],
             "group": self.group,
+            **({"seal": self.seal} if self.seal else {}),
         }
 
 
@@ -143,11 +153,14 @@ class Service:
         channel: str | Sequence[str] | None = None,
         description: str | None = None,
         allow: Iterable[str] | None = None,
+        seal: str | None = None,
     ) -> Callable[[F], F]:
         """Declare an async handler (an async generator for `mode="stream"`).
 
         `channel` is one channel or a list of them (`["tcp", "http+json"]`); the method is
-        served over those transports only. `allow` lists the services that may call it."""
+        served over those transports only. `allow` lists the services that may call it.
+        `seal="sign"` makes every request and answer carry a seal (who sent it, unaltered,
+        not replayed); `seal="encrypt"` also makes them readable only by the two ends."""
         rmode = ResponseMode(mode)
         check_schema(request)
         check_schema(response)
@@ -158,6 +171,7 @@ class Service:
             if not _NAME.match(method_name):
                 raise ConfigurationError(f"method name {method_name!r} is not valid")
             allowed = _allow(allow, f"{self.name}.{method_name}")
+            sealed = _seal(seal, f"{self.name}.{method_name}")
             if method_name in self.methods:
                 raise ConfigurationError(f"{self.name}.{method_name} is declared twice")
             is_gen = inspect.isasyncgenfunction(fn)
@@ -178,6 +192,7 @@ class Service:
                 channels=specs,
                 description=description or inspect.getdoc(fn) or "",
                 allow=allowed,
+                seal=sealed,
             )
             return fn
 
@@ -191,11 +206,13 @@ class Service:
         channel: str | Sequence[str] | None = None,
         group: str | None = None,
         allow: Iterable[str] | None = None,
+        seal: str | None = None,
     ) -> Callable[[F], F]:
         """Declare an async handler for `event` (`user.created`, or `user.*` for every event
         under `user.`). Listeners of one `group` (default: this service's name) share the
         load; each group gets every event. Published in the registry for emitters to find.
-        `allow` lists the emitting services it accepts events from."""
+        `allow` lists the emitting services it accepts events from; `seal` is as for
+        methods (an encrypted event is readable only by this group's key holders)."""
         if not event_names.valid_pattern(event):
             raise ConfigurationError(
                 f"event pattern {event!r} is not valid: dot-separated names, optionally ending in .*"
@@ -203,6 +220,7 @@ class Service:
         check_schema(schema)
         specs = parse_channels(channel, self.channel)
         allowed = _allow(allow, f"{self.name} listener of {event}")
+        sealed = _seal(seal, f"{self.name} listener of {event}")
 
         def decorate(fn: F) -> F:
             if not inspect.iscoroutinefunction(fn):
@@ -210,7 +228,7 @@ class Service:
             if event in self.listeners:
                 raise ConfigurationError(f"{self.name} listens to {event!r} twice")
             self.listeners[event] = ListenerSpec(
-                event, fn, schema, specs, group or self.name, allowed
+                event, fn, schema, specs, group or self.name, allowed, sealed
             )
             return fn
 

@@ -47,6 +47,7 @@ class PreparedCall:
     deadline: float | None
     entry: Any = None  # the handler's own record of the method; opaque to transports
     caller: Any = None  # jesus.security.caller.Caller: who it is proven to come from
+    seal: Any = None  # jesus.sealing.seal.SealedCall of a sealed call: its answers are sealed
 
 
 class CallHandler(Protocol):
