@@ -68,6 +68,7 @@ WIRE_ERRORS: dict[str, type[jesus.CallError]] = {
         jesus.Unavailable,
         jesus.WrongChannel,
         jesus.PermissionDenied,
+        jesus.SealRefused,
         jesus.TooLarge,
         jesus.Cancelled,
         jesus.BadFrame,
@@ -1040,7 +1041,73 @@ class TransportConformance:
                     await stranger.call("conf.guarded")
         assert state.calls["guarded"] == 1
 
-    # ------------------------------------------------------------ 12. TLS
+    # ------------------------------------------------------------ 12. sealed messages
+
+    def sealed_service(self) -> tuple[jesus.Service, State]:
+        svc = jesus.Service("safe", channel=self.channel)
+        state = State()
+
+        @svc.method(seal="encrypt", allow=["friend"])
+        async def secret(data: Any) -> dict[str, Any]:
+            state.calls["secret"] += 1
+            caller = jesus.current_caller()
+            return {"echo": data, "caller": None if caller is None else caller.name}
+
+        @svc.method(seal="sign")
+        async def signed(data: Any) -> Any:
+            return data
+
+        if jesus.ResponseMode.STREAM in self.modes:
+
+            @svc.method(seal="encrypt", mode="stream")
+            async def count(data: int) -> AsyncIterator[int]:
+                for i in range(data):
+                    yield i
+
+        return svc, state
+
+    async def test_sealed_calls_round_trip_and_prove_their_caller(
+        self, registry: str, tmp_path: Path
+    ) -> None:
+        pki = _pki(tmp_path, "safe", "friend")
+        svc, state = self.sealed_service()
+        async with serving(registry, svc, tls=pki("safe"), client={"tls": pki("friend")}) as (
+            _,
+            client,
+        ):
+            answer = await client.call("safe.secret", {"x": [1, "two"]})
+            assert answer == {"echo": {"x": [1, "two"]}, "caller": "friend"}
+            assert await client.call("safe.signed", "hello") == "hello"
+            if jesus.ResponseMode.STREAM in self.modes:
+                assert [i async for i in client.stream("safe.count", 4)] == [0, 1, 2, 3]
+        assert state.calls["secret"] == 1
+
+    async def test_a_sealed_method_called_unsealed_is_refused(
+        self, registry: str, tmp_path: Path
+    ) -> None:
+        """A downgrade: the registry says the method is not sealed; the server refuses the
+        plain request and its handler does not run."""
+        pki = _pki(tmp_path, "safe", "friend")
+        svc, state = self.sealed_service()
+        async with serving(registry, svc, tls=pki("safe")) as (node, _):
+            real = node.records[0]
+            methods = {
+                **real.methods,
+                "secret": dataclasses.replace(real.methods["secret"], seal=None),
+            }
+            await node.client.resolver.backend.register(
+                dataclasses.replace(real, instance_id="forged", methods=methods), 30
+            )
+            await node.client.resolver.backend.deregister(real.service, real.instance_id)
+            async with jesus.Client(registry, tls=pki("friend")) as fooled:
+                with pytest.raises(jesus.SealRefused, match="must be sealed"):
+                    await fooled.call("safe.secret", 1)
+                # The caller's own demand wins over what the registry says.
+                answer = await fooled.call("safe.secret", 2, seal="encrypt")
+                assert answer == {"echo": 2, "caller": "friend"}
+        assert state.calls["secret"] == 1
+
+    # ------------------------------------------------------------ 13. TLS
 
     async def test_tls(self, registry: str) -> None:
         if not self.tls:
@@ -1111,6 +1178,16 @@ def _client_context(ca: Any, cert: bool = False, name: str = "client") -> ssl.SS
     if cert:
         ca.issue_cert(f"{name}@jesus", common_name=name).configure_cert(ctx)
     return ctx
+
+
+def _pki(folder: Path, *names: str) -> Callable[[str], jesus.Credentials]:
+    """A development CA in `folder` and a certificate for each name."""
+    from jesus.security import devca
+
+    devca.create_ca(folder / "pki")
+    for name in names:
+        devca.issue(folder / "pki", name)
+    return lambda name: devca.credentials(folder / "pki", name)
 
 
 def _other_transport(scheme: str, mode: jesus.ResponseMode) -> str | None:
