@@ -38,7 +38,7 @@ from jesus.registry.open import open_registry
 from jesus.registry.resolver import Resolver
 from jesus.runtime.context import current_meta, remaining_seconds
 from jesus.sealing.envelope import CODECS
-from jesus.sealing.seal import SealedCall, Sealer, to_wire
+from jesus.sealing.seal import SealedCall, Sealer, open_error, to_wire
 from jesus.security.credentials import Credentials
 from jesus.transport import OutgoingCall, TransportClient, TransportOptions
 from jesus.validation.base import schema_error
@@ -87,8 +87,9 @@ class Client:
     `timeout` (seconds) is the default deadline of a call; an enclosing `anyio.fail_after`
     or the deadline of the call being handled, whichever is nearest, wins. The deadline
     travels to the server, so a nested call never outlives its parent. `tls`
-    (jesus.Credentials) trusts its CA and shows its certificate to mutual-TLS servers; or
-    give an `ssl_context`.
+    (jesus.Credentials) trusts its CA and shows its certificate to mutual-TLS servers (or
+    give an `ssl_context`), and signs sealed calls; `sealing` signs them instead, for a
+    client that seals without TLS.
     """
 
     def __init__(
@@ -104,10 +105,11 @@ class Client:
         catalog: Catalog | None = None,
         resolver: Resolver | None = None,
         tls: Credentials | None = None,
+        sealing: Credentials | None = None,
     ) -> None:
         if tls is not None and ssl_context is None:
             ssl_context = tls.client_context()
-        self._tls = tls
+        self._sealing = sealing or tls  # the certificate that signs this client's seals
         self._sealer: Sealer | None = None  # made at the first sealed call
         self.catalog = catalog or default_catalog()
         self.name = name
@@ -423,12 +425,12 @@ class Client:
     ) -> tuple[Any, SealedCall]:
         target = f"{info.service}.{info.method}"
         if self._sealer is None:
-            if self._tls is None:
+            if self._sealing is None:
                 raise ConfigurationError(
                     f"{target} is sealed: give the client its credentials (CA, certificate, "
                     "key): Client(tls=jesus.Credentials.load(ca, certificate, key))"
                 )
-            self._sealer = Sealer(self._tls)
+            self._sealer = Sealer(self._sealing)
         codec = channel.spec.codec
         if codec not in CODECS:
             raise ConfigurationError(f"sealing carries {', '.join(CODECS)} data, not {codec}")
@@ -456,6 +458,8 @@ class Client:
             async for item in items:
                 yield self._opened(sealed, channel, item, index)
                 index += 1
+        except CallError as exc:
+            raise open_error(sealed, exc) from None
         finally:
             with anyio.CancelScope(shield=True):
                 await items.aclose()  # type: ignore[attr-defined]
@@ -611,7 +615,10 @@ class Client:
                 info, candidate.channel, candidate.endpoint, candidate.record, candidate.method.seal
             )
             try:
-                result = await candidate.transport.request(call)
+                try:
+                    result = await candidate.transport.request(call)
+                except CallError as exc:
+                    raise exc if sealed is None else open_error(sealed, exc) from None
                 if sealed is None or info.mode is not ResponseMode.RESPONSE:
                     return result
                 return self._opened(sealed, candidate.channel, result, 0)

@@ -29,7 +29,7 @@ from jesus.payload import decode_payload
 from jesus.runtime.context import current_deadline, current_meta, proven_caller
 from jesus.runtime.service import MethodSpec, Service
 from jesus.sealing.envelope import CODEC_NAMES
-from jesus.sealing.seal import Opener, SealedCall, to_wire
+from jesus.sealing.seal import Opener, SealedCall, seal_error, to_wire
 from jesus.security.caller import Caller
 from jesus.throttled_log import ThrottledLog
 from jesus.transport.contract import PreparedCall
@@ -157,6 +157,23 @@ class CallDispatcher:
         sealed = None
         if meta.seal is not None or entry.spec.seal is not None:
             data, caller, sealed = self._unseal(entry, method, meta, data, caller)
+            try:
+                return self._check(entry, method, meta, data, mode, caller, sealed)
+            except CallError as exc:
+                raise seal_error(sealed, exc) from None
+        return self._check(entry, method, meta, data, mode, caller, None)
+
+    def _check(
+        self,
+        entry: MethodEntry,
+        method: str,
+        meta: Meta,
+        data: Any,
+        mode: ResponseMode,
+        caller: Caller,
+        sealed: SealedCall | None,
+    ) -> PreparedCall:
+        """The checks of a request that came by the right transport, opened if sealed."""
         allowed = entry.spec.allow
         if allowed is not None and caller.name not in allowed:
             self._refusals.warning(
@@ -247,9 +264,10 @@ class CallDispatcher:
         except CallError as exc:
             if exc.corrid is None:
                 exc.corrid = meta.corrid
-            raise
+            raise exc if call.seal is None else seal_error(call.seal, exc) from None
         except Exception as exc:
-            raise _failure(call, exc) from exc
+            failure = _failure(call, exc)
+            raise failure if call.seal is None else seal_error(call.seal, failure) from exc
         finally:
             current_meta.reset(token)
             current_deadline.reset(deadline_token)
@@ -272,8 +290,21 @@ class CallDispatcher:
     async def _open_generator(self, info: CallInfo) -> Any:
         return self.methods[f"{info.service}.{info.method}"].spec.handler(info.data)
 
-    async def open_stream(self, call: PreparedCall) -> AsyncIterator[Any]:
-        """Yield the handler's items, each checked; errors come out as CallError."""
+    def open_stream(self, call: PreparedCall) -> AsyncIterator[Any]:
+        """The handler's items, each checked (and sealed); errors come out as CallError."""
+        return self._items(call) if call.seal is None else self._sealed_items(call)
+
+    async def _sealed_items(self, call: PreparedCall) -> AsyncIterator[Any]:
+        items = self._items(call)
+        try:
+            async for item in items:
+                yield item
+        except CallError as exc:
+            raise seal_error(call.seal, exc) from None
+        finally:
+            await items.aclose()  # type: ignore[attr-defined]
+
+    async def _items(self, call: PreparedCall) -> AsyncIterator[Any]:
         meta = call.meta
         entry: MethodEntry = call.entry
         # The runner gives each stream a task of its own, so the context need not be reset.

@@ -79,6 +79,7 @@ async def serve(
     catalog: Catalog | None = None,
     allow_plaintext: Iterable[str] = (),
     tls: Credentials | None = None,
+    sealing: Credentials | None = None,
     seal_key_lifetime: float = 3600.0,
 ) -> AsyncIterator[Node]:
     """Serve `services` until the block exits.
@@ -93,7 +94,8 @@ async def serve(
     transport is named in `allow_plaintext` (e.g. `["udp"]`): serve() refuses to start,
     naming each unprotected method and channel. A sealed method or listener is protected on
     any transport; its node makes sealing keys (published in its records, signed by the
-    `tls` certificate) and replaces them every `seal_key_lifetime` seconds.
+    certificate of `sealing`, which defaults to `tls`) and replaces them every
+    `seal_key_lifetime` seconds.
 
     Before registering, the services are checked against what runs (jesus.compat.check):
     `compatibility` is the rule for a new version of a running service ("backward", the
@@ -151,14 +153,16 @@ async def serve(
             raise missing("transport", scheme, catalog.transports)
         schemes.add(scheme)
 
+    sealing = sealing or tls
     opener = None
     if sealed:
-        if tls is None:
+        if sealing is None:
             raise ConfigurationError(
                 "sealed methods or listeners need the service's credentials: "
-                "serve(..., tls=jesus.Credentials.load(ca, certificate, key))"
+                "serve(..., tls=jesus.Credentials.load(ca, certificate, key)), or sealing= "
+                "to seal without TLS"
             )
-        opener = Opener(tls, limits.max_seal_grants, limits.seal_window, seal_key_lifetime)
+        opener = Opener(sealing, limits.max_seal_grants, limits.seal_window, seal_key_lifetime)
     backend = open_registry(registry, catalog)
     validators = ValidatorCache(catalog.validators)
     dispatcher = CallDispatcher(
@@ -178,6 +182,7 @@ async def serve(
         catalog=catalog,
         resolver=resolver,
         tls=tls,
+        sealing=sealing,
     )
     servers: list[Server] = []
     try:

@@ -38,7 +38,9 @@ _U64 = struct.Struct(">Q")
 _HEAD = struct.Struct(">BBB")
 _GRANT_HEAD = struct.Struct(">B16s8sQ")
 _COUNTERS = struct.Struct(">QQ")
-MAX_ITEMS = 1 << 24  # answers per call: the index is 3 bytes of the nonce
+# Answers per call: the index is 3 bytes of the nonce; the last index is the error's.
+ERROR_INDEX = (1 << 24) - 1
+MAX_ITEMS = ERROR_INDEX
 
 
 class SealFormatError(ValueError):

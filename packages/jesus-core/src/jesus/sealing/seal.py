@@ -6,6 +6,7 @@ them. Meta stays readable (a relay routes by it) but its fields that matter are 
 from __future__ import annotations
 
 import base64
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from jesus.errors import ConfigurationError, SealRefused
+from jesus.errors import CallError, ConfigurationError, SealRefused
 from jesus.messages import Meta
 from jesus.sealing import envelope
 from jesus.sealing.grants import GrantBook, GrantCache, GrantRefused
@@ -73,6 +74,34 @@ def _aad(head: bytes, grant_id: bytes, counter: int, ts: int, method: str, meta:
     )
 
 
+def seal_error(call: SealedCall, error: CallError) -> CallError:
+    """`error` as a sealed call answers it: its message and details move into a seal (only
+    the caller reads them, and knows they came from the recipient); the code stays readable.
+    A signed call keeps its message readable too."""
+    text = json.dumps({"message": error.message, "details": error.details}, default=repr)
+    blob = Opener.seal_answer(call, text.encode(), envelope.ERROR_INDEX)
+    if call.protection == envelope.ENCRYPT:
+        error.message = "sealed"
+    error.details = {"sealed": base64.b64encode(blob).decode()}
+    return error
+
+
+def open_error(call: SealedCall, error: CallError) -> CallError:
+    """The error a sealed call got, opened. An error with no seal came from before the
+    recipient opened the request (a transport, a refused seal): it is returned as it is."""
+    details = error.details
+    if not (isinstance(details, dict) and set(details) == {"sealed"}):
+        return error
+    text = Sealer.open_answer(call, details["sealed"], envelope.ERROR_INDEX)
+    try:
+        opened = json.loads(text)
+        error.message, error.details = str(opened["message"]), opened.get("details")
+    except (ValueError, KeyError, TypeError):
+        raise SealRefused("the sealed error does not read", corrid=error.corrid) from None
+    error.args = (error.message,)
+    return error
+
+
 class Sealer:
     """The caller's end: needs a certificate (it signs the grants) and trust anchors (it
     checks the recipients' published keys)."""
@@ -115,6 +144,7 @@ class Sealer:
 
     @staticmethod
     def open_answer(call: SealedCall, value: Any, index: int = 0) -> bytes:
+        """An answer's plaintext; raises SealRefused unless it is this call's, at `index`."""
         try:
             protection, codec, body = envelope.unpack_answer(from_wire(value))
         except envelope.SealFormatError as exc:
@@ -180,7 +210,7 @@ class Opener:
 
     @staticmethod
     def seal_answer(call: SealedCall, plaintext: bytes, index: int = 0) -> bytes:
-        if index >= envelope.MAX_ITEMS:
+        if index > envelope.ERROR_INDEX:
             raise SealRefused(f"a sealed call answers at most {envelope.MAX_ITEMS} items")
         head = bytes((envelope.VERSION, call.protection, call.codec))
         aad = envelope.answer_aad(head, call.grant_id, call.counter, index)
