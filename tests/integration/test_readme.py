@@ -63,3 +63,42 @@ def test_readme_cli_lines(tmp_path: Path) -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
+
+
+def readme_block(name: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    (block,) = (b for b in re.findall(r"```python\n(.*?)```", text, re.S) if f"# {name}" in b)
+    return block
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_readme_security_examples_run(tmp_path: Path, backend: str) -> None:
+    """vault.py and ledger.py as written, with certificates made as the README makes them."""
+    from jesus.security import devca
+
+    devca.create_ca(tmp_path / "certs")
+    for name in ("calc", "billing", "vault", "ledger"):
+        devca.issue(tmp_path / "certs", name)
+    outputs = {}
+    for name in ("vault.py", "ledger.py"):
+        code = readme_block(name).replace(
+            "anyio.run(main)", f"anyio.run(main, backend={backend!r})"
+        )
+        (tmp_path / name).write_text(code)
+        env = {**os.environ, "JESUS_REGISTRY": f"embedded://{tmp_path / name}-reg"}
+        result = subprocess.run(
+            [sys.executable, name],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs[name] = result.stdout.splitlines()
+    assert outputs["vault.py"] == ["billing (tls): 42", "open", "'calc' may not call vault.balance"]
+    assert outputs["ledger.py"] == [
+        "{'by': 'billing', 'amount': 5}",
+        "payment of 5",
+        "['ledger']",
+    ]
