@@ -36,6 +36,8 @@ _ANSWER_AAD = b"jesus-seal-v1 answer\x00"
 _U16 = struct.Struct(">H")
 _U64 = struct.Struct(">Q")
 _HEAD = struct.Struct(">BBB")
+_REQUEST_HEAD = struct.Struct(">BBBH")  # version, protection, codec, grant length
+_AAD_NUMBERS = struct.Struct(">QQBH")  # counter, timestamp, mode, method length
 _GRANT_HEAD = struct.Struct(">B16s8sQ")
 _COUNTERS = struct.Struct(">QQ")
 # Answers per call: the index is 3 bytes of the nonce; the last index is the error's.
@@ -140,18 +142,21 @@ def pack_request(
 
 
 def unpack_request(raw: bytes) -> SealedRequest:
-    reader = _Reader(raw)
-    version, protection, codec = _HEAD.unpack(reader.take(_HEAD.size))
+    if len(raw) < _REQUEST_HEAD.size:
+        raise SealFormatError("truncated")
+    version, protection, codec, length = _REQUEST_HEAD.unpack_from(raw)
     if version != VERSION:
         raise SealFormatError(f"seal version {version} is not {VERSION}")
     if protection not in NAMES or codec not in CODEC_NAMES:
         raise SealFormatError("unknown protection or codec")
-    grant = reader.prefixed()
-    counter, timestamp_ms = _COUNTERS.unpack(reader.take(_COUNTERS.size))
-    body = raw[reader.pos :]
-    if len(body) < TAG:
+    end = _REQUEST_HEAD.size + length
+    if len(raw) < end + _COUNTERS.size + TAG:
         raise SealFormatError("truncated")
-    return SealedRequest(protection, codec, grant, counter, timestamp_ms, body)
+    counter, timestamp_ms = _COUNTERS.unpack_from(raw, end)
+    body = raw[end + _COUNTERS.size :]
+    return SealedRequest(
+        protection, codec, raw[_REQUEST_HEAD.size : end], counter, timestamp_ms, body
+    )
 
 
 def pack_answer(protection: int, codec: int, body: bytes) -> bytes:
@@ -167,11 +172,6 @@ def unpack_answer(raw: bytes) -> tuple[int, int, bytes]:
     return protection, codec, raw[_HEAD.size :]
 
 
-def _field(text: str | None) -> bytes:
-    data = (text or "").encode()
-    return _U16.pack(len(data)) + data
-
-
 def request_aad(
     head: bytes,
     grant_id: bytes,
@@ -182,19 +182,26 @@ def request_aad(
     mode: int,
     userid: str | None,
     sender: str | None,
+    event: str | None,
 ) -> bytes:
     """What a request's tag covers besides its body: `head` is its first 3 bytes."""
+    name, cid = method.encode(), corrid.encode()
+    user, frm, evt = (userid or "").encode(), (sender or "").encode(), (event or "").encode()
     return b"".join(
         (
             _REQUEST_AAD,
             head,
             grant_id,
-            _COUNTERS.pack(counter, timestamp_ms),
-            bytes([mode]),
-            _field(method),
-            _field(corrid),
-            _field(userid),
-            _field(sender),
+            _AAD_NUMBERS.pack(counter, timestamp_ms, mode, len(name)),
+            name,
+            _U16.pack(len(cid)),
+            cid,
+            _U16.pack(len(user)),
+            user,
+            _U16.pack(len(frm)),
+            frm,
+            _U16.pack(len(evt)),
+            evt,
         )
     )
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hpke
@@ -92,27 +91,30 @@ class GrantCache:
         self.trust = trust
         self.capacity = capacity
         self.window_ms = int(window_s * 1000)
-        self._grants: OrderedDict[bytes, IncomingGrant] = OrderedDict()
+        # By the grant's bytes: a grant is signed, so equal bytes are the grant once checked.
+        self._grants: dict[bytes, IncomingGrant] = {}
+        self._by_id: dict[bytes, IncomingGrant] = {}
 
     def open(self, raw: bytes, now_ms: int) -> IncomingGrant:
         """The accepted grant `raw`; raises GrantRefused or envelope.SealFormatError."""
-        grant = envelope.unpack_grant(raw)
-        known = self._grants.get(grant.grant_id)
+        known = self._grants.get(raw)  # the same bytes: accepted before, nothing to check
         if known is not None:
-            if known.raw != raw:
+            return known
+        grant = envelope.unpack_grant(raw)
+        known = self._by_id.get(grant.grant_id)
+        if known is not None:
+            # Other bytes under a known id: only the signature's encoding may differ (an
+            # ECDSA signature has two), and the grant keeps its one replay window.
+            if envelope.unpack_grant(known.raw).signed != grant.signed:
                 raise GrantRefused("a different grant under a known grant id")
-            self._grants.move_to_end(grant.grant_id)
+            self._check_signature(grant)
             return known
         if grant.expires * 1000 + self.window_ms < now_ms:
             raise GrantRefused("the grant has expired")
         key = self.ring.find(grant.key_id)
         if key is None:
             raise GrantRefused("sealed to a key this service does not hold (retired?)")
-        try:
-            name, leaf = self.trust.verify(grant.certificates)
-            check_signature(leaf, grant.signature, envelope.GRANT_CONTEXT + grant.signed)
-        except UntrustedCertificate as exc:
-            raise GrantRefused(f"the caller's {exc}") from None
+        name = self._check_signature(grant)
         try:
             data_key = SUITE.decrypt(
                 grant.wrapped, key.private, info=envelope.HPKE_INFO + key.key_id
@@ -125,16 +127,27 @@ class GrantCache:
         accepted = IncomingGrant(
             grant.grant_id, raw, ChaCha20Poly1305(data_key), name, grant.expires
         )
-        self._grants[grant.grant_id] = accepted
+        self._grants[raw] = accepted
+        self._by_id[grant.grant_id] = accepted
         return accepted
+
+    def _check_signature(self, grant: envelope.Grant) -> str:
+        """The caller's name, once its chain and its signature of the grant hold."""
+        try:
+            name, leaf = self.trust.verify(grant.certificates)
+            check_signature(leaf, grant.signature, envelope.GRANT_CONTEXT + grant.signed)
+        except UntrustedCertificate as exc:
+            raise GrantRefused(f"the caller's {exc}") from None
+        return name
 
     def _make_room(self, now_ms: int) -> None:
         if len(self._grants) < self.capacity:
             return
         stale = now_ms - self.window_ms
-        for grant_id, grant in list(self._grants.items()):  # oldest use first
+        for raw, grant in list(self._grants.items()):  # oldest first
             if grant.newest_ms < stale:
-                del self._grants[grant_id]
+                del self._grants[raw]
+                del self._by_id[grant.grant_id]
                 if len(self._grants) < self.capacity:
                     return
         raise GrantRefused(

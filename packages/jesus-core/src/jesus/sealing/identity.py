@@ -41,7 +41,7 @@ class Trust:
             certificates = [x509.load_der_x509_certificate(c) for c in chain]
             verifier = verification.PolicyBuilder().store(self._store).time(now)
             verifier.build_client_verifier().verify(certificates[0], certificates[1:])
-        except (ValueError, verification.VerificationError) as exc:
+        except Exception as exc:  # any certificate that does not parse or verify
             raise UntrustedCertificate(f"certificate not trusted: {exc}") from None
         leaf = certificates[0]
         name = common_name(leaf)

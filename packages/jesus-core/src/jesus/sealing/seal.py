@@ -70,7 +70,16 @@ def _open(aead: ChaCha20Poly1305, protection: int, nonce: bytes, aad: bytes, bod
 
 def _aad(head: bytes, grant_id: bytes, counter: int, ts: int, method: str, meta: Meta) -> bytes:
     return envelope.request_aad(
-        head, grant_id, counter, ts, method, meta.corrid, meta.mode.wire, meta.userid, meta.sender
+        head,
+        grant_id,
+        counter,
+        ts,
+        method,
+        meta.corrid,
+        meta.mode.wire,
+        meta.userid,
+        meta.sender,
+        meta.event,
     )
 
 
@@ -114,7 +123,11 @@ class Sealer:
     def recipient(self, service: str, instance_id: str, seal: Any) -> RecipientKey:
         """The checked key of one instance, from its record's `seal` field."""
         cached = self._recipients.get((service, instance_id))
-        if cached is not None and cached[0] == seal and cached[1].not_after > time.time():
+        if (
+            cached is not None
+            and (cached[0] is seal or cached[0] == seal)
+            and cached[1].not_after > time.time()
+        ):
             return cached[1]
         try:
             key = check_published(seal, service, self.trust)
