@@ -134,6 +134,8 @@ class InstanceRecord:
     def to_json(self) -> dict[str, Any]:
         raw = asdict(self)
         raw["methods"] = {name: m.to_json() for name, m in self.methods.items()}
+        if not self.seal:
+            del raw["seal"]  # absent: nothing here is sealed
         return raw
 
     @classmethod

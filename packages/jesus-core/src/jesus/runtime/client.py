@@ -251,9 +251,11 @@ class Client:
         timeout: float | None = None,
         userid: str | None = None,
         sender: str | None = None,
+        seal: str | None = None,
     ) -> list[str]:
         """Deliver `event` to every listener group: one live instance of each (spread over
         them), or every instance with `broadcast=True`, over the channel each listener chose.
+        Sealed listeners get it sealed to their instance; `seal` seals it at least so for all.
 
         `mode="noResponse"` sends and returns; `mode="ack"` returns once every group has
         acknowledged, trying other instances of a group up to `retries` times, and raises
@@ -265,6 +267,7 @@ class Client:
             raise ConfigurationError(f"event name {event!r} is not valid")
         if rmode not in (ResponseMode.NO_RESPONSE, ResponseMode.ACK):
             raise ConfigurationError("an event is emitted as noResponse or ack")
+        _checked_seal(seal)
         if schema is not None and self.validate:
             check = self.validators.get(schema)
             if check is not None and not check.is_valid(data):
@@ -299,6 +302,7 @@ class Client:
                     channel = self._listener_channel(record, pattern)
                     meta = self._meta(rmode, channel, seconds, userid, sender)
                     meta.event = event
+                    meta.seal = seal
                     info = CallInfo(
                         record.service,
                         event_names.listener_method(pattern),
@@ -346,9 +350,12 @@ class Client:
                     info.data,
                     info.meta.corrid,
                 )
-        call, _ = self._outgoing(info, channel, endpoint, record, spec.get("seal"))
+        call, sealed = self._outgoing(info, channel, endpoint, record, spec.get("seal"))
         try:
-            return await self._transport(channel).request(call)
+            try:
+                return await self._transport(channel).request(call)
+            except CallError as exc:
+                raise exc if sealed is None else open_error(sealed, exc) from None
         except Unavailable as exc:
             if not exc.remote and not exc.may_have_run:
                 self.resolver.mark_failed(record)

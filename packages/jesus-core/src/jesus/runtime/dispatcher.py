@@ -224,7 +224,8 @@ class CallDispatcher:
             )
             raise
         value, _ = decode_payload(self.codecs[codec], None, plaintext, False, self.limits, False)
-        return value, Caller(name=name, proof="seal", address=caller.address), sealed
+        proven = Caller(name, "seal", caller.uid, caller.pid, caller.address)
+        return value, proven, sealed
 
     def _seal_answer(self, call: PreparedCall, value: Any, index: int) -> Any:
         sealed: SealedCall = call.seal

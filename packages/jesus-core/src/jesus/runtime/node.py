@@ -28,6 +28,7 @@ from jesus.registry.resolver import Resolver, bounded
 from jesus.runtime.client import Client
 from jesus.runtime.dispatcher import CallDispatcher
 from jesus.runtime.service import Service
+from jesus.sealing.envelope import CODECS as SEALED_CODECS
 from jesus.sealing.seal import Opener
 from jesus.security.credentials import Credentials
 from jesus.transport import Server, TransportOptions
@@ -136,6 +137,11 @@ async def serve(
                 raise ConfigurationError(
                     f"{what} is declared {mode.value!r} over {spec}, which {spec.transport} "
                     f"cannot carry; channels that can: {', '.join(able) or 'none installed'}"
+                )
+            if seal is not None and spec.codec not in SEALED_CODECS:
+                raise ConfigurationError(
+                    f"{what} is sealed over {spec}: sealing carries "
+                    f"{' and '.join(SEALED_CODECS)} data, not {spec.codec}"
                 )
             protected = channel.transport.tls or channel.transport.local or seal is not None
             sealed |= seal is not None

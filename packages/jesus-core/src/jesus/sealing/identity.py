@@ -39,7 +39,17 @@ class Trust:
             return known[0], known[1]
         try:
             certificates = [x509.load_der_x509_certificate(c) for c in chain]
-            verifier = verification.PolicyBuilder().store(self._store).time(now)
+            # The chain, its validity and the CA rules of the Web PKI; not the leaf's key
+            # usages, which are TLS's (a server certificate may say serverAuth only).
+            verifier = (
+                verification.PolicyBuilder()
+                .store(self._store)
+                .time(now)
+                .extension_policies(
+                    ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
+                    ee_policy=verification.ExtensionPolicy.permit_all(),
+                )
+            )
             verifier.build_client_verifier().verify(certificates[0], certificates[1:])
         except Exception as exc:  # any certificate that does not parse or verify
             raise UntrustedCertificate(f"certificate not trusted: {exc}") from None

@@ -88,7 +88,7 @@ def seal_error(call: SealedCall, error: CallError) -> CallError:
     the caller reads them, and knows they came from the recipient); the code stays readable.
     A signed call keeps its message readable too."""
     text = json.dumps({"message": error.message, "details": error.details}, default=repr)
-    blob = Opener.seal_answer(call, text.encode(), envelope.ERROR_INDEX)
+    blob = _seal_at(call, text.encode(), envelope.ERROR_INDEX)
     if call.protection == envelope.ENCRYPT:
         error.message = "sealed"
     error.details = {"sealed": base64.b64encode(blob).decode()}
@@ -223,11 +223,16 @@ class Opener:
 
     @staticmethod
     def seal_answer(call: SealedCall, plaintext: bytes, index: int = 0) -> bytes:
-        if index > envelope.ERROR_INDEX:
+        """The answer at `index` (0 for a result, 0, 1, 2... for stream items)."""
+        if index >= envelope.MAX_ITEMS:  # the last index is the error's
             raise SealRefused(f"a sealed call answers at most {envelope.MAX_ITEMS} items")
-        head = bytes((envelope.VERSION, call.protection, call.codec))
-        aad = envelope.answer_aad(head, call.grant_id, call.counter, index)
-        nonce = envelope.answer_nonce(call.counter, index)
-        return envelope.pack_answer(
-            call.protection, call.codec, _seal(call.aead, call.protection, nonce, aad, plaintext)
-        )
+        return _seal_at(call, plaintext, index)
+
+
+def _seal_at(call: SealedCall, plaintext: bytes, index: int) -> bytes:
+    head = bytes((envelope.VERSION, call.protection, call.codec))
+    aad = envelope.answer_aad(head, call.grant_id, call.counter, index)
+    nonce = envelope.answer_nonce(call.counter, index)
+    return envelope.pack_answer(
+        call.protection, call.codec, _seal(call.aead, call.protection, nonce, aad, plaintext)
+    )
