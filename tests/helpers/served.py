@@ -20,3 +20,19 @@ def _udp_only() -> object:
 
 
 pinger = _udp_only()
+
+
+def _sealed() -> object:
+    import jesus
+
+    svc = jesus.Service("ledger", channel="udp")
+
+    @svc.method(seal="encrypt", allow=["billing"])
+    async def record(data: object) -> dict[str, object]:
+        caller = jesus.current_caller()
+        return {"by": caller.name if caller else None, "entry": data}
+
+    return svc
+
+
+ledger = _sealed()

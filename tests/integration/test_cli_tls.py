@@ -72,3 +72,44 @@ def test_a_development_ca_and_mutual_tls_from_the_command_line(
     assert udp.returncode == 1
     assert "pinger.ping on udp" in udp.stderr and "allow_plaintext" in udp.stderr
     assert "Traceback" not in udp.stderr
+
+
+def test_jesus_call_reaches_a_sealed_method_with_its_certificate(
+    tmp_path: Path, registry: str
+) -> None:
+    certs = tmp_path / "certs"
+    assert run("ca", "init", "--dir", str(certs)).returncode == 0
+    for name in ("ledger", "billing"):
+        assert run("ca", "issue", name, "--dir", str(certs)).returncode == 0
+    ca = str(certs / "ca.pem")
+    mine = ("--ca", ca, "--cert", str(certs / "ledger.pem"), "--key", str(certs / "ledger.key"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JESUS_REGISTRY": registry}
+    server = subprocess.Popen(
+        [*JESUS, "serve", "tests.helpers.served:ledger", *mine],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().startswith("serving ledger")
+        billing = (
+            "--ca",
+            ca,
+            "--cert",
+            str(certs / "billing.pem"),
+            "--key",
+            str(certs / "billing.key"),
+        )
+        good = run("call", "ledger.record", '{"amount": 5}', *billing, registry=registry)
+        assert good.returncode == 0, good.stderr
+        assert json.loads(good.stdout) == {"by": "billing", "entry": {"amount": 5}}
+        bare = run("call", "ledger.record", '{"amount": 5}', registry=registry)
+        assert bare.returncode == 1 and "is sealed: give the client its credentials" in bare.stderr
+        listing = run("services", registry=registry)
+        assert "ledger.record  [response sealed encrypt] over udp+msgpack+none" in listing.stdout
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)

@@ -240,7 +240,10 @@ def services(args: argparse.Namespace) -> int:
         for scheme, endpoint in record.endpoints.items():
             print(f"    {scheme:<6} {endpoint}")
         for name, m in sorted(record.methods.items()):
-            print(f"  {record.service}.{name}  [{m.mode.value}] over {', '.join(m.channels)}")
+            sealed = f" sealed {m.seal}" if m.seal else ""
+            print(
+                f"  {record.service}.{name}  [{m.mode.value}{sealed}] over {', '.join(m.channels)}"
+            )
             if m.description:
                 print(f"      {m.description.splitlines()[0]}")
             print(f"      request:  {json.dumps(m.request)}")
