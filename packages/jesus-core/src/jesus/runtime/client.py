@@ -137,6 +137,11 @@ class Client:
         self._tg: TaskGroup | None = None
         self._stack = contextlib.AsyncExitStack()
 
+    def use_sealing(self, credentials: Credentials) -> None:
+        """Seal further calls with these credentials (a renewed certificate)."""
+        self._sealing = credentials
+        self._sealer = None
+
     async def __aenter__(self) -> Client:
         self._stack = contextlib.AsyncExitStack()
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())

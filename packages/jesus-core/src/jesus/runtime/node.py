@@ -52,6 +52,19 @@ class Node:
     servers: dict[str, Server] = field(default_factory=dict)
     opener: Opener | None = None  # the sealing keys, when something here is sealed
     _register: Callable[[InstanceRecord], Awaitable[None]] | None = None
+    # The TLS contexts serve() made from `tls` (server, client): reload_credentials renews them.
+    _contexts: tuple[Any, Any] = (None, None)
+
+    async def reload_credentials(self, credentials: Credentials) -> None:
+        """Take renewed certificates without a restart: new TLS handshakes (both ways) show
+        the new certificate, the node's own calls seal with it, and, when something here is
+        sealed, new sealing keys signed by it are published. Connections already open and
+        callers still sealing to the previous key carry on."""
+        credentials.reload_into(*self._contexts)
+        self.client.use_sealing(credentials)
+        if self.opener is not None:
+            self.opener.reload(credentials)
+            await self.rotate_seal_keys()
 
     async def rotate_seal_keys(self) -> None:
         """Replace the sealing keys now and publish the new one. Callers still sealing to
@@ -109,9 +122,14 @@ async def serve(
         raise ConfigurationError("on_incompatible must be 'refuse' or 'warn'")
     if not services:
         raise ConfigurationError("serve() needs at least one service")
+    contexts: tuple[Any, Any] = (None, None)
     if tls is not None:
-        ssl_context = ssl_context or tls.server_context()
-        client_ssl_context = client_ssl_context or tls.client_context()
+        if ssl_context is None:
+            ssl_context = tls.server_context()
+            contexts = (ssl_context, contexts[1])
+        if client_ssl_context is None:
+            client_ssl_context = tls.client_context()
+            contexts = (contexts[0], client_ssl_context)
     catalog = catalog or default_catalog()
     limits = limits or Limits()
     schemes: set[str] = set()
@@ -215,6 +233,7 @@ async def serve(
             dict(zip(sorted(schemes), servers, strict=True)),
             opener,
             register,
+            contexts,
         )
         for service in services:
             service.client = client

@@ -187,6 +187,13 @@ class Opener:
         self.window_ms = int(window * 1000)
         self.grants = GrantCache(self.ring, trust, max_grants, window)
 
+    def reload(self, credentials: Credentials) -> None:
+        """Sign new keys with another certificate, and check callers against its CA file
+        (grants already accepted stay valid until they expire). Rotate the keys after."""
+        signer, trust = signer_and_trust(credentials, "a service with sealed methods")
+        self.ring.signer = signer
+        self.trust = self.grants.trust = trust
+
     def open_request(
         self, value: Any, method: str, meta: Meta, required: str
     ) -> tuple[bytes, str, str, SealedCall]:

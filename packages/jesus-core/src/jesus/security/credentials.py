@@ -81,6 +81,18 @@ class Credentials:
             self._load_chain(context)
         return context
 
+    def reload_into(self, server: ssl.SSLContext | None, client: ssl.SSLContext | None) -> None:
+        """Put these credentials into contexts already in use: their next handshakes take
+        them, connections already open keep theirs. CA certificates are added to what the
+        contexts trust (OpenSSL cannot remove one); during a change of CA, trust both."""
+        for context in (server, client):
+            if context is None:
+                continue
+            if self.certificate is not None:
+                self._load_chain(context)
+            if self.ca is not None:
+                context.load_verify_locations(cafile=str(self.ca))
+
     def _load_chain(self, context: ssl.SSLContext) -> None:
         try:
             context.load_cert_chain(str(self.certificate), str(self.key))
