@@ -12,6 +12,19 @@ from pathlib import Path
 from tests.integration.test_cli import JESUS, ROOT, run
 
 
+def jesus_serve(target: str, registry: str, *options: str) -> subprocess.Popen[str]:
+    """`jesus serve TARGET OPTIONS...` in its own process, as a user starts it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JESUS_REGISTRY": registry}
+    return subprocess.Popen(
+        [*JESUS, "serve", target, *options],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_a_development_ca_and_mutual_tls_from_the_command_line(
     tmp_path: Path, registry: str
 ) -> None:
@@ -28,13 +41,8 @@ def test_a_development_ca_and_mutual_tls_from_the_command_line(
 
     ca, cert, key = (str(certs / f) for f in ("ca.pem", "calc.pem", "calc.key"))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JESUS_REGISTRY": registry}
-    server = subprocess.Popen(
-        [*JESUS, "serve", "tests.helpers.served:calc", "--ca", ca, "--cert", cert, "--key", key],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    server = jesus_serve(
+        "tests.helpers.served:calc", registry, "--ca", ca, "--cert", cert, "--key", key
     )
     try:
         assert server.stdout is not None
@@ -83,15 +91,7 @@ def test_jesus_call_reaches_a_sealed_method_with_its_certificate(
         assert run("ca", "issue", name, "--dir", str(certs)).returncode == 0
     ca = str(certs / "ca.pem")
     mine = ("--ca", ca, "--cert", str(certs / "ledger.pem"), "--key", str(certs / "ledger.key"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JESUS_REGISTRY": registry}
-    server = subprocess.Popen(
-        [*JESUS, "serve", "tests.helpers.served:ledger", *mine],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server = jesus_serve("tests.helpers.served:ledger", registry, *mine)
     try:
         assert server.stdout is not None
         assert server.stdout.readline().startswith("serving ledger")
