@@ -232,12 +232,15 @@ class FakeRegistry:
         self.gate = anyio.Event()
         self.gate.set()
         self.fail = False
+        self.crash: Exception | None = None  # a client library's own bug
 
     async def list_instances(self, service: str | None = None) -> list[InstanceRecord]:
         self.asked += 1
         await self.gate.wait()
         if self.fail:
             raise jesus.RegistryError("down")
+        if self.crash is not None:
+            raise self.crash
         return [r for r in self.listing if service in (None, r.service)]
 
     def close_gate(self) -> None:
@@ -414,6 +417,22 @@ async def test_a_failing_refresh_is_retried_after_the_refresh_interval_not_at_ev
             await settle(resolver)
         assert fake.asked == asked + 1
         assert caplog.text.count("registry unavailable, using cached instances") == 1
+
+
+async def test_a_backend_that_crashes_is_a_registry_error_not_a_dead_client() -> None:
+    """pymemcache once raised AttributeError reading a socket closed under it, in a
+    background refresh: that took the whole client down. Anything a backend raises is a
+    RegistryError, and a refresh that meets one keeps the cached route."""
+    fake = FakeRegistry(live("a", "1"))
+    async with bound(Resolver(fake, refresh=0.0)) as resolver:
+        route = await resolver.pick("a")
+        fake.crash = AttributeError("'NoneType' object has no attribute 'recv'")
+        for _ in range(5):
+            assert await resolver.pick("a") == route  # stale, refreshed in the background
+            await settle(resolver)
+        resolver.forget("a")
+        with pytest.raises(jesus.RegistryError, match="AttributeError"):
+            await resolver.pick("a")
 
 
 async def test_a_node_registers_again_at_once_when_its_record_vanishes(registry: str) -> None:

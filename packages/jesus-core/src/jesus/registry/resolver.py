@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-from jesus.errors import RegistryError, ServiceNotFound
+from jesus.errors import JesusError, RegistryError, ServiceNotFound
 from jesus.registry.base import InstanceRecord, RegistryBackend
 
 log = logging.getLogger("jesus.registry")
@@ -34,9 +34,18 @@ async def bounded(timeout: float, what: str, op: Callable[..., Awaitable[T]], *a
     """`await op(*args)`, or RegistryError once `timeout` seconds have passed.
 
     A backend that blocks in a worker thread is only interrupted when the thread returns, so
-    such a backend bounds its own operations too (memcached: its socket timeouts)."""
+    such a backend bounds its own operations too (memcached: its socket timeouts). Whatever
+    else a backend raises is a RegistryError too: its client library's own bugs (pymemcache
+    reading a socket closed under it) must not stop a caller or a heartbeat."""
     with anyio.move_on_after(timeout):
-        return await op(*args)
+        try:
+            return await op(*args)
+        except JesusError:
+            raise
+        except Exception as exc:
+            raise RegistryError(
+                f"the registry failed ({what}): {type(exc).__name__}: {exc}"
+            ) from exc
     raise RegistryError(f"the registry did not answer ({what}) within {timeout:g}s")
 
 
