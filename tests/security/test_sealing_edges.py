@@ -123,3 +123,36 @@ async def test_a_server_only_certificate_can_publish_sealing_keys(
         jesus.Client(registry, sealing=pki.creds("billing")) as client,
     ):
         assert await client.call("vault.ping") == "pong"
+
+
+async def test_a_sealed_request_is_bounded_at_both_ends(
+    registry: str, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server opens a seal on its event loop before it knows the seal is good, so it
+    opens no more than MAX_SEALED bytes; the client says so before sending."""
+    from jesus.runtime import client as client_module
+    from jesus.sealing.envelope import MAX_SEALED
+
+    svc = jesus.Service("vault", channel="tcp")
+    ran: list[int] = []
+
+    @svc.method(seal="encrypt")
+    async def store(data: str) -> int:
+        ran.append(len(data))
+        return len(data)
+
+    async with (
+        jesus.serve(svc, registry=registry, sealing=pki.creds("vault")),
+        jesus.Client(registry, sealing=pki.creds("billing")) as client,
+    ):
+        fits = "x" * (MAX_SEALED - 2048)
+        assert await client.call("vault.store", fits) == len(fits)
+        too_big = "x" * (MAX_SEALED + 1)
+        with pytest.raises(jesus.TooLarge) as local:
+            await client.call("vault.store", too_big)
+        assert not local.value.remote
+        monkeypatch.setattr(client_module, "MAX_SEALED", 10 * MAX_SEALED)
+        with pytest.raises(jesus.TooLarge, match="carries at most") as remote:
+            await client.call("vault.store", too_big)
+        assert remote.value.remote
+    assert ran == [len(fits)]

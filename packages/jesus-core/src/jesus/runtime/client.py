@@ -25,6 +25,7 @@ from jesus.errors import (
     InvalidRequest,
     InvalidResponse,
     ServiceNotFound,
+    TooLarge,
     Unavailable,
     UnknownMethod,
 )
@@ -37,7 +38,7 @@ from jesus.registry.base import InstanceRecord, MethodRecord, channels_of
 from jesus.registry.open import open_registry
 from jesus.registry.resolver import Resolver
 from jesus.runtime.context import current_meta, remaining_seconds
-from jesus.sealing.envelope import CODECS
+from jesus.sealing.envelope import CODECS, MAX_SEALED
 from jesus.sealing.seal import SealedCall, Sealer, open_error, to_wire
 from jesus.security.credentials import Credentials
 from jesus.transport import OutgoingCall, TransportClient, TransportOptions
@@ -454,7 +455,12 @@ class Client:
         meta = info.meta
         meta.seal = seal
         blob, sealed = self._sealer.seal_request(recipient, seal, codec, plaintext, target, meta)
-        return to_wire(codec, blob), sealed
+        value = to_wire(codec, blob)
+        if len(value) > MAX_SEALED:
+            raise TooLarge(
+                f"{target}: a sealed request carries at most {MAX_SEALED} bytes, not {len(value)}"
+            )
+        return value, sealed
 
     def _opened(self, sealed: SealedCall, channel: Channel, value: Any, index: int) -> Any:
         """An answer of a sealed call, checked and decoded."""

@@ -19,6 +19,7 @@ from jesus.errors import (
     PermissionDenied,
     RemoteFailure,
     SealRefused,
+    TooLarge,
     UnknownMethod,
     WrongChannel,
 )
@@ -28,7 +29,7 @@ from jesus.middleware import CallInfo, Middleware, chain
 from jesus.payload import decode_payload
 from jesus.runtime.context import current_deadline, current_meta, proven_caller
 from jesus.runtime.service import MethodSpec, Service
-from jesus.sealing.envelope import CODEC_NAMES
+from jesus.sealing.envelope import CODEC_NAMES, MAX_SEALED
 from jesus.sealing.seal import Opener, SealedCall, seal_error, to_wire
 from jesus.security.caller import Caller
 from jesus.throttled_log import ThrottledLog
@@ -216,6 +217,13 @@ class CallDispatcher:
             if meta.seal is None:
                 raise SealRefused(f"{method} must be sealed {required!r}; the request is not")
             assert self.opener is not None, "serve() makes an Opener for sealed methods"
+            if isinstance(data, bytes | str) and len(data) > MAX_SEALED:
+                # Opened on the event loop, before the seal is known good: bounded, so that
+                # no peer can stall the loop with a large forged one.
+                raise TooLarge(
+                    f"a sealed request carries at most {MAX_SEALED} bytes, not {len(data)}",
+                    corrid=meta.corrid,
+                )
             plaintext, codec, name, sealed = self.opener.open_request(data, method, meta, required)
         except SealRefused as exc:
             exc.corrid = meta.corrid

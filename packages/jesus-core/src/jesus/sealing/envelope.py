@@ -22,7 +22,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from jesus.payload import HEAVY
+
 VERSION = 1
+# The largest sealed request a server opens (as bytes, or base64 text on json channels): as
+# much as it decodes on the event loop for a plain request before moving to a thread, since
+# the seal is opened on the loop and a forged one costs its full decryption.
+MAX_SEALED = HEAVY
 SIGN, ENCRYPT = 1, 2
 PROTECTIONS = {"sign": SIGN, "encrypt": ENCRYPT}
 NAMES = {v: k for k, v in PROTECTIONS.items()}
