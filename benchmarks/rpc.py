@@ -1,5 +1,6 @@
-"""RPC throughput and latency: jesus (tcp+msgpack, validation on) beside grpc.aio and a raw
-asyncio protocol, servers and client in separate processes, on loopback.
+"""RPC throughput and latency: jesus (tcp+msgpack, validation on; and a row with validation
+off) beside grpc.aio, aiohttp and a raw asyncio protocol, servers and client in separate
+processes, on loopback.
 
     .venv/bin/python benchmarks/rpc.py                 # all stacks, concurrency 1 and 64
     .venv/bin/python benchmarks/rpc.py --repeat 5 --duration 3
@@ -37,6 +38,7 @@ STACKS = {
     "raw-asyncio": "asyncio",
     "grpc.aio": "asyncio",
     "jesus": "asyncio",
+    "jesus-novalidate": "asyncio",
     "jesus-uvloop": "asyncio+uvloop",
     "jesus-trio": "trio",
     "aiohttp": "asyncio",
@@ -46,6 +48,7 @@ SERVER_OF = {
     "raw-asyncio": "raw",
     "grpc.aio": "grpc",
     "jesus": "jesus",
+    "jesus-novalidate": "jesus",
     "jesus-uvloop": "jesus",
     "jesus-trio": "jesus",
     "aiohttp": "aiohttp",
@@ -87,9 +90,12 @@ async def client_for(stack: str, port: int, registry: str) -> AsyncIterator[Any]
     else:
         import jesus
 
-        target = "bench.call_http" if stack == "jesus-http" else "bench.call"
-        async with jesus.Client(registry) as client:
-            yield partial(client.call, target, stacks.REQUEST)
+        # jesus-novalidate: the same envelope and path, no schema at either end, so that
+        # the envelope's cost shows apart from the validator's.
+        target = {"jesus-http": "bench.call_http", "jesus-novalidate": "bench.call_unchecked"}
+        validate = stack != "jesus-novalidate"
+        async with jesus.Client(registry, validate=validate) as client:
+            yield partial(client.call, target.get(stack, "bench.call"), stacks.REQUEST)
         return
     try:
         yield call
