@@ -56,7 +56,8 @@ class ClientConnection:
         # Calls in flight the server accepts on this connection (from its HELLO).
         self.max_inflight = self.limits.max_inflight_calls
         self._new_future = future_factory()
-        self._deadlines: dict[int, float] = {}  # stream id -> deadline, calls in flight only
+        self._deadlines: dict[int, float] = {}  # stream id -> deadline, of calls and streams
+        self._expired: set[int] = set()  # streams whose deadline passed
         self._next_expiry = math.inf
         self._deadline_added = anyio.Event()
 
@@ -256,6 +257,9 @@ class ClientConnection:
                         self.writer.write(self.proto.send_cancel(sid))
                         if not future.done():
                             future.set_exception(DeadlineExceeded("no answer before the deadline"))
+                    elif sid in self.streams:  # wake its consumer, which sends the CANCEL
+                        self._expired.add(sid)
+                        self._to_stream(sid, (_ERROR, DeadlineExceeded("stream past its deadline")))
                 elif deadline < earliest:
                     earliest = deadline
             self._next_expiry = earliest
@@ -268,12 +272,25 @@ class ClientConnection:
         sid, frame = self._open(call, ResponseMode.STREAM)
         send, receive = anyio.create_memory_object_stream[tuple[int, Any]](window + 2)
         self.streams[sid] = send
+        deadline = call.deadline
+        if deadline is not None:
+            self._deadlines[sid] = deadline
+            if deadline < self._next_expiry:
+                self._deadline_added.set()
         self.writer.write(frame)
         consumed = 0
         finished = False
+        clock = anyio.current_time
         try:
             while True:
-                kind, value = await receive.receive()
+                # The deadline is this loop's (and the expiry task's, while it waits): a
+                # cancel scope per item would cost more than the item.
+                if deadline is not None and (sid in self._expired or clock() >= deadline):
+                    raise DeadlineExceeded("stream past its deadline", corrid=meta.corrid)
+                try:
+                    kind, value = receive.receive_nowait()  # items already here: no wait
+                except anyio.WouldBlock:
+                    kind, value = await receive.receive()
                 if kind == _ITEM:
                     consumed += 1
                     if consumed >= max(1, window // 2):
@@ -290,6 +307,8 @@ class ClientConnection:
                     raise value
         finally:
             self.streams.pop(sid, None)
+            self._deadlines.pop(sid, None)
+            self._expired.discard(sid)
             send.close()
             receive.close()
             if not finished and sid in self.proto.open_streams:
@@ -298,6 +317,9 @@ class ClientConnection:
 
 class StreamClient:
     """The TransportClient of the tcp and unix transports: a pool of multiplexed connections."""
+
+    # It ends a stream at its call's deadline itself (jesus.transport.contract).
+    stream_deadlines = True
 
     def __init__(
         self, connect: Connector, options: TransportOptions, task_group: TaskGroup

@@ -224,14 +224,21 @@ class Client:
         info = CallInfo(service, method, data, meta, ResponseMode.STREAM, first.channel.name, plan)
         items = await self._open_stream(info)
         # No cancel scope may span a yield (the consumer runs between items), so the deadline
-        # is applied to each wait for the next item.
+        # is applied to each wait for the next item, unless the transport ends a stream at
+        # its deadline itself (a scope per item costs more than the item).
+        own_deadline = getattr(first.transport, "stream_deadlines", False)
         try:
             while True:
-                with self._deadline(seconds, target, meta, started):
+                with self._deadline(None if own_deadline else seconds, target, meta, started):
                     try:
                         item = await items.__anext__()
                     except StopAsyncIteration:
                         return
+                    except DeadlineExceeded as exc:
+                        if not exc.remote:
+                            exc.message = f"{target} did not answer within {seconds or 0:.3f}s"
+                            exc.args = (exc.message,)
+                        raise
                 if check is not None and not check.is_valid(item):
                     raise schema_error(
                         InvalidResponse,

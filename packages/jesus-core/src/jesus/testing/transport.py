@@ -682,6 +682,20 @@ class TransportConformance:
             assert 0 < len(received) < 1000
             await wait_until(lambda: state.stream_stopped == 1)
 
+    async def test_a_stream_that_never_pauses_still_ends_at_its_deadline(
+        self, registry: str
+    ) -> None:
+        """Items keep arriving (no wait in which a timer could fire): the deadline holds."""
+        self.needs(jesus.ResponseMode.STREAM)
+        svc, state = self.service()
+        async with serving(registry, svc) as (_, client):
+            began = anyio.current_time()
+            with anyio.fail_after(10), pytest.raises(jesus.DeadlineExceeded, match="0.300s"):
+                async for _ in client.stream("conf.count", {"n": 10**9}, timeout=0.3):
+                    pass
+            assert anyio.current_time() - began < 5
+            await wait_until(lambda: state.stream_stopped == 1)
+
     # ------------------------------------------------------------ 6. back-pressure
 
     async def test_a_stalled_consumer_keeps_the_server_bounded(self, registry: str) -> None:

@@ -114,7 +114,12 @@ class Server(Protocol):
 
 
 class TransportClient(Protocol):
-    """Sends calls to endpoints, pooling connections as it sees fit."""
+    """Sends calls to endpoints, pooling connections as it sees fit.
+
+    A client whose `stream()` itself raises DeadlineExceeded once `call.deadline` passes (and
+    cancels the stream at the server) says so with a class attribute `stream_deadlines =
+    True`; the core then spares a cancel scope per item. Without it, the core applies the
+    deadline to each wait for an item."""
 
     async def request(self, call: OutgoingCall) -> Any:
         """Send one call. For RESPONSE return the result; for ACK and NO_RESPONSE, None.
