@@ -60,6 +60,7 @@ class Candidate:
 
 
 _STRENGTH = {None: 0, "sign": 1, "encrypt": 2}
+_NO_GUARD = contextlib.nullcontext()
 
 
 def _checked_seal(seal: str | None) -> str | None:
@@ -229,7 +230,10 @@ class Client:
         own_deadline = getattr(first.transport, "stream_deadlines", False)
         try:
             while True:
-                with self._deadline(None if own_deadline else seconds, target, meta, started):
+                guard = (
+                    _NO_GUARD if own_deadline else self._deadline(seconds, target, meta, started)
+                )
+                with guard:
                     try:
                         item = await items.__anext__()
                     except StopAsyncIteration:
