@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -170,6 +170,24 @@ def wait_ready(port: int, registry: str, kind: str, timeout: float = 20) -> None
     raise SystemExit(f"{kind} server did not start")
 
 
+@contextlib.contextmanager
+def servers_running(script: str, kinds: set[str], registry: str) -> Iterator[dict[str, int]]:
+    """`python SCRIPT --serve KIND PORT REGISTRY`, one process per kind, each on a free
+    port once it accepts; yields kind -> port, and stops them after."""
+    running: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
+    try:
+        for kind in sorted(kinds):
+            port = free_port()
+            proc = subprocess.Popen([sys.executable, script, "--serve", kind, str(port), registry])
+            running[kind] = (port, proc)
+            wait_ready(port, registry, kind)
+        yield {kind: port for kind, (port, _) in running.items()}
+    finally:
+        for _, proc in running.values():
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -190,20 +208,12 @@ def main() -> int:
     chosen = [s for s in args.stacks.split(",") if s]
     levels = [int(c) for c in args.concurrency.split(",")]
     registry = f"embedded://{tempfile.mkdtemp(prefix='jesus-bench-')}"
-    servers: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
-    try:
-        for kind in sorted({SERVER_OF[s] for s in chosen}):
-            port = free_port()
-            proc = subprocess.Popen(
-                [sys.executable, __file__, "--serve", kind, str(port), registry]
-            )
-            servers[kind] = (port, proc)
-            wait_ready(port, registry, kind)
-        results: dict[tuple[str, int], list[dict[str, float]]] = {}
+    results: dict[tuple[str, int], list[dict[str, float]]] = {}
+    with servers_running(__file__, {SERVER_OF[s] for s in chosen}, registry) as ports:
         for round_ in range(args.repeat):
             for concurrency in levels:
                 for stack in chosen:
-                    port = servers[SERVER_OF[stack]][0]
+                    port = ports[SERVER_OF[stack]]
                     r = run_measure(stack, port, registry, concurrency, args.duration)
                     results.setdefault((stack, concurrency), []).append(r)
                     print(
@@ -212,10 +222,6 @@ def main() -> int:
                         file=sys.stderr,
                         flush=True,
                     )
-    finally:
-        for _, proc in servers.values():
-            proc.terminate()
-            proc.wait(timeout=10)
     report(results, chosen, levels, args)
     return 0
 

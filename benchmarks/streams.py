@@ -15,7 +15,6 @@ import asyncio
 import os
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -187,24 +186,16 @@ def main() -> int:
             anyio.run(jesus_server, registry, int(port))
         return 0
     sys.path.insert(0, str(Path(__file__).parent))
-    from rpc import free_port, wait_ready
+    from rpc import servers_running
 
     chosen = [s for s in args.stacks.split(",") if s]
     registry = f"embedded://{tempfile.mkdtemp(prefix='jesus-bench-')}"
-    servers: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
     results: dict[str, list[tuple[float, float]]] = {}
-    try:
-        for kind in sorted({"raw" if s == "raw-asyncio" else "jesus" for s in chosen}):
-            port = free_port()
-            proc = subprocess.Popen(
-                [sys.executable, __file__, "--serve", kind, str(port), registry]
-            )
-            servers[kind] = (port, proc)
-            wait_ready(port, registry, kind)
+    kind_of = {stack: "raw" if stack == "raw-asyncio" else "jesus" for stack in chosen}
+    with servers_running(__file__, set(kind_of.values()), registry) as ports:
         for round_ in range(args.repeat):
             for stack in chosen:
-                port = servers["raw" if stack == "raw-asyncio" else "jesus"][0]
-                rate, first = measure(stack, port, registry, args.items)
+                rate, first = measure(stack, ports[kind_of[stack]], registry, args.items)
                 results.setdefault(stack, []).append((rate, first))
                 print(
                     f"round {round_ + 1}/{args.repeat} {stack:<13} {rate:>11,.0f} items/s, "
@@ -212,10 +203,6 @@ def main() -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-    finally:
-        for _, proc in servers.values():
-            proc.terminate()
-            proc.wait(timeout=10)
     print(
         f"\nmedian of {args.repeat} streams of {args.items:,} items; python "
         f"{sys.version.split()[0]}, {os.cpu_count()} cores; command: python "
