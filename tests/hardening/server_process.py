@@ -15,8 +15,8 @@ The service, every method with schemas `True`:
 
 - `echo(data)` returns `data`, and `slow_size(data)` sleeps SLOW_SECONDS then returns the size
   of `data` (so a large request is held in flight while its answer stays small); both are
-  declared on the first CHANNEL, but a server serves any method on any of its transports, so
-  raw clients reach them over every transport;
+  declared on the first CHANNEL and served only there (a call to them over another transport
+  is still read and decoded, then refused WRONG_CHANNEL);
 - `echo_<transport>` for each CHANNEL, declared on it: what a well-behaved `jesus.Client`
   calls to probe that transport (`hard.echo_tcp`, `hard.echo_udp`, `hard.echo_http`).
 
