@@ -156,3 +156,37 @@ async def test_a_sealed_request_is_bounded_at_both_ends(
             await client.call("vault.store", too_big)
         assert remote.value.remote
     assert ran == [len(fits)]
+
+
+async def test_a_sealed_stream_cut_short_on_the_way_is_noticed(registry: str, pki: Pki) -> None:
+    """A relay may drop a stream's last items and forge its (unsealed) END: the sealed end
+    the server sends before END is missing, and the caller says so."""
+    import msgpack
+
+    from jesus.messages import Meta, ResponseMode
+    from jesus.sealing.seal import Opener, Sealer
+
+    opener, sealer = Opener(pki.creds("vault")), Sealer(pki.creds("billing"))
+    key = sealer.recipient("vault", "one", opener.ring.published("vault"))
+    meta = Meta(mode=ResponseMode.STREAM)
+    blob, caller_side = sealer.seal_request(key, "encrypt", "msgpack", b"\x03", "vault.x", meta)
+    *_, server_side = opener.open_request(blob, "vault.x", meta, "encrypt")
+    items = [Opener.seal_answer(server_side, msgpack.packb(i), i) for i in range(3)]
+    end = Opener.seal_end(server_side)
+    client = jesus.Client(registry)
+    channel = client._channel("tcp+msgpack")
+
+    async def read(values: list[bytes]) -> list[Any]:
+        async def arriving() -> Any:
+            for value in values:
+                yield value
+
+        return [x async for x in client._opened_items(arriving(), caller_side, channel)]
+
+    assert await read([*items, end]) == [0, 1, 2]
+    with pytest.raises(jesus.SealRefused, match="cut short"):
+        await read(items[:2])
+    with pytest.raises(jesus.SealRefused, match="after the sealed end"):
+        await read([items[0], end, items[1]])
+    with pytest.raises(jesus.SealRefused):
+        await read([items[1], items[0], items[2], end])  # reordered

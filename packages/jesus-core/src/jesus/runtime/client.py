@@ -24,6 +24,7 @@ from jesus.errors import (
     EventNotDelivered,
     InvalidRequest,
     InvalidResponse,
+    SealRefused,
     ServiceNotFound,
     TooLarge,
     Unavailable,
@@ -483,15 +484,29 @@ class Client:
         self, items: AsyncIterator[Any], sealed: SealedCall, channel: Channel
     ) -> AsyncIterator[Any]:
         index = 0
+        ended = False
         try:
             async for item in items:
-                yield self._opened(sealed, channel, item, index)
+                if ended:
+                    raise SealRefused("an item came after the sealed end of the stream")
+                try:
+                    value = self._opened(sealed, channel, item, index)
+                except SealRefused:
+                    if not Sealer.is_end(sealed, item):
+                        raise
+                    ended = True
+                    continue
+                yield value
                 index += 1
         except CallError as exc:
             raise open_error(sealed, exc) from None
         finally:
             with anyio.CancelScope(shield=True):
                 await items.aclose()  # type: ignore[attr-defined]
+        if not ended:
+            raise SealRefused(
+                "the sealed stream ended without its sealed end: cut short on the way?"
+            )
 
     def _listener_channel(self, record: InstanceRecord, pattern: str) -> Channel:
         try:

@@ -312,6 +312,8 @@ class CallDispatcher:
             raise seal_error(call.seal, exc) from None
         finally:
             await items.aclose()  # type: ignore[attr-defined]
+        sealed: SealedCall = call.seal
+        yield to_wire(CODEC_NAMES[sealed.codec], Opener.seal_end(sealed))
 
     async def _items(self, call: PreparedCall) -> AsyncIterator[Any]:
         meta = call.meta

@@ -46,9 +46,12 @@ _REQUEST_HEAD = struct.Struct(">BBBH")  # version, protection, codec, grant leng
 _AAD_NUMBERS = struct.Struct(">QQBH")  # counter, timestamp, mode, method length
 _GRANT_HEAD = struct.Struct(">B16s8sQ")
 _COUNTERS = struct.Struct(">QQ")
-# Answers per call: the index is 3 bytes of the nonce; the last index is the error's.
+# Answers per call: the index is 3 bytes of the nonce. The last index is the error's; the one
+# before it, the end of a stream (an empty answer sent before END, so that a stream cut short
+# on the way is noticed).
 ERROR_INDEX = (1 << 24) - 1
-MAX_ITEMS = ERROR_INDEX
+END_INDEX = ERROR_INDEX - 1
+MAX_ITEMS = END_INDEX
 
 
 class SealFormatError(ValueError):

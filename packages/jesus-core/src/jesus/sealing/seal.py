@@ -156,6 +156,14 @@ class Sealer:
         return blob, SealedCall(grant.aead, grant.grant_id, counter, prot, codec_id)
 
     @staticmethod
+    def is_end(call: SealedCall, value: Any) -> bool:
+        """Whether a stream item is the sealed end of `call`'s stream."""
+        try:
+            return Sealer.open_answer(call, value, envelope.END_INDEX) == b""
+        except SealRefused:
+            return False
+
+    @staticmethod
     def open_answer(call: SealedCall, value: Any, index: int = 0) -> bytes:
         """An answer's plaintext; raises SealRefused unless it is this call's, at `index`."""
         try:
@@ -231,9 +239,14 @@ class Opener:
     @staticmethod
     def seal_answer(call: SealedCall, plaintext: bytes, index: int = 0) -> bytes:
         """The answer at `index` (0 for a result, 0, 1, 2... for stream items)."""
-        if index >= envelope.MAX_ITEMS:  # the last index is the error's
+        if index >= envelope.MAX_ITEMS:  # the last indexes are the end's and the error's
             raise SealRefused(f"a sealed call answers at most {envelope.MAX_ITEMS} items")
         return _seal_at(call, plaintext, index)
+
+    @staticmethod
+    def seal_end(call: SealedCall) -> bytes:
+        """The last item of a sealed stream, before END: proof that nothing was cut off."""
+        return _seal_at(call, b"", envelope.END_INDEX)
 
 
 def _seal_at(call: SealedCall, plaintext: bytes, index: int) -> bytes:
