@@ -190,3 +190,30 @@ async def test_a_sealed_stream_cut_short_on_the_way_is_noticed(registry: str, pk
         await read([items[0], end, items[1]])
     with pytest.raises(jesus.SealRefused):
         await read([items[1], items[0], items[2], end])  # reordered
+
+
+async def test_a_seal_that_is_not_sign_or_encrypt_is_refused_everywhere(registry: str) -> None:
+    """One rule (jesus.sealing.envelope.strength) for a declaration, a record and a call."""
+    from jesus.registry.base import MethodRecord
+
+    svc = jesus.Service("vault")
+
+    async def handler(data: Any) -> None: ...
+
+    with pytest.raises(jesus.ConfigurationError, match=r"vault\.handler: seal must be"):
+        svc.method(seal="encrypted")(handler)
+    with pytest.raises(jesus.ConfigurationError, match="seal must be"):
+        svc.listener("vault.opened", seal="yes")(handler)
+    with pytest.raises(ValueError, match="field 'seal'"):
+        MethodRecord.from_json({"channel": "tcp", "seal": "none"})
+
+    @svc.method()
+    async def ping(data: Any) -> str:
+        return "pong"
+
+    async with jesus.serve(svc, registry=registry), jesus.Client(registry) as client:
+        with pytest.raises(jesus.ConfigurationError, match="seal must be"):
+            await client.call("vault.ping", seal="strong")
+        with pytest.raises(jesus.ConfigurationError, match="seal must be"):
+            await client.emit("vault.x", seal="strong")
+        assert await client.call("vault.ping") == "pong"

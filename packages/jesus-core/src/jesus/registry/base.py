@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from jesus.messages import ResponseMode
+from jesus.sealing.envelope import strength
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,10 @@ class MethodRecord:
 def seal_of(raw: dict[str, Any]) -> str | None:
     """A method's or listener's `seal`: None, "sign" or "encrypt"; ValueError otherwise."""
     seal = raw.get("seal")
-    if seal not in (None, "sign", "encrypt"):
-        raise ValueError(f"field 'seal' must be 'sign' or 'encrypt', got {seal!r}")
+    try:
+        strength(seal)
+    except ValueError as exc:
+        raise ValueError(f"field 'seal': {exc}") from None
     return seal
 
 

@@ -39,7 +39,7 @@ from jesus.registry.base import InstanceRecord, MethodRecord, channels_of
 from jesus.registry.open import open_registry
 from jesus.registry.resolver import Resolver
 from jesus.runtime.context import current_meta, remaining_seconds
-from jesus.sealing.envelope import CODECS, MAX_SEALED
+from jesus.sealing.envelope import CODECS, MAX_SEALED, strength
 from jesus.sealing.seal import SealedCall, Sealer, open_error, to_wire
 from jesus.security.credentials import Credentials
 from jesus.transport import OutgoingCall, TransportClient, TransportOptions
@@ -60,18 +60,19 @@ class Candidate:
     transport: TransportClient
 
 
-_STRENGTH = {None: 0, "sign": 1, "encrypt": 2}
 _NO_GUARD = contextlib.nullcontext()
 
 
 def _checked_seal(seal: str | None) -> str | None:
-    if seal not in _STRENGTH:
-        raise ConfigurationError(f"seal must be 'sign', 'encrypt' or None, not {seal!r}")
+    try:
+        strength(seal)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
     return seal
 
 
 def _stronger(a: str | None, b: str | None) -> str | None:
-    return a if _STRENGTH.get(a, 0) >= _STRENGTH.get(b, 0) else b
+    return a if strength(a) >= strength(b) else b
 
 
 def split_target(target: str) -> tuple[str, str]:

@@ -102,11 +102,12 @@ async def serve(
     unnamed schemes get a free local address. `tls` (jesus.Credentials: CA, certificate,
     key) turns on TLS for both ends: listeners show the certificate and, given a CA, require
     client certificates it signed (mutual TLS); the services' own calls show it too. Or give
-    the contexts: `ssl_context` for the listeners, `client_ssl_context` for outgoing calls. A method or listener
-    is served only over the transports of its channels. Given TLS, every one of them must be
-    protected (TLS, or a unix socket: file permissions and peer credentials), unless its
-    transport is named in `allow_plaintext` (e.g. `["udp"]`): serve() refuses to start,
-    naming each unprotected method and channel. A sealed method or listener is protected on
+    the contexts: `ssl_context` for the listeners, `client_ssl_context` for outgoing calls.
+
+    A method or listener is served only over the transports of its channels. Given TLS,
+    every one of them must be protected (TLS, or a unix socket: file permissions and peer
+    credentials), unless its transport is named in `allow_plaintext` (e.g. `["udp"]`):
+    serve() refuses to start, naming each unprotected method and channel. A sealed method or listener is protected on
     any transport; its node makes sealing keys (published in its records, signed by the
     certificate of `sealing`, which defaults to `tls`) and replaces them every
     `seal_key_lifetime` seconds.
@@ -122,56 +123,17 @@ async def serve(
         raise ConfigurationError("on_incompatible must be 'refuse' or 'warn'")
     if not services:
         raise ConfigurationError("serve() needs at least one service")
-    contexts: tuple[Any, Any] = (None, None)
+    made_server = made_client = None  # the contexts made here, which reload_credentials renews
     if tls is not None:
         if ssl_context is None:
-            ssl_context = tls.server_context()
-            contexts = (ssl_context, contexts[1])
+            ssl_context = made_server = tls.server_context()
         if client_ssl_context is None:
-            client_ssl_context = tls.client_context()
-            contexts = (contexts[0], client_ssl_context)
+            client_ssl_context = made_client = tls.client_context()
     catalog = catalog or default_catalog()
     limits = limits or Limits()
-    schemes: set[str] = set()
-    unprotected: list[str] = []
-    plaintext = set(allow_plaintext)
-    sealed = False
-    for service in services:
-        uses: list[tuple[Any, ResponseMode | None, str, str | None]]
-        uses = [
-            (spec, m.mode, f"{service.name}.{m.name}", m.seal)
-            for m in service.methods.values()
-            for spec in m.channels
-        ]
-        uses += [
-            (spec, None, f"{service.name} listener of {sub.event}", sub.seal)
-            for sub in service.listeners.values()
-            for spec in sub.channels
-        ]
-        for spec, mode, what, seal in uses:
-            channel = resolve_channel(spec, catalog)  # fail now, naming the extra to install
-            if mode is not None and mode not in channel.transport.modes:
-                able = sorted(s for s, t in catalog.transports.items() if mode in t.modes)
-                raise ConfigurationError(
-                    f"{what} is declared {mode.value!r} over {spec}, which {spec.transport} "
-                    f"cannot carry; channels that can: {', '.join(able) or 'none installed'}"
-                )
-            if seal is not None and spec.codec not in SEALED_CODECS:
-                raise ConfigurationError(
-                    f"{what} is sealed over {spec}: sealing carries "
-                    f"{' and '.join(SEALED_CODECS)} data, not {spec.codec}"
-                )
-            protected = channel.transport.tls or channel.transport.local or seal is not None
-            sealed |= seal is not None
-            if ssl_context is not None and not protected and spec.transport not in plaintext:
-                unprotected.append(f"{what} on {spec.transport}")
-            schemes.add(spec.transport)
-    if unprotected:
-        raise ConfigurationError(
-            "TLS was given, but these would be served unprotected (their transport carries "
-            "no TLS): " + "; ".join(unprotected) + ". Serve them over a protected channel, "
-            "or name their transports in allow_plaintext to serve them so anyway"
-        )
+    schemes, sealed = _check_declarations(
+        services, catalog, protect=ssl_context is not None, plaintext=set(allow_plaintext)
+    )
     for scheme in bind or {}:
         if scheme not in catalog.transports:
             raise missing("transport", scheme, catalog.transports)
@@ -233,7 +195,7 @@ async def serve(
             dict(zip(sorted(schemes), servers, strict=True)),
             opener,
             register,
-            contexts,
+            (made_server, made_client),
         )
         for service in services:
             service.client = client
@@ -282,6 +244,55 @@ async def serve(
                 service.client = None
             await client.aclose()
             await backend.aclose()
+
+
+def _check_declarations(
+    services: tuple[Service, ...], catalog: Catalog, protect: bool, plaintext: set[str]
+) -> tuple[set[str], bool]:
+    """The transports the services' channels need, and whether anything is sealed. Raises
+    ConfigurationError, naming what to change: a channel not installed, a mode its transport
+    cannot carry, a sealed codec sealing does not carry, or (`protect`: TLS was given) a
+    method or listener that would be served unprotected."""
+    schemes: set[str] = set()
+    unprotected: list[str] = []
+    sealed = False
+    for service in services:
+        uses: list[tuple[Any, ResponseMode | None, str, str | None]]
+        uses = [
+            (spec, m.mode, f"{service.name}.{m.name}", m.seal)
+            for m in service.methods.values()
+            for spec in m.channels
+        ]
+        uses += [
+            (spec, None, f"{service.name} listener of {sub.event}", sub.seal)
+            for sub in service.listeners.values()
+            for spec in sub.channels
+        ]
+        for spec, mode, what, seal in uses:
+            channel = resolve_channel(spec, catalog)  # fail now, naming the extra to install
+            if mode is not None and mode not in channel.transport.modes:
+                able = sorted(s for s, t in catalog.transports.items() if mode in t.modes)
+                raise ConfigurationError(
+                    f"{what} is declared {mode.value!r} over {spec}, which {spec.transport} "
+                    f"cannot carry; channels that can: {', '.join(able) or 'none installed'}"
+                )
+            if seal is not None and spec.codec not in SEALED_CODECS:
+                raise ConfigurationError(
+                    f"{what} is sealed over {spec}: sealing carries "
+                    f"{' and '.join(SEALED_CODECS)} data, not {spec.codec}"
+                )
+            protected = channel.transport.tls or channel.transport.local or seal is not None
+            sealed |= seal is not None
+            if protect and not protected and spec.transport not in plaintext:
+                unprotected.append(f"{what} on {spec.transport}")
+            schemes.add(spec.transport)
+    if unprotected:
+        raise ConfigurationError(
+            "TLS was given, but these would be served unprotected (their transport carries "
+            "no TLS): " + "; ".join(unprotected) + ". Serve them over a protected channel, "
+            "or name their transports in allow_plaintext to serve them so anyway"
+        )
+    return schemes, sealed
 
 
 def _record(service: Service, endpoints: dict[str, str], opener: Opener | None) -> InstanceRecord:

@@ -13,6 +13,7 @@ from jesus.channel import ChannelSpec, parse_channels
 from jesus.errors import ConfigurationError
 from jesus.messages import ResponseMode
 from jesus.registry.base import MethodRecord
+from jesus.sealing.envelope import strength
 from jesus.validation import check_schema
 
 if TYPE_CHECKING:
@@ -25,8 +26,10 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
 def _seal(seal: str | None, what: str) -> str | None:
-    if seal not in (None, "sign", "encrypt"):
-        raise ConfigurationError(f"{what}: seal must be 'sign', 'encrypt' or None, not {seal!r}")
+    try:
+        strength(seal)
+    except ValueError as exc:
+        raise ConfigurationError(f"{what}: {exc}") from None
     return seal
 
 

@@ -54,6 +54,16 @@ END_INDEX = ERROR_INDEX - 1
 MAX_ITEMS = END_INDEX
 
 
+def strength(seal: str | None) -> int:
+    """How strongly `seal` protects: 0 (None), SIGN or ENCRYPT. ValueError for anything
+    else: every declaration, record and call is checked with this."""
+    if seal is None:
+        return 0
+    if isinstance(seal, str) and seal in PROTECTIONS:
+        return PROTECTIONS[seal]
+    raise ValueError(f"seal must be 'sign', 'encrypt' or None, not {seal!r}")
+
+
 class SealFormatError(ValueError):
     """The bytes are not a sealed message or grant of this version."""
 
