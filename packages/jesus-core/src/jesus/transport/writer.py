@@ -1,18 +1,54 @@
-"""Coalescing writer for byte-stream transports: what any task queues goes out in as few
-`send()` calls as possible."""
+"""Coalescing writer for byte-stream transports: a frame goes to the socket at once when
+nothing waits before it, and what queues meanwhile goes out in as few `send()` calls as
+possible."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
 import anyio
-from anyio.abc import ByteStream
+from anyio.abc import ByteStream, SocketAttribute, SocketStream
 
 from jesus.transport.boundary import BROKEN
 
+# Hands bytes to the socket without waiting; returns how many it took (0 when it took none).
+DirectSend = Callable[[bytes], int]
+
+
+def direct_send(stream: ByteStream) -> DirectSend | None:
+    """The way to write to `stream` without a task switch, or None (TLS, a memory stream).
+
+    Writing at once rather than from the writer task is what lets the peer start on the
+    first answers while later ones are still being computed: with every write deferred to
+    the end of the loop's turn, the two ends take turns instead of working side by side.
+    """
+    transport = getattr(stream, "_transport", None)  # anyio on asyncio: the asyncio transport
+    if transport is not None and hasattr(transport, "get_write_buffer_size"):
+
+        def to_transport(frame: bytes) -> int:
+            # Behind bytes the transport still buffers, a frame waits its turn in the queue.
+            if transport.get_write_buffer_size() or transport.is_closing():
+                return 0
+            transport.write(frame)
+            return len(frame)
+
+        return to_transport
+    if isinstance(stream, SocketStream):
+        # A raw socket stream (trio's, unix on asyncio) keeps nothing of its own unsent.
+        sock = stream.extra(SocketAttribute.raw_socket)
+
+        def to_socket(frame: bytes) -> int:
+            try:
+                return sock.send(frame)
+            except OSError:
+                return 0  # full, or broken: the writer task's send meets it and reports it
+
+        return to_socket
+    return None
+
 
 class FrameWriter:
-    """Frames are queued synchronously (`write`) and flushed by one task (`run`).
+    """Frames are written synchronously (`write`); what the socket cannot take at once is
+    queued and flushed by one task (`run`).
 
     When more than `high_water` bytes wait, `drain()` blocks its caller until the socket
     catches up, so a slow peer pushes back instead of growing the queue without bound.
@@ -20,9 +56,11 @@ class FrameWriter:
 
     def __init__(self, stream: ByteStream, high_water: int) -> None:
         self._stream = stream
+        self._direct = direct_send(stream)
         self._queue: list[bytes] = []
         self._queued = 0
         self._high_water = high_water
+        self._sending = False  # the run task is inside a send: nothing may overtake it
         self._wake = anyio.Event()
         self._drained = anyio.Event()
         self._idle = anyio.Event()  # set while nothing is queued or being sent
@@ -32,6 +70,11 @@ class FrameWriter:
     def write(self, frame: bytes) -> None:
         if self.closed:
             return
+        if self._direct is not None and not self._queue and not self._sending:
+            sent = self._direct(frame)
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
         self._queue.append(frame)
         self._queued += len(frame)
         if len(self._queue) == 1:
@@ -65,7 +108,11 @@ class FrameWriter:
                 data = b"".join(self._queue) if len(self._queue) > 1 else self._queue[0]
                 self._queue.clear()
                 self._queued = 0
-                await self._stream.send(data)
+                self._sending = True
+                try:
+                    await self._stream.send(data)
+                finally:
+                    self._sending = False
                 if self._queued <= self._high_water:
                     self._drained.set()
                     self._drained = anyio.Event()
