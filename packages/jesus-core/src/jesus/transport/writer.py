@@ -5,6 +5,7 @@ possible."""
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 
