@@ -110,24 +110,19 @@ class Meta:
         corrid = raw.get("c")
         if not isinstance(corrid, str) or not corrid or len(corrid) > 128:
             raise ValueError("meta.c (corrid) must be a non-empty string of at most 128 chars")
-        get = raw.get
-        meta = cls(
-            corrid=corrid,
-            userid=_typed(get("u"), str, "u"),
-            sender=_typed(get("f"), str, "f"),
-            req_in_ts=time.time(),
-            req_out_ts=_typed(get("o"), (int, float), "o"),
-            channel=_typed(get("h"), str, "h"),
-            mode=mode,
-            deadline_ms=_typed(get("d"), int, "d"),
-            traceparent=_typed(get("t"), str, "t"),
-            event=_typed(get("e"), str, "e"),
-            extra=_typed(get("x"), dict, "x"),
-            seal=_typed(get("s"), str, "s"),
-        )
+        meta = cls(corrid, req_in_ts=time.time(), mode=mode)
+        # One pass over the keys present (a handful), not a look-up of every key there may be.
+        for key, value in raw.items():
+            field_of = _WIRE_FIELDS.get(key)
+            if field_of is None or value is None:
+                continue  # "c", done above; unknown keys are ignored: newer peers may add some
+            name, expected = field_of
+            if not isinstance(value, expected) or type(value) is bool:
+                raise ValueError(f"meta.{key} has the wrong type ({type(value).__name__})")
+            setattr(meta, name, value)
         if meta.deadline_ms is not None and not 0 <= meta.deadline_ms <= MAX_DEADLINE_MS:
             raise ValueError(f"meta.d (deadline_ms) must be between 0 and {MAX_DEADLINE_MS}")
-        return meta  # unknown keys are ignored: newer peers may add some
+        return meta
 
     def as_dict(self) -> dict[str, Any]:
         """The seed's spelling, for people and logs."""
@@ -148,10 +143,18 @@ class Meta:
         return replace(self, **changes)
 
 
-def _typed(value: Any, expected: type | tuple[type, ...], key: str) -> Any:
-    if value is None or (isinstance(value, expected) and not isinstance(value, bool)):
-        return value
-    raise ValueError(f"meta.{key} has the wrong type ({type(value).__name__})")
+# Wire key -> (Meta field, the types its value may have); "c" is checked on its own.
+_WIRE_FIELDS: dict[str, tuple[str, type | tuple[type, ...]]] = {
+    "u": ("userid", str),
+    "f": ("sender", str),
+    "o": ("req_out_ts", (int, float)),
+    "h": ("channel", str),
+    "d": ("deadline_ms", int),
+    "t": ("traceparent", str),
+    "e": ("event", str),
+    "x": ("extra", dict),
+    "s": ("seal", str),
+}
 
 
 @dataclass(slots=True)

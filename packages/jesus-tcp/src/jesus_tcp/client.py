@@ -26,7 +26,7 @@ from jesus.messages import ResponseMode
 from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
 from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors, why_broken
-from jesus.transport.futures import future_factory
+from jesus.transport.futures import clock_factory, future_factory
 from jesus.transport.writer import FrameWriter
 
 log = logging.getLogger("jesus.tcp.client")
@@ -280,7 +280,7 @@ class ClientConnection:
         self.writer.write(frame)
         consumed = 0
         finished = False
-        clock = anyio.current_time
+        clock = clock_factory()
         try:
             while True:
                 # The deadline is this loop's (and the expiry task's, while it waits): a

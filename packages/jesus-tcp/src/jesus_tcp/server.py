@@ -263,7 +263,7 @@ class FrameReply:
             return self._item_later(value)
         self._credit -= 1
         writer = self.conn.writer
-        writer.write(self.conn.proto.send_item(self.sid, value))
+        writer.write(self.conn.proto.send_item(self.sid, value), at_once=False)
         if writer.full:
             return writer.drain()
         if writer.closed:

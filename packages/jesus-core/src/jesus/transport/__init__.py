@@ -6,7 +6,7 @@ pieces every transport shares, so that each rule is written once.
     runner     CallRunner and Session: the server-side life of every call
     spawner    one task per call, bounded by its deadline, at the lowest cost per backend
     writer     coalescing writer with back-pressure, for byte-stream transports
-    futures    the cheapest one-shot result per backend
+    futures    the cheapest one-shot result and clock per backend
     boundary   the library exceptions a transport translates, in one place
     reading    stop_reading_ahead: where a server stops reading from a peer
     peer       peer_of: who an accepted stream's peer is proven to be (TLS, unix credentials)

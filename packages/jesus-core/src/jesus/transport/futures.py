@@ -1,4 +1,5 @@
-"""A one-shot result a task waits for and a reader fills in: the cheapest kind per backend."""
+"""A one-shot result a task waits for and a reader fills in, and the clock: the cheapest kind
+per backend."""
 
 from __future__ import annotations
 
@@ -44,3 +45,10 @@ def future_factory() -> Callable[[], Any]:
     EventFuture elsewhere. Call from inside the event loop."""
     loop = running_asyncio_loop()
     return loop.create_future if loop is not None else EventFuture
+
+
+def clock_factory() -> Callable[[], float]:
+    """The anyio clock without its per-call backend look-up (which costs more than the
+    reading): the loop's own `time` on asyncio. Call from inside the event loop."""
+    loop = running_asyncio_loop()
+    return loop.time if loop is not None else anyio.current_time

@@ -68,10 +68,12 @@ class FrameWriter:
         self._idle.set()
         self.closed = False
 
-    def write(self, frame: bytes) -> None:
+    def write(self, frame: bytes, at_once: bool = True) -> None:
+        """Queue `frame`, or with `at_once` send it now when nothing waits before it. The
+        items of a stream come in runs, and go cheaper together (`at_once=False`)."""
         if self.closed:
             return
-        if self._direct is not None and not self._queue and not self._sending:
+        if at_once and self._direct is not None and not self._queue and not self._sending:
             sent = self._direct(frame)
             if sent == len(frame):
                 return
