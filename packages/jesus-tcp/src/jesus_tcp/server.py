@@ -31,6 +31,7 @@ from jesus.transport import (
     peer_of,
     stop_reading_ahead,
 )
+from jesus.transport.futures import clock_factory
 from jesus.transport.writer import FrameWriter
 
 log = logging.getLogger("jesus.tcp.server")
@@ -133,6 +134,8 @@ class ServerConnection:
         )
         self.writer = FrameWriter(stream, options.limits.write_buffer_size)
         self._scope: anyio.CancelScope | None = None
+        self._clock = clock_factory()
+        self._progress = 0.0  # when the read loop last got through a read
 
     def goaway(self, reason: str) -> None:
         self.writer.write(self.proto.send_goaway(reason))
@@ -147,7 +150,7 @@ class ServerConnection:
                 self._scope = tg.cancel_scope
                 tg.start_soon(self.writer.run, tg.cancel_scope.cancel)
                 try:
-                    await self._read_loop()
+                    await self._read_loop(tg)
                 finally:
                     self.session.close()  # the peer is gone: its calls have nowhere to answer
                 tg.cancel_scope.cancel()
@@ -155,27 +158,39 @@ class ServerConnection:
             with anyio.CancelScope(shield=True):
                 await self.stream.aclose()
 
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, tg: TaskGroup) -> None:
         proto = self.proto
-        idle = self.limits.keepalive_interval * 3
         try:
             with anyio.fail_after(self.limits.handshake_timeout):
                 while proto.peer_info == {}:
                     await self._receive()
+            idle = self.limits.keepalive_interval * 3
+            if math.isfinite(idle):
+                tg.start_soon(self._watchdog, idle)
             while True:
-                # A peer silent this long, or not reading its answers this long, is dropped.
-                with anyio.fail_after(idle if math.isfinite(idle) else None):
-                    await self._receive()
-        except TimeoutError:
-            log.info("closing idle or silent connection")
+                await self._receive()
+                self._progress = self._clock()
         except RemoteProtocolError as exc:
             log.warning("protocol error from peer, closing its connection: %s", exc)
             error = TooLarge(str(exc)) if isinstance(exc, FrameTooLarge) else BadFrame(str(exc))
             self.writer.write(proto.send_error(0, error))
             with anyio.move_on_after(1, shield=True):
                 await self.writer.flush()
+        except TimeoutError:
+            log.info("closing a connection that did not complete its handshake in time")
         except BROKEN:
             pass
+
+    async def _watchdog(self, idle: float) -> None:
+        """Drop a peer silent this long, or not reading its answers this long (the read loop
+        then waits in `drain`). One timer per connection, not a cancel scope per read."""
+        self._progress = self._clock()
+        while True:
+            await anyio.sleep(idle / 4)
+            if self._clock() - self._progress >= idle:
+                log.info("closing idle or silent connection")
+                self.close()
+                return
 
     async def _receive(self) -> None:
         proto = self.proto
