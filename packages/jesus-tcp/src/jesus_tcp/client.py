@@ -26,6 +26,7 @@ from jesus.messages import ResponseMode
 from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
 from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors, why_broken
+from jesus.transport.feed import Feed, feed
 from jesus.transport.futures import clock_factory, future_factory
 from jesus.transport.writer import FrameWriter
 
@@ -51,8 +52,11 @@ class ClientConnection:
         self.streams: dict[int, Any] = {}
         self.closed = False
         self.draining = False
-        self._last_seen = anyio.current_time()
+        self._clock = clock_factory()
+        self._last_seen = self._clock()
         self._scope: anyio.CancelScope | None = None
+        self._ended = anyio.Event()  # the server closed, or broke the protocol
+        self._fed: Feed | None = None
         # Calls in flight the server accepts on this connection (from its HELLO).
         self.max_inflight = self.limits.max_inflight_calls
         self._new_future = future_factory()
@@ -111,17 +115,39 @@ class ClientConnection:
             ) from None
 
     async def _read_loop(self) -> None:
+        self._fed = feed(self.stream, self._on_data, self._ended.set)
+        if self._fed is not None:
+            await self._ended.wait()  # reads are fed to _on_data meanwhile
+            return
         proto = self.proto
         try:
             while True:
                 data = await self.stream.receive(READ_SIZE)
-                self._last_seen = anyio.current_time()
+                self._last_seen = self._clock()
                 for event in proto.receive_data(data):
                     self._on_event(event)
         except ProtocolError as exc:
             log.warning("server broke the protocol, dropping the connection: %s", exc)
         except BROKEN:
             pass
+
+    def _on_data(self, data: bytes) -> None:
+        """One read, fed by the event loop's read callback (`jesus.transport.feed`)."""
+        self._last_seen = self._clock()
+        try:
+            for event in self.proto.receive_data(data):
+                self._on_event(event)
+        except ProtocolError as exc:
+            log.warning("server broke the protocol, dropping the connection: %s", exc)
+            self._stop_feed()
+        except Exception:
+            log.exception("failed to handle what the server sent; dropping the connection")
+            self._stop_feed()
+
+    def _stop_feed(self) -> None:
+        if self._fed is not None:
+            self._fed.pause()
+        self._ended.set()
 
     def _on_event(self, event: ev.Event) -> None:
         kind = type(event)

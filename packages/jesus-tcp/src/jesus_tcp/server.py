@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import anyio
@@ -31,6 +31,7 @@ from jesus.transport import (
     peer_of,
     stop_reading_ahead,
 )
+from jesus.transport.feed import Feed, feed
 from jesus.transport.futures import clock_factory
 from jesus.transport.writer import FrameWriter
 
@@ -136,6 +137,12 @@ class ServerConnection:
         self._scope: anyio.CancelScope | None = None
         self._clock = clock_factory()
         self._progress = 0.0  # when the read loop last got through a read
+        # While reads are fed (see _on_data): what a read left to the reader task.
+        self._fed: Feed | None = None
+        self._turn = anyio.Event()
+        self._rest: list[ev.Event] = []
+        self._failure: Exception | None = None
+        self._ended = False
 
     def goaway(self, reason: str) -> None:
         self.writer.write(self.proto.send_goaway(reason))
@@ -167,9 +174,13 @@ class ServerConnection:
             idle = self.limits.keepalive_interval * 3
             if math.isfinite(idle):
                 tg.start_soon(self._watchdog, idle)
-            while True:
-                await self._receive()
-                self._progress = self._clock()
+            fed = feed(self.stream, self._on_data, self._on_end)
+            if fed is not None:
+                await self._serve_fed(fed)
+            else:
+                while True:
+                    await self._receive()
+                    self._progress = self._clock()
         except RemoteProtocolError as exc:
             log.warning("protocol error from peer, closing its connection: %s", exc)
             error = TooLarge(str(exc)) if isinstance(exc, FrameTooLarge) else BadFrame(str(exc))
@@ -192,24 +203,76 @@ class ServerConnection:
                 self.close()
                 return
 
+    # ------------------------------------------------------------------ reading
+
     async def _receive(self) -> None:
-        proto = self.proto
-        for event in proto.receive_data(await self.stream.receive(READ_SIZE)):
+        """One read, on the reader task (the handshake; trio, TLS and unix throughout)."""
+        rest = self._take(self.proto.receive_data(await self.stream.receive(READ_SIZE)))
+        if rest or self.writer.full:
+            await self._catch_up(rest, lambda: stop_reading_ahead(self.stream))
+
+    def _on_data(self, data: bytes) -> None:
+        """One read, fed by the event loop's read callback (`jesus.transport.feed`): what
+        cannot be done here is left to the reader task, and reading pauses meanwhile."""
+        self._progress = self._clock()
+        try:
+            self._rest = self._take(self.proto.receive_data(data))
+        except Exception as exc:  # raised on the reader task, which ends the connection
+            self._failure = exc
+        if self._rest or self._failure is not None or self.writer.full:
+            assert self._fed is not None
+            self._fed.pause()
+            self._turn.set()
+
+    def _on_end(self) -> None:
+        self._ended = True
+        self._turn.set()
+
+    async def _serve_fed(self, fed: Feed) -> None:
+        """The reader task while reads are fed: it waits for what a read left to it."""
+        self._fed = fed
+        while True:
+            await self._turn.wait()
+            self._turn = anyio.Event()
+            if self._failure is not None:
+                raise self._failure
+            if self._ended:
+                raise anyio.EndOfStream
+            rest, self._rest = self._rest, []
+            await self._catch_up(rest, lambda: None)
+            fed.resume()
+
+    def _take(self, events: list[ev.Event]) -> list[ev.Event]:
+        """Hand a read's events to the session, up to the first that must be decoded in a
+        worker thread; returns that one and those after it."""
+        for i, event in enumerate(events):
             if type(event) is ev.HeavyRequestReceived:
-                # The read loop waits meanwhile: this peer's later frames stay in order.
-                stop_reading_ahead(self.stream)
-                event = await self.session.runner.offload(
+                return events[i:]
+            self._on_event(event)
+        return []
+
+    async def _catch_up(self, rest: list[ev.Event], stop_reading: Callable[[], None]) -> None:
+        """What a read left to the reader task, with reading stopped: heavy requests decoded
+        in a worker thread (this peer's later frames wait, so they stay in order), then the
+        wait for the peer to read the answers queued so far (back-pressure)."""
+        proto = self.proto
+        while rest:
+            stop_reading()
+            heavy: ev.HeavyRequestReceived = rest[0]  # type: ignore[assignment]
+            # Handed on, not kept: a refused request's decoded value must go before the next.
+            self._on_event(
+                await self.session.runner.offload(
                     proto.decode_request,
-                    event.stream_id,
-                    event.mode,
-                    event.flags,
-                    event.payload,
+                    heavy.stream_id,
+                    heavy.mode,
+                    heavy.flags,
+                    heavy.payload,
                     False,
                 )
-            self._on_event(event)
-        # Back-pressure: no more reading while the answers queued so far wait for the peer.
+            )
+            rest = self._take(rest[1:])
         if self.writer.full:
-            stop_reading_ahead(self.stream)
+            stop_reading()
             await self.writer.drain()
 
     def _on_event(self, event: ev.Event) -> None:

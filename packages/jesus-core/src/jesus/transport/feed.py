@@ -1,0 +1,97 @@
+"""Reading by callback: on asyncio a connection's bytes can be handed to the transport's
+parser as they arrive, in the event loop's own read callback, instead of waking a reader
+task for each read. That saves a turn of the loop and two system calls per read (anyio's
+asyncio streams pause reading after every `receive()` and resume it before the next).
+
+`feed(stream, on_data, on_end)` takes the reading of `stream` over and returns a `Feed`, or
+returns None where it cannot (trio, TLS, unix sockets on asyncio), and the transport keeps
+its read loop. Writing is untouched: `stream.send()` and its back-pressure work as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from anyio.abc import ByteStream
+
+
+class Feed:
+    """Reading taken over from an anyio stream: `on_data(bytes)` gets every read, and
+    `on_end()` is called once when the peer closes or the connection breaks. `pause()` stops
+    reading (back-pressure, a decode in a worker thread); `resume()` starts it again."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+
+    def pause(self) -> None:
+        if not self._transport.is_closing():
+            self._transport.pause_reading()
+
+    def resume(self) -> None:
+        if not self._transport.is_closing():
+            self._transport.resume_reading()
+
+
+class _FeedProtocol(asyncio.Protocol):
+    """Hands reads to `on_data`; what concerns writing goes on to anyio's own protocol, whose
+    events `stream.send()` waits on."""
+
+    def __init__(
+        self, inner: Any, on_data: Callable[[bytes], None], on_end: Callable[[], None]
+    ) -> None:
+        self._inner = inner
+        self._on_data = on_data
+        self._on_end = on_end
+        self._ended = False
+
+    def data_received(self, data: bytes) -> None:
+        self._on_data(data)
+
+    def eof_received(self) -> bool | None:
+        self._end()
+        return True  # half-closed, as anyio keeps it: the owner closes the stream
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+        self._end()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._on_end()
+
+
+def feed(
+    stream: ByteStream, on_data: Callable[[bytes], None], on_end: Callable[[], None]
+) -> Feed | None:
+    """Take the reading of `stream` over (see the module), or None where it cannot be.
+    Call it between reads: what anyio had already read is handed to `on_data` first."""
+    import os
+
+    if os.environ.get("NOFEED"):
+        return None
+    transport: Any = getattr(stream, "_transport", None)
+    inner: Any = getattr(stream, "_protocol", None)
+    queue = getattr(inner, "read_queue", None)
+    if transport is None or queue is None or not hasattr(transport, "set_protocol"):
+        return None
+    if transport.is_closing():
+        return None
+    protocol = _FeedProtocol(inner, on_data, on_end)
+    transport.set_protocol(protocol)
+    while queue:
+        on_data(queue.popleft())
+    inner.read_event.clear()
+    if getattr(inner, "is_at_eof", False):
+        protocol._end()
+        return Feed(transport)
+    transport.resume_reading()
+    return Feed(transport)
