@@ -285,3 +285,36 @@ async def test_a_bad_hello_value_is_answered_not_dropped(running: Any, window: A
         assert "stream_window" in error["message"]
         assert await closed_by_server(stream)
         await still_serving(client)
+
+
+async def test_nothing_is_lost_when_notifies_outrun_max_inflight_calls(running: Any) -> None:
+    """A noResponse call past max_inflight_calls has nobody to be told of its refusal: the
+    server stops reading that peer until a call ends, and TCP slows the sender down."""
+    svc = jesus.Service("slow")
+    done: list[int] = []
+
+    @svc.method(mode="noResponse", request={"type": "integer"})
+    async def work(n: int) -> None:
+        await anyio.sleep(0.02)
+        done.append(n)
+
+    @svc.method()
+    async def ping(data: Any) -> str:
+        return "pong"
+
+    limits = jesus.Limits(max_inflight_calls=4)
+    async with running(svc, limits=limits) as (node, client):
+        for n in range(40):
+            await client.notify("slow.work", n)
+        # Straight on the wire too, all in one write: the server reads them as one batch.
+        stream = await handshaken(node)
+        codec = MsgpackCodec()
+        await stream.send(
+            b"".join(
+                request(n, codec.encode(["slow.work", {"c": str(n)}, 100 + n]), flags=0)
+                for n in range(1, 41)
+            )
+        )
+        await wait_until(lambda: len(done) == 80, timeout=20)
+        assert sorted(done) == list(range(40)) + list(range(101, 141))
+        assert await client.call("slow.ping") == "pong"

@@ -33,6 +33,9 @@ from jesus.transport.writer import FrameWriter
 log = logging.getLogger("jesus.tcp.client")
 
 READ_SIZE = 65536
+# A loop of notifies stays cancellable at each one, and lets other tasks run at every this
+# many (a turn of the event loop each would cost more than the notify).
+YIELD_EVERY = 16
 _ITEM, _END, _ERROR = 0, 1, 2
 
 Connector = Callable[[str], Awaitable[ByteStream]]
@@ -57,6 +60,7 @@ class ClientConnection:
         self._scope: anyio.CancelScope | None = None
         self._ended = anyio.Event()  # the server closed, or broke the protocol
         self._fed: Feed | None = None
+        self._unyielded = 0  # noResponse calls sent since this connection last yielded
         # Calls in flight the server accepts on this connection (from its HELLO).
         self.max_inflight = self.limits.max_inflight_calls
         self._new_future = future_factory()
@@ -243,10 +247,14 @@ class ClientConnection:
         sid, frame = self._open(call, mode)
         if mode is ResponseMode.NO_RESPONSE:
             self.writer.write(frame)
+            self._unyielded += 1
             if self.writer.full:
                 await self.writer.drain()
+            elif self._unyielded >= YIELD_EVERY:
+                self._unyielded = 0
+                await anyio.lowlevel.checkpoint()
             else:
-                await anyio.lowlevel.checkpoint()  # a loop of notifies stays cancellable
+                await anyio.lowlevel.checkpoint_if_cancelled()
             return None
         future = self._new_future()
         self.calls[sid] = future

@@ -36,6 +36,7 @@ from jesus.transport.futures import clock_factory
 from jesus.transport.writer import FrameWriter
 
 log = logging.getLogger("jesus.tcp.server")
+_NO_RESPONSE = ResponseMode.NO_RESPONSE
 
 READ_SIZE = 65536
 
@@ -243,22 +244,39 @@ class ServerConnection:
             fed.resume()
 
     def _take(self, events: list[ev.Event]) -> list[ev.Event]:
-        """Hand a read's events to the session, up to the first that must be decoded in a
-        worker thread; returns that one and those after it."""
+        """Hand a read's events to the session, up to the first that must wait: a request to
+        decode in a worker thread, or a noResponse call while the session is full (refused,
+        it would be lost). Returns that one and those after it."""
+        session = self.session
         for i, event in enumerate(events):
-            if type(event) is ev.HeavyRequestReceived:
+            kind = type(event)
+            if kind is ev.HeavyRequestReceived or (
+                kind is ev.RequestReceived
+                and event.mode is _NO_RESPONSE  # type: ignore[union-attr]
+                and session.full
+            ):
                 return events[i:]
             self._on_event(event)
         return []
 
     async def _catch_up(self, rest: list[ev.Event], stop_reading: Callable[[], None]) -> None:
         """What a read left to the reader task, with reading stopped: heavy requests decoded
-        in a worker thread (this peer's later frames wait, so they stay in order), then the
-        wait for the peer to read the answers queued so far (back-pressure)."""
+        in a worker thread and noResponse calls waiting for room (this peer's later frames
+        wait, so they stay in order), then the wait for the peer to read the answers queued
+        so far (back-pressure)."""
         proto = self.proto
         while rest:
             stop_reading()
-            heavy: ev.HeavyRequestReceived = rest[0]  # type: ignore[assignment]
+            waiting = rest[0]
+            if type(waiting) is ev.RequestReceived:
+                await self.session.room()
+                self._progress = self._clock()  # waiting on our own calls, not on the peer
+                self._on_event(waiting)
+                del waiting
+                rest = self._take(rest[1:])
+                continue
+            heavy: ev.HeavyRequestReceived = waiting  # type: ignore[assignment]
+            del waiting
             # Handed on, not kept: a refused request's decoded value must go before the next.
             self._on_event(
                 await self.session.runner.offload(

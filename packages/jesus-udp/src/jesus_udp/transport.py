@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket as stdlib_socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,6 +45,7 @@ class UdpTransport:
     ) -> UdpServer:
         host, port = parse_bind(bind)
         socket = await anyio.create_udp_socket(local_host=host, local_port=port)
+        _widen_receive_buffer(socket.extra(anyio.abc.SocketAttribute.raw_socket))
         local: Any = socket.extra(anyio.abc.SocketAttribute.local_address)
         bound_host, bound_port = local[0], local[1]
         host_text = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -50,3 +53,14 @@ class UdpTransport:
 
     def client(self, options: TransportOptions, task_group: TaskGroup) -> Any:
         return UdpClient(options, task_group)
+
+
+# Datagrams that arrive while the server is busy wait in the kernel's receive buffer, and are
+# dropped once it is full: the default (about 200 KiB) holds a few milliseconds of a burst.
+RECEIVE_BUFFER = 4 * 1024 * 1024
+
+
+def _widen_receive_buffer(sock: stdlib_socket.socket) -> None:
+    """Ask for RECEIVE_BUFFER bytes (the kernel caps it at net.core.rmem_max)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, RECEIVE_BUFFER)

@@ -61,6 +61,8 @@ class Candidate:
 
 
 _NO_GUARD = contextlib.nullcontext()
+# Event names whose listener groups a client keeps worked out (see Client._event_groups).
+MAX_EVENT_PLANS = 1024
 
 
 def _checked_seal(seal: str | None) -> str | None:
@@ -136,6 +138,10 @@ class Client:
         self._open_stream = chain(self.catalog.middleware, "client", self._stream_innermost)
         self._deliver = chain(self.catalog.middleware, "client", self._deliver_innermost)
         self._group_turns: dict[str, int] = {}
+        self._event_plans: dict[
+            str,
+            tuple[list[InstanceRecord], list[tuple[str, str, list[tuple[InstanceRecord, str]]]]],
+        ] = {}
         # Events not delivered, per listener group (noResponse emits only log and count).
         self.event_failures: Counter[str] = Counter()
         self._tg: TaskGroup | None = None
@@ -294,16 +300,8 @@ class Client:
                     InvalidRequest, f"event {event} does not match its schema", check, data, None
                 )
         seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
-        # One delivery per (group, listener pattern): instances of a group share the load of
-        # each of their listeners; two listeners of one service both get a matching event.
-        groups: dict[tuple[str, str], list[tuple[InstanceRecord, str]]] = {}
-        for record in await self.resolver.everyone():
-            for pattern, spec in record.listens.items():
-                if event_names.matches(pattern, event):
-                    key = (str(spec.get("group") or record.service), pattern)
-                    groups.setdefault(key, []).append((record, pattern))
         deliveries: list[tuple[str, list[tuple[InstanceRecord, str]]]] = []
-        for (group, pattern), members in sorted(groups.items()):
+        for group, pattern, members in self._event_groups(event, await self.resolver.everyone()):
             if broadcast:
                 deliveries += [(group, [member]) for member in members]
             else:
@@ -353,6 +351,28 @@ class Client:
             for group, candidates in deliveries:
                 await deliver(group, candidates)
         return sorted(set(delivered))
+
+    def _event_groups(
+        self, event: str, everyone: list[InstanceRecord]
+    ) -> list[tuple[str, str, list[tuple[InstanceRecord, str]]]]:
+        """The deliveries of `event`: (group, listener pattern, its instances), one per pair.
+        Instances of a group share the load of each of their listeners; two listeners of one
+        service both get a matching event. Kept while the resolver hands out the same list
+        of instances (until its cache refreshes)."""
+        cached = self._event_plans.get(event)
+        if cached is not None and cached[0] is everyone:
+            return cached[1]
+        groups: dict[tuple[str, str], list[tuple[InstanceRecord, str]]] = {}
+        for record in everyone:
+            for pattern, spec in record.listens.items():
+                if event_names.matches(pattern, event):
+                    key = (str(spec.get("group") or record.service), pattern)
+                    groups.setdefault(key, []).append((record, pattern))
+        plan = [(group, pattern, members) for (group, pattern), members in sorted(groups.items())]
+        if len(self._event_plans) >= MAX_EVENT_PLANS:
+            self._event_plans.clear()  # event names are the caller's: keep the memory bounded
+        self._event_plans[event] = (everyone, plan)
+        return plan
 
     async def _deliver_innermost(self, info: CallInfo) -> Any:
         record, pattern, channel = info.route

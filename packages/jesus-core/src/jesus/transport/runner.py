@@ -3,7 +3,8 @@
 A transport decodes a request and hands it to its peer's `Session` with a `Reply`; the
 runner does the rest:
 
-1. admission: refused while the server drains, past `max_inflight_calls` or the decoded-bytes
+1. admission: refused while the server drains, past `max_inflight_calls` (a stream transport
+   waits for `Session.room()` before a noResponse call instead) or the decoded-bytes
    budgets (`max_inflight_bytes` for the peer, `max_server_inflight_bytes` for the server), or
    in a mode the transport cannot carry;
 2. the handler's checks (`CallHandler.prepare`: method, mode, meta, request schema);
@@ -215,6 +216,9 @@ class CallRunner:
     def _done(self, record: _Call) -> None:
         session = record.session
         session.inflight -= 1
+        if session._room is not None:
+            session._room.set()
+            session._room = None
         session.inflight_bytes -= record.size
         self.inflight_bytes -= record.size
         if session.calls.get(record.key) is record:
@@ -303,7 +307,7 @@ class Session:
     """The calls of one peer. The transport calls `admit` for each decoded request, `cancel`
     when the peer abandons one, and `close` when the peer is gone."""
 
-    __slots__ = ("caller", "calls", "inflight", "inflight_bytes", "runner")
+    __slots__ = ("_room", "caller", "calls", "inflight", "inflight_bytes", "runner")
 
     def __init__(self, runner: CallRunner, caller: Caller = ANONYMOUS) -> None:
         self.runner = runner
@@ -311,6 +315,21 @@ class Session:
         self.calls: dict[Any, _Call] = {}  # key (the transport's call id) -> admitted call
         self.inflight = 0  # admitted calls still running
         self.inflight_bytes = 0  # their decoded size
+        self._room: anyio.Event | None = None  # set when a call ends, for room()
+
+    @property
+    def full(self) -> bool:
+        """True while the peer has `max_inflight_calls` calls running: another is refused."""
+        return self.inflight >= self.runner.limits.max_inflight_calls
+
+    async def room(self) -> None:
+        """Return once another call would be admitted. A stream transport waits here, not
+        reading on, before it hands over a noResponse call: nobody could be told of its
+        refusal, and the socket's back-pressure slows the sender down instead."""
+        while self.full:
+            if self._room is None:
+                self._room = anyio.Event()
+            await self._room.wait()
 
     def admit(
         self,
