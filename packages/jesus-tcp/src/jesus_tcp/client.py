@@ -3,6 +3,7 @@ to their calls by stream id in the reader, without a task per call."""
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
@@ -41,6 +42,39 @@ _ITEM, _END, _ERROR = 0, 1, 2
 Connector = Callable[[str], Awaitable[ByteStream]]
 
 
+class _Inbox:
+    """What the reader hands a stream's consumer: (kind, value) entries, at most `limit`
+    items (the credit the server was given, and a little slack). Cheaper per item than a
+    memory object stream: a deque, and a bare future only when the consumer must wait."""
+
+    __slots__ = ("_limit", "_new_future", "_waiter", "closed", "entries")
+
+    def __init__(self, limit: int, new_future: Callable[[], Any]) -> None:
+        self.entries: collections.deque[tuple[int, Any]] = collections.deque()
+        self._limit = limit
+        self._new_future = new_future
+        self._waiter: Any = None
+        self.closed = False
+
+    def put(self, kind: int, value: Any) -> bool:
+        """False when an item is past the limit: the server sent past its credit."""
+        if self.closed:
+            return True
+        if kind == _ITEM and len(self.entries) >= self._limit:
+            return False
+        self.entries.append((kind, value))
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    async def wait(self) -> None:
+        """Return once an entry is there."""
+        while not self.entries:
+            self._waiter = self._new_future()
+            await self._waiter
+
+
 class ClientConnection:
     def __init__(
         self, stream: ByteStream, codec: Any, compression: Any, options: TransportOptions
@@ -52,7 +86,7 @@ class ClientConnection:
         )
         self.writer = FrameWriter(stream, self.limits.write_buffer_size)
         self.calls: dict[int, Any] = {}  # stream id -> future of the answer
-        self.streams: dict[int, Any] = {}
+        self.streams: dict[int, _Inbox] = {}
         self.closed = False
         self.draining = False
         self._clock = clock_factory()
@@ -160,13 +194,10 @@ class ClientConnection:
             if future is not None and not future.done():
                 future.set_result(event.value)  # type: ignore[union-attr]
         elif kind is ev.ItemReceived:
-            sink = self.streams.get(event.stream_id)  # type: ignore[union-attr]
-            if sink is not None:
-                try:
-                    sink.send_nowait((_ITEM, event.value))  # type: ignore[union-attr]
-                except anyio.WouldBlock:
-                    log.warning("server sent past its stream credit; ending that stream")
-                    self.writer.write(self.proto.send_cancel(event.stream_id))  # type: ignore[union-attr]
+            inbox = self.streams.get(event.stream_id)  # type: ignore[union-attr]
+            if inbox is not None and not inbox.put(_ITEM, event.value):  # type: ignore[union-attr]
+                log.warning("server sent past its stream credit; ending that stream")
+                self.writer.write(self.proto.send_cancel(event.stream_id))  # type: ignore[union-attr]
         elif kind is ev.AckReceived:
             future = self.calls.pop(event.stream_id, None)  # type: ignore[union-attr]
             if future is not None and not future.done():
@@ -191,12 +222,9 @@ class ClientConnection:
             self.writer.write(self.proto.send_pong(event.payload))  # type: ignore[union-attr]
 
     def _to_stream(self, sid: int, item: tuple[int, Any]) -> None:
-        sink = self.streams.get(sid)
-        if sink is not None:
-            try:
-                sink.send_nowait(item)
-            except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass
+        inbox = self.streams.get(sid)
+        if inbox is not None:
+            inbox.put(*item)
 
     def _fail_all(self, error: CallError) -> None:
         self.closed = True
@@ -304,8 +332,8 @@ class ClientConnection:
     async def open_stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
         window, meta = self.limits.stream_window, call.meta
         sid, frame = self._open(call, ResponseMode.STREAM)
-        send, receive = anyio.create_memory_object_stream[tuple[int, Any]](window + 2)
-        self.streams[sid] = send
+        inbox = self.streams[sid] = _Inbox(window + 2, self._new_future)
+        entries = inbox.entries
         deadline = call.deadline
         if deadline is not None:
             self._deadlines[sid] = deadline
@@ -321,10 +349,9 @@ class ClientConnection:
                 # cancel scope per item would cost more than the item.
                 if deadline is not None and (sid in self._expired or clock() >= deadline):
                     raise DeadlineExceeded("stream past its deadline", corrid=meta.corrid)
-                try:
-                    kind, value = receive.receive_nowait()  # items already here: no wait
-                except anyio.WouldBlock:
-                    kind, value = await receive.receive()
+                if not entries:
+                    await inbox.wait()
+                kind, value = entries.popleft()
                 if kind == _ITEM:
                     consumed += 1
                     if consumed >= max(1, window // 2):
@@ -343,8 +370,7 @@ class ClientConnection:
             self.streams.pop(sid, None)
             self._deadlines.pop(sid, None)
             self._expired.discard(sid)
-            send.close()
-            receive.close()
+            inbox.closed = True
             if not finished and sid in self.proto.open_streams:
                 self.writer.write(self.proto.send_cancel(sid))
 
@@ -390,7 +416,13 @@ class StreamClient:
             conn = await self._get(call)
         return await conn.request(call)
 
-    async def stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
+    def stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
+        conn = self._pool.get((call.endpoint, call.channel.name))
+        if conn is not None and conn.usable:
+            return conn.open_stream(call)  # no generator in between, item after item
+        return self._connect_and_stream(call)
+
+    async def _connect_and_stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
         conn = await self._get(call)
         items = conn.open_stream(call)
         try:
