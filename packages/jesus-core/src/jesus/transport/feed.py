@@ -74,10 +74,6 @@ def feed(
 ) -> Feed | None:
     """Take the reading of `stream` over (see the module), or None where it cannot be.
     Call it between reads: what anyio had already read is handed to `on_data` first."""
-    import os
-
-    if os.environ.get("NOFEED"):
-        return None
     transport: Any = getattr(stream, "_transport", None)
     inner: Any = getattr(stream, "_protocol", None)
     queue = getattr(inner, "read_queue", None)
