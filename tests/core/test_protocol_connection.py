@@ -15,7 +15,12 @@ from jesus.errors import BadFrame, LocalProtocolError, RemoteProtocolError, TooL
 from jesus.limits import Limits
 from jesus.messages import Meta, ResponseMode
 from jesus.protocol import wire_events as ev
-from jesus.protocol.connection import DEFAULT_STREAM_WINDOW, ProtocolConnection, Role
+from jesus.protocol.connection import (
+    DEFAULT_STREAM_WINDOW,
+    UNLIMITED,
+    ProtocolConnection,
+    Role,
+)
 from jesus.protocol.frames import MAX_STREAM_ID, Flag, FrameType, encode_frame
 
 CODECS = {"msgpack": MsgpackCodec(), "json": JsonCodec()}
@@ -66,9 +71,77 @@ def test_stream_items_credit_and_end() -> None:
     events = client.receive_data(
         server.send_item(sid, 1) + server.send_item(sid, 2) + server.send_end(sid)
     )
-    assert events == [ev.ItemReceived(sid, 1), ev.ItemReceived(sid, 2), ev.EndReceived(sid)]
+    # each with its payload size, which the byte window counts
+    assert events == [ev.ItemReceived(sid, 1, 1), ev.ItemReceived(sid, 2, 1), ev.EndReceived(sid)]
     # the stream already ended: a late credit is ignored
     assert server.receive_data(client.send_credit(sid, 5)) == []
+
+
+@pytest.mark.parametrize("codec", ["msgpack", "json"])
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_many_items_go_in_one_frame_to_a_client_that_announced_them(
+    codec: str, compression: str
+) -> None:
+    client, server = pair(codec, compression)
+    assert server.batches_items and client.credits_bytes
+    sid, frame = client.send_request("s.m", {}, None, ResponseMode.STREAM)
+    server.receive_data(frame)
+    values: list[Any] = [1, "two", {"three": [3] * 4000}, None]
+    frame = server.send_items(sid, [server.encode_item(v) for v in values])
+    assert frame[4] == FrameType.ITEMS
+    assert bool(frame[5] & Flag.COMPRESSED) == (compression == "zstd")
+    (event,) = client.receive_data(frame)
+    assert event == ev.ItemsReceived(sid, values, len(frame) - 10)
+    # one part is a plain ITEM, which any client reads
+    (single,) = client.receive_data(server.send_items(sid, [server.encode_item(7)]))
+    assert type(single) is ev.ItemReceived and single.value == 7
+
+
+def test_msgpack_join_matches_encoding_the_array() -> None:
+    codec = MsgpackCodec()
+    for n in (2, 15, 16, 65535, 65536):
+        items = list(range(n))
+        assert codec.join([codec.encode(i) for i in items]) == codec.encode(items)
+    json_codec = JsonCodec()
+    assert json_codec.decode(json_codec.join([b"1", b'"a"'])) == [1, "a"]
+
+
+def test_an_old_client_gets_single_items_and_gives_item_credit() -> None:
+    hello = {**MINIMAL_CLIENT_HELLO, "capabilities": ["stream", "credit"]}
+    server = server_after(hello)
+    assert not server.batches_items
+    assert server.peer_stream_window_bytes == UNLIMITED
+    client = client_after({"protocol": "jesus", "version": 1, "capabilities": ["stream", "credit"]})
+    assert not client.credits_bytes
+    assert len(client.send_credit(1, 5, 999)) == 10 + 4  # the old 4-byte CREDIT
+
+
+def test_credit_carries_bytes_to_a_server_that_reads_them() -> None:
+    client, server = pair(limits=Limits(stream_window=8, stream_window_bytes=4096))
+    assert (server.peer_stream_window, server.peer_stream_window_bytes) == (8, 4096)
+    sid, frame = client.send_request("s.m", {}, None, ResponseMode.STREAM)
+    server.receive_data(frame)
+    (credit,) = server.receive_data(client.send_credit(sid, 3, 1500))
+    assert credit == ev.CreditReceived(sid, 3, 1500)
+    # and an old client's 4-byte CREDIT still reads, as items alone
+    old = encode_frame(FrameType.CREDIT, 0, sid, (2).to_bytes(4, "big"))
+    assert server.receive_data(old) == [ev.CreditReceived(sid, 2, 0)]
+
+
+@pytest.mark.parametrize(
+    "payload", [b"\x90", b"\x01", b"\xc1"], ids=["empty array", "not an array", "garbage"]
+)
+def test_a_bad_items_frame_fails_that_stream_alone(payload: bytes) -> None:
+    client, server = pair()
+    sid, frame = client.send_request("s.m", {}, None, ResponseMode.STREAM)
+    other, frame2 = client.send_request("s.m", {}, None, ResponseMode.STREAM)
+    server.receive_data(frame + frame2)
+    (event,) = client.receive_data(encode_frame(FrameType.ITEMS, 0, sid, payload))
+    assert type(event) is ev.ErrorReceived and event.stream_id == sid
+    assert isinstance(event.error, BadFrame)
+    assert sid not in client.open_streams and other in client.open_streams
+    # a late ITEMS on the ended stream is ignored, like any late answer
+    assert client.receive_data(encode_frame(FrameType.ITEMS, 0, sid, b"\x91\x01")) == []
 
 
 def test_cancel_reaches_an_open_call_and_late_answers_are_ignored() -> None:
@@ -133,6 +206,8 @@ def test_bad_envelopes_reject_the_call_not_the_connection() -> None:
         encode_frame(FrameType.RESPONSE, 0, 1, b"\x01"),  # a server frame from a client
         encode_frame(FrameType.HELLO, 0, 0, b"{}"),  # a second HELLO
         encode_frame(FrameType.CREDIT, 0, 1, b"\x01"),  # short CREDIT payload
+        encode_frame(FrameType.CREDIT, 0, 1, b"\x00" * 6),  # neither 4 nor 8 bytes
+        encode_frame(FrameType.ITEMS, 0, 1, b"\x91\x01"),  # a server frame from a client
     ],
 )
 def test_protocol_violations_end_the_connection(frame: bytes) -> None:
@@ -216,7 +291,9 @@ def client_after(hello: dict[str, Any]) -> ProtocolConnection:
 def test_a_minimal_client_hello_takes_the_defaults() -> None:
     server = server_after(MINIMAL_CLIENT_HELLO)
     assert server.compression.name == "none"
-    assert server.peer_stream_window == DEFAULT_STREAM_WINDOW == Limits().stream_window == 32
+    # the protocol's default, not the Python client's (which announces its own)
+    assert server.peer_stream_window == DEFAULT_STREAM_WINDOW == 32
+    assert server.peer_stream_window_bytes == UNLIMITED
     assert server.max_outgoing == Limits().max_message_size
 
 
@@ -234,7 +311,7 @@ def test_a_client_hello_lacking_a_required_key_is_refused(key: str) -> None:
         server_after(hello)
 
 
-@pytest.mark.parametrize("key", ["stream_window", "max_message_size"])
+@pytest.mark.parametrize("key", ["stream_window", "stream_window_bytes", "max_message_size"])
 @pytest.mark.parametrize("value", [0, -1, "32", 1.5, True, None])
 def test_a_bad_optional_count_in_a_client_hello_is_refused(key: str, value: object) -> None:
     with pytest.raises(RemoteProtocolError, match=key):

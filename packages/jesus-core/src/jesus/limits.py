@@ -34,8 +34,10 @@ class Limits:
     max_inflight_calls: int = 1024
     # Connections a server accepts at once; more are refused.
     max_connections: int = 1024
-    # Stream items a receiver lets the sender have in flight (credit window).
-    stream_window: int = 32
+    # Stream items a receiver lets the sender have in flight (credit window)...
+    stream_window: int = 512
+    # ...and their bytes: whatever the item size, a stream holds about this much in flight.
+    stream_window_bytes: int = 1 * MiB
     # Seconds a new connection has to complete the handshake.
     handshake_timeout: float = 10.0
     # Seconds of silence before a keep-alive ping; a peer silent three times as long is dropped.

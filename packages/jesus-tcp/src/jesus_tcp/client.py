@@ -25,7 +25,7 @@ from jesus.errors import (
 )
 from jesus.messages import ResponseMode
 from jesus.protocol import wire_events as ev
-from jesus.protocol.connection import ProtocolConnection, Role
+from jesus.protocol.connection import UNLIMITED, ProtocolConnection, Role
 from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors, why_broken
 from jesus.transport.feed import Feed, feed
 from jesus.transport.futures import clock_factory, future_factory
@@ -37,32 +37,51 @@ READ_SIZE = 65536
 # A loop of notifies stays cancellable at each one, and lets other tasks run at every this
 # many (a turn of the event loop each would cost more than the notify).
 YIELD_EVERY = 16
-_ITEM, _END, _ERROR = 0, 1, 2
+_ITEMS, _END, _ERROR = 0, 1, 2
 
 Connector = Callable[[str], Awaitable[ByteStream]]
 
 
 class _Inbox:
-    """What the reader hands a stream's consumer: (kind, value) entries, at most `limit`
-    items (the credit the server was given, and a little slack). Cheaper per item than a
-    memory object stream: a deque, and a bare future only when the consumer must wait."""
+    """What the reader hands a stream's consumer: (kind, value, size) entries, items as lists
+    in the order they came, with their frame's payload size. Cheaper per item than a memory
+    object stream: a deque, and a bare future only when the consumer must wait."""
 
-    __slots__ = ("_limit", "_new_future", "_waiter", "closed", "entries")
+    __slots__ = (
+        "_new_future",
+        "_waiter",
+        "closed",
+        "entries",
+        "uncredited",
+        "uncredited_bytes",
+        "window",
+        "window_bytes",
+    )
 
-    def __init__(self, limit: int, new_future: Callable[[], Any]) -> None:
-        self.entries: collections.deque[tuple[int, Any]] = collections.deque()
-        self._limit = limit
+    def __init__(self, window: int, window_bytes: int, new_future: Callable[[], Any]) -> None:
+        self.entries: collections.deque[tuple[int, Any, int]] = collections.deque()
+        self.window = window
+        self.window_bytes = window_bytes
+        # Received and not yet given back as credit, in items and in payload bytes.
+        self.uncredited = 0
+        self.uncredited_bytes = 0
         self._new_future = new_future
         self._waiter: Any = None
         self.closed = False
 
-    def put(self, kind: int, value: Any) -> bool:
-        """False when an item is past the limit: the server sent past its credit."""
+    def put(self, kind: int, value: Any, size: int = 0) -> bool:
+        """False when items go past the window: the server sent past its credit (a frame may
+        start while any byte credit is left)."""
         if self.closed:
             return True
-        if kind == _ITEM and len(self.entries) >= self._limit:
-            return False
-        self.entries.append((kind, value))
+        if kind == _ITEMS:
+            if self.uncredited_bytes >= self.window_bytes:
+                return False
+            self.uncredited += len(value)
+            self.uncredited_bytes += size
+            if self.uncredited > self.window:
+                return False
+        self.entries.append((kind, value, size))
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -193,11 +212,10 @@ class ClientConnection:
             future = self.calls.pop(event.stream_id, None)  # type: ignore[union-attr]
             if future is not None and not future.done():
                 future.set_result(event.value)  # type: ignore[union-attr]
+        elif kind is ev.ItemsReceived:
+            self._items(event.stream_id, event.values, event.size)  # type: ignore[union-attr]
         elif kind is ev.ItemReceived:
-            inbox = self.streams.get(event.stream_id)  # type: ignore[union-attr]
-            if inbox is not None and not inbox.put(_ITEM, event.value):  # type: ignore[union-attr]
-                log.warning("server sent past its stream credit; ending that stream")
-                self.writer.write(self.proto.send_cancel(event.stream_id))  # type: ignore[union-attr]
+            self._items(event.stream_id, [event.value], event.size)  # type: ignore[union-attr]
         elif kind is ev.AckReceived:
             future = self.calls.pop(event.stream_id, None)  # type: ignore[union-attr]
             if future is not None and not future.done():
@@ -221,10 +239,16 @@ class ClientConnection:
         elif kind is ev.PingReceived:
             self.writer.write(self.proto.send_pong(event.payload))  # type: ignore[union-attr]
 
-    def _to_stream(self, sid: int, item: tuple[int, Any]) -> None:
+    def _items(self, sid: int, values: list[Any], size: int) -> None:
+        inbox = self.streams.get(sid)
+        if inbox is not None and not inbox.put(_ITEMS, values, size):
+            log.warning("server sent past its stream credit; ending that stream")
+            self.writer.write(self.proto.send_cancel(sid))
+
+    def _to_stream(self, sid: int, entry: tuple[int, Any]) -> None:
         inbox = self.streams.get(sid)
         if inbox is not None:
-            inbox.put(*item)
+            inbox.put(*entry)
 
     def _fail_all(self, error: CallError) -> None:
         self.closed = True
@@ -332,7 +356,9 @@ class ClientConnection:
     async def open_stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
         window, meta = self.limits.stream_window, call.meta
         sid, frame = self._open(call, ResponseMode.STREAM)
-        inbox = self.streams[sid] = _Inbox(window + 2, self._new_future)
+        # A server that does not read byte credit does not keep to a byte window either.
+        window_bytes = self.limits.stream_window_bytes if self.proto.credits_bytes else UNLIMITED
+        inbox = self.streams[sid] = _Inbox(window, window_bytes, self._new_future)
         entries = inbox.entries
         deadline = call.deadline
         if deadline is not None:
@@ -340,24 +366,34 @@ class ClientConnection:
             if deadline < self._next_expiry:
                 self._deadline_added.set()
         self.writer.write(frame)
-        consumed = 0
+        # Credit goes back once half a window is consumed, in items or in bytes.
+        half, half_bytes = max(1, window // 2), min(max(1, window_bytes // 2), 1 << 30)
+        consumed = consumed_bytes = 0
         finished = False
         clock = clock_factory()
         try:
             while True:
-                # The deadline is this loop's (and the expiry task's, while it waits): a
-                # cancel scope per item would cost more than the item.
-                if deadline is not None and (sid in self._expired or clock() >= deadline):
-                    raise DeadlineExceeded("stream past its deadline", corrid=meta.corrid)
                 if not entries:
+                    if deadline is not None and (sid in self._expired or clock() >= deadline):
+                        raise _past_deadline(meta)
                     await inbox.wait()
-                kind, value = entries.popleft()
-                if kind == _ITEM:
-                    consumed += 1
-                    if consumed >= max(1, window // 2):
-                        self.writer.write(self.proto.send_credit(sid, consumed))
-                        consumed = 0
-                    yield value
+                kind, value, size = entries.popleft()
+                if kind == _ITEMS:
+                    # Its bytes are given back as it is taken: the consumer holds one frame
+                    # beyond the window at most.
+                    consumed_bytes += size
+                    for item in value:
+                        # The deadline is this loop's (and the expiry task's, while it
+                        # waits): a cancel scope per item would cost more than the item.
+                        if deadline is not None and (sid in self._expired or clock() >= deadline):
+                            raise _past_deadline(meta)
+                        consumed += 1
+                        if consumed >= half or consumed_bytes >= half_bytes:
+                            inbox.uncredited -= consumed
+                            inbox.uncredited_bytes -= consumed_bytes
+                            self.writer.write(self.proto.send_credit(sid, consumed, consumed_bytes))
+                            consumed = consumed_bytes = 0
+                        yield item
                 elif kind == _END:
                     finished = True
                     return
@@ -373,6 +409,10 @@ class ClientConnection:
             inbox.closed = True
             if not finished and sid in self.proto.open_streams:
                 self.writer.write(self.proto.send_cancel(sid))
+
+
+def _past_deadline(meta: Any) -> DeadlineExceeded:
+    return DeadlineExceeded("stream past its deadline", corrid=meta.corrid)
 
 
 class StreamClient:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, Listener, TaskGroup
 
 from jesus.errors import (
     BadFrame,
-    CallError,
     FrameTooLarge,
     RemoteProtocolError,
     TooLarge,
@@ -34,6 +33,7 @@ from jesus.transport import (
 from jesus.transport.feed import Feed, feed
 from jesus.transport.futures import clock_factory
 from jesus.transport.writer import FrameWriter
+from jesus_tcp.reply import FrameReply
 
 log = logging.getLogger("jesus.tcp.server")
 _NO_RESPONSE = ResponseMode.NO_RESPONSE
@@ -311,7 +311,7 @@ class ServerConnection:
         elif kind is ev.CreditReceived:
             record = self.session.calls.get(event.stream_id)  # type: ignore[union-attr]
             if record is not None:
-                record.reply.grant(event.credit)  # type: ignore[attr-defined, union-attr]
+                record.reply.grant(event.credit, event.nbytes)  # type: ignore[attr-defined, union-attr]
         elif kind is ev.RequestRejected:
             sid = event.stream_id  # type: ignore[union-attr]
             reply = FrameReply(self, sid, event.mode is not ResponseMode.NO_RESPONSE)  # type: ignore[union-attr]
@@ -322,73 +322,3 @@ class ServerConnection:
             self.writer.write(self.proto.send_pong(event.payload))  # type: ignore[union-attr]
         elif kind is ev.ErrorReceived:
             log.warning("peer reported an error: %s", event.error)  # type: ignore[union-attr]
-
-
-class FrameReply:
-    """The answers of one call, as frames on its stream id; stream items wait for credit."""
-
-    __slots__ = ("_credit", "_event", "_owns_sid", "conn", "open", "sid")
-    always_answers: ClassVar[bool] = False
-
-    def __init__(self, conn: ServerConnection, sid: int, opened: bool) -> None:
-        self.conn = conn
-        self.sid = sid
-        self.open = True
-        # Whether the stream id is this call's until its final frame (a noResponse call never
-        # opens one; once answered, the client may reuse the id for another call).
-        self._owns_sid = opened
-        self._credit = conn.proto.peer_stream_window  # items it may send before a CREDIT
-        self._event: anyio.Event | None = None
-
-    def ack(self) -> None:
-        self.open = self._owns_sid = False
-        self.conn.writer.write(self.conn.proto.send_ack(self.sid))
-
-    def result(self, value: Any) -> Awaitable[None] | None:
-        writer = self.conn.writer
-        writer.write(self.conn.proto.send_response(self.sid, value))
-        self.open = self._owns_sid = False
-        return writer.drain() if writer.full else None
-
-    def error(self, error: CallError) -> None:
-        self.open = self._owns_sid = False
-        self.conn.writer.write(self.conn.proto.send_error(self.sid, error))
-
-    def item(self, value: Any) -> Awaitable[None] | None:
-        if self._credit <= 0:
-            return self._item_later(value)
-        self._credit -= 1
-        writer = self.conn.writer
-        writer.write(self.conn.proto.send_item(self.sid, value), at_once=False)
-        if writer.full:
-            return writer.drain()
-        if writer.closed:
-            self.open = False
-        return None
-
-    async def _item_later(self, value: Any) -> None:
-        """No credit left: wait for the client's CREDIT (or for the call to end)."""
-        while self._credit <= 0 and self.open:
-            self._event = anyio.Event()
-            await self._event.wait()
-        if self.open:
-            pending = self.item(value)
-            if pending is not None:
-                await pending
-
-    def grant(self, credit: int) -> None:
-        self._credit += credit
-        if self._event is not None:
-            self._event.set()
-
-    def end(self) -> None:
-        self.open = self._owns_sid = False
-        self.conn.writer.write(self.conn.proto.send_end(self.sid))
-
-    def close(self) -> None:
-        self.open = False
-        if self._owns_sid:  # ended without a final frame (cancelled): the id is free again
-            self._owns_sid = False
-            self.conn.proto.open_streams.pop(self.sid, None)
-        if self._event is not None:
-            self._event.set()

@@ -13,6 +13,10 @@ class Codec(Protocol):
     values (each container and each value it holds counts one) and raises the error of
     `too_many_items` past it. Servers use it, so that a small message cannot decode into
     gigabytes of objects; a codec without it is decoded with `decode`, unbounded.
+
+    A codec may offer `join(parts)`: the encoding of the array whose elements encode to
+    `parts`. Stream servers use it to send many items in one frame without encoding them
+    twice; a codec without it gets its stream items one frame each.
     """
 
     name: str

@@ -32,6 +32,17 @@ class MsgpackCodec:
             self._packer.reset()
             raise ValueError(f"cannot encode as msgpack: {exc}") from exc
 
+    def join(self, parts: list[bytes]) -> bytes:
+        """The encoding of the array whose elements encode to `parts`."""
+        n = len(parts)
+        if n < 16:
+            header = bytes((0x90 | n,))
+        elif n < 0x10000:
+            header = b"\xdc" + n.to_bytes(2, "big")
+        else:
+            header = b"\xdd" + n.to_bytes(4, "big")
+        return header + b"".join(parts)
+
     def decode(self, data: bytes) -> Any:
         try:
             return msgpack.unpackb(data, raw=False, strict_map_key=True)

@@ -11,8 +11,12 @@ The rules it enforces (PROTOCOL.md, "State machine"):
   never open. Frames for stream ids that are not open are ignored (they cross a CANCEL).
 - An ERROR from the client on a call's stream abandons that call, exactly like a CANCEL.
 - PING and PONG travel on stream 0 with 8 bytes of payload; anything else is a violation.
-- ERROR, HELLO and GOAWAY payloads are UTF-8 JSON; REQUEST, RESPONSE and ITEM payloads use the
-  connection's codec, compressed when the COMPRESSED flag is set.
+- ERROR, HELLO and GOAWAY payloads are UTF-8 JSON; REQUEST, RESPONSE, ITEM and ITEMS payloads
+  use the connection's codec, compressed when the COMPRESSED flag is set.
+- ITEMS (a non-empty array of stream items) goes only to a client whose HELLO announced the
+  "items" capability; each item in it counts against the stream's credit.
+- A client that announced `stream_window_bytes` also gives credit in bytes: to a server that
+  announced "items", its CREDIT payloads are 8 bytes (items, then bytes).
 """
 
 from __future__ import annotations
@@ -44,16 +48,22 @@ from jesus.protocol.frames import (
     encode_frame,
 )
 
-CAPABILITIES = ("stream", "cancel", "credit", "ping", "goaway")
+CAPABILITIES = ("stream", "cancel", "credit", "ping", "goaway", "items")
 _U32 = struct.Struct("!I")
+_CREDIT2 = struct.Struct("!II")
 # Plain ints: IntFlag arithmetic costs a microsecond per frame on the hot path.
 _COMPRESSED = int(Flag.COMPRESSED)
 _MODE_MASK = int(Flag.MODE_MASK)
-_DATA_FRAMES = frozenset((FrameType.REQUEST, FrameType.RESPONSE, FrameType.ITEM))
+_DATA_FRAMES = frozenset((FrameType.REQUEST, FrameType.RESPONSE, FrameType.ITEM, FrameType.ITEMS))
+_STREAM_ANSWERS = frozenset(
+    (FrameType.RESPONSE, FrameType.ACK, FrameType.ITEM, FrameType.ITEMS, FrameType.END)
+)
 _MODES = [ResponseMode.from_wire(i) for i in range(4)]
 _PING_SIZE = 8
-# A client HELLO without stream_window gets this initial credit: Limits().stream_window.
+# A client HELLO without stream_window gets this initial credit.
 DEFAULT_STREAM_WINDOW = 32
+# What "no byte window" counts as (a client HELLO without stream_window_bytes).
+UNLIMITED = 1 << 62
 
 
 class Role(enum.Enum):
@@ -73,7 +83,7 @@ _HELLO_REQUIRED = {
     Role.SERVER: ("protocol", "version"),
 }
 _HELLO_COUNTS = {
-    Role.CLIENT: ("max_message_size", "stream_window"),
+    Role.CLIENT: ("max_message_size", "stream_window", "stream_window_bytes"),
     Role.SERVER: ("max_message_size", "max_inflight_calls"),
 }
 
@@ -81,6 +91,11 @@ _HELLO_COUNTS = {
 def _positive_int(value: Any) -> bool:
     # bool is an int in Python, never in JSON: `true` is not a count.
     return type(value) is int and value > 0
+
+
+def _announces(hello: dict[str, Any], capability: str) -> bool:
+    capabilities = hello.get("capabilities")
+    return isinstance(capabilities, list) and capability in capabilities
 
 
 def _json(value: Any) -> bytes:
@@ -120,11 +135,16 @@ class ProtocolConnection:
         # The id of the last REQUEST read, in arrival order: GOAWAY's last_stream_id.
         self._last_request = 0
         self._peer_stream_window = DEFAULT_STREAM_WINDOW
+        self.peer_stream_window_bytes = UNLIMITED
         self.open_streams: dict[int, ResponseMode] = {}
         self.peer_info: dict[str, Any] = {}
         # The smaller of our limit and the one the peer announced in its HELLO.
         self.max_outgoing = limits.max_message_size
         self._compress = compression is not None and compression.name != "none"
+        # Server: whether stream items may go many to a frame (send_items).
+        self.batches_items = False
+        # Client: whether the server reads credit in bytes too (8-byte CREDIT payloads).
+        self.credits_bytes = False
 
     # ----------------------------------------------------------------- handshake
 
@@ -139,6 +159,7 @@ class ProtocolConnection:
             info["codec"] = self.codec.name
             info["compression"] = self.compression.name
             info["stream_window"] = self.limits.stream_window
+            info["stream_window_bytes"] = self.limits.stream_window_bytes
         else:
             info["codec"] = self.codec.name
             info["compression"] = self.compression.name
@@ -172,6 +193,7 @@ class ProtocolConnection:
             if version < PROTOCOL_VERSION:
                 raise RemoteProtocolError(f"protocol version {version} is not supported")
             self._peer_stream_window = info.get("stream_window", DEFAULT_STREAM_WINDOW)
+            self.peer_stream_window_bytes = info.get("stream_window_bytes", UNLIMITED)
             codec = self._codecs.get(str(info["codec"]))
             compression = self._compressions.get(str(info.get("compression", "none")))
             if codec is None:
@@ -186,6 +208,9 @@ class ProtocolConnection:
                 )
             self.codec, self.compression = codec, compression
             self._compress = compression.name != "none"
+            self.batches_items = _announces(info, "items") and hasattr(codec, "join")
+        else:
+            self.credits_bytes = _announces(info, "items")
         self.peer_info = info
         if "max_message_size" in info:
             self.max_outgoing = min(self.max_outgoing, info["max_message_size"])
@@ -195,11 +220,15 @@ class ProtocolConnection:
     # ----------------------------------------------------------------- payloads
 
     def _pack(self, value: Any) -> tuple[int, bytes]:
-        payload = self.codec.encode(value)
+        return self._squeeze(self.codec.encode(value))
+
+    def _squeeze(self, payload: bytes) -> tuple[int, bytes]:
+        """Compressed when that pays, and within the size limit. Raises TooLarge."""
         flags = 0
         if self._compress and len(payload) >= self.limits.compress_threshold:
-            payload = self.compression.compress(payload)
-            flags = _COMPRESSED
+            squeezed = self.compression.compress(payload)
+            if len(squeezed) < len(payload):
+                payload, flags = squeezed, _COMPRESSED
         check_message_size(len(payload), self.max_outgoing)
         return flags, payload
 
@@ -254,7 +283,10 @@ class ProtocolConnection:
         self.open_streams.pop(stream_id, None)
         return encode_frame(FrameType.CANCEL, 0, stream_id)
 
-    def send_credit(self, stream_id: int, credit: int) -> bytes:
+    def send_credit(self, stream_id: int, credit: int, nbytes: int = 0) -> bytes:
+        """Give back `credit` items and `nbytes` bytes (sent only to a server that reads them)."""
+        if self.credits_bytes:
+            return encode_frame(FrameType.CREDIT, 0, stream_id, _CREDIT2.pack(credit, nbytes))
         return encode_frame(FrameType.CREDIT, 0, stream_id, _U32.pack(credit))
 
     def send_ping(self, payload: bytes = b"\0" * _PING_SIZE) -> bytes:
@@ -276,6 +308,20 @@ class ProtocolConnection:
     def send_item(self, stream_id: int, value: Any) -> bytes:
         flags, payload = self._pack(value)
         return encode_frame(FrameType.ITEM, flags, stream_id, payload)
+
+    def encode_item(self, value: Any) -> bytes:
+        """A stream item's encoding, for `send_items`. Raises ValueError."""
+        return self.codec.encode(value)  # type: ignore[no-any-return]
+
+    def send_items(self, stream_id: int, parts: list[bytes]) -> bytes:
+        """One frame of encoded stream items, in order: an ITEM for one, else an ITEMS (only
+        when `batches_items`). Raises TooLarge past the size limit, compressed or not."""
+        if len(parts) == 1:
+            ftype, payload = FrameType.ITEM, parts[0]
+        else:
+            ftype, payload = FrameType.ITEMS, self.codec.join(parts)
+        flags, payload = self._squeeze(payload)
+        return encode_frame(ftype, flags, stream_id, payload)
 
     def send_end(self, stream_id: int) -> bytes:
         self.open_streams.pop(stream_id, None)
@@ -375,11 +421,15 @@ class ProtocolConnection:
             # A client's ERROR on a call abandons it: nothing more to say than a CANCEL.
             return ev.CancelReceived(stream_id) if stream_id in self.open_streams else None
         if ftype == FrameType.CREDIT:
-            if len(payload) != 4:
-                raise RemoteProtocolError("CREDIT payload must be 4 bytes")
+            if len(payload) == 4:
+                credit, nbytes = _U32.unpack(payload)[0], 0
+            elif len(payload) == 8:
+                credit, nbytes = _CREDIT2.unpack(payload)
+            else:
+                raise RemoteProtocolError("CREDIT payload must be 4 or 8 bytes")
             if stream_id not in self.open_streams:
                 return None
-            return ev.CreditReceived(stream_id, _U32.unpack(payload)[0])
+            return ev.CreditReceived(stream_id, credit, nbytes)
         if ftype == FrameType.ERROR:
             return ev.ErrorReceived(0, self._error(payload))  # the client is closing
         return self._common(ftype, stream_id, payload)
@@ -396,7 +446,7 @@ class ProtocolConnection:
             return ev.ErrorReceived(stream_id, error)
         mode = self.open_streams.get(stream_id)
         if mode is None:
-            if ftype in (FrameType.RESPONSE, FrameType.ACK, FrameType.ITEM, FrameType.END):
+            if ftype in _STREAM_ANSWERS:
                 return None  # crossed a CANCEL, or a late answer
             return self._common(ftype, stream_id, payload)
         if ftype == FrameType.RESPONSE:
@@ -407,10 +457,22 @@ class ProtocolConnection:
                 return ev.ErrorReceived(stream_id, exc)
         if ftype == FrameType.ITEM:
             try:
-                return ev.ItemReceived(stream_id, self._unpack(flags, payload))
+                return ev.ItemReceived(stream_id, self._unpack(flags, payload), len(payload))
             except CallError as exc:
                 del self.open_streams[stream_id]
                 return ev.ErrorReceived(stream_id, exc)
+        if ftype == FrameType.ITEMS:
+            try:
+                values = self._unpack(flags, payload)
+            except CallError as exc:
+                del self.open_streams[stream_id]
+                return ev.ErrorReceived(stream_id, exc)
+            if type(values) is not list or not values:
+                del self.open_streams[stream_id]
+                return ev.ErrorReceived(
+                    stream_id, BadFrame("an ITEMS payload must be a non-empty array")
+                )
+            return ev.ItemsReceived(stream_id, values, len(payload))
         if ftype == FrameType.ACK:
             del self.open_streams[stream_id]
             return ev.AckReceived(stream_id)

@@ -36,6 +36,8 @@ class FrameType(enum.IntEnum):
     END = 0x15
     CANCEL = 0x16
     CREDIT = 0x17
+    # Several stream items in one frame, sent to a client that announced "items".
+    ITEMS = 0x18
 
 
 KNOWN_TYPES = frozenset(int(t) for t in FrameType)

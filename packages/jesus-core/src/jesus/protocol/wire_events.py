@@ -65,6 +65,14 @@ class ErrorReceived:
 class ItemReceived:
     stream_id: int
     value: Any
+    size: int = 0  # the frame's payload bytes, as the byte window counts them
+
+
+@dataclass(frozen=True, slots=True)
+class ItemsReceived:
+    stream_id: int
+    values: list[Any]  # in order, at least one
+    size: int = 0  # the frame's payload bytes, as the byte window counts them
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +88,8 @@ class CancelReceived:
 @dataclass(frozen=True, slots=True)
 class CreditReceived:
     stream_id: int
-    credit: int
+    credit: int  # items
+    nbytes: int = 0  # bytes, from a client with a byte window
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +117,7 @@ Event = (
     | AckReceived
     | ErrorReceived
     | ItemReceived
+    | ItemsReceived
     | EndReceived
     | CancelReceived
     | CreditReceived

@@ -1,6 +1,7 @@
 """Coalescing writer for byte-stream transports: a frame goes to the socket at once when
 nothing waits before it, and what queues meanwhile goes out in as few `send()` calls as
-possible."""
+possible. Frames may also be deferred (`defer`): made just before the next send, so that
+what gathers until then (a stream's items) goes in one frame."""
 
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ class FrameWriter:
         self._stream = stream
         self._direct = direct_send(stream)
         self._queue: list[bytes] = []
+        self._deferred: list[Callable[[], None]] = []
         self._queued = 0
         self._high_water = high_water
         self._sending = False  # the run task is inside a send: nothing may overtake it
@@ -85,6 +87,16 @@ class FrameWriter:
             if self._idle.is_set():
                 self._idle = anyio.Event()
 
+    def defer(self, produce: Callable[[], None]) -> None:
+        """Call `produce` (which writes frames) just before the next send, once."""
+        if self.closed:
+            return
+        self._deferred.append(produce)
+        if len(self._deferred) == 1:
+            self._wake.set()
+            if self._idle.is_set():
+                self._idle = anyio.Event()
+
     @property
     def full(self) -> bool:
         """True while senders should `await drain()` (checked first: most writes never wait)."""
@@ -103,6 +115,10 @@ class FrameWriter:
         """Flush until the stream breaks (then call `on_broken`) or the task is cancelled."""
         try:
             while True:
+                if self._deferred:
+                    deferred, self._deferred = self._deferred, []
+                    for produce in deferred:
+                        produce()
                 if not self._queue:
                     self._idle.set()
                     self._wake = anyio.Event()

@@ -1,0 +1,160 @@
+"""The answers of one call as frames on its stream id.
+
+Stream items wait for credit: items, and for a client with a byte window, payload bytes (a
+frame may be sent while any byte credit is left, so a stream holds at most its byte window
+plus one frame). For a client that announced "items", they go many to a frame: each item is
+encoded as it comes (so its size is known and bounded at once), and the items gathered until
+the writer's next send, or until `BATCH_BYTES`, leave as one ITEMS frame."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import anyio
+
+from jesus.errors import CallError
+from jesus.protocol.frames import HEADER_SIZE
+
+if TYPE_CHECKING:
+    from jesus_tcp.server import ServerConnection
+
+# An ITEMS payload at most (less when max_message_size is smaller): large enough that a
+# send carries many small items, small enough to cost little memory per stream.
+BATCH_BYTES = 32 * 1024
+# What joining the parts adds at most, beside one byte per part (an array header, brackets).
+_JOIN_OVERHEAD = 8
+
+
+class FrameReply:
+    __slots__ = (
+        "_batch",
+        "_batch_limit",
+        "_batched",
+        "_byte_credit",
+        "_credit",
+        "_deferred",
+        "_event",
+        "_first",
+        "_owns_sid",
+        "conn",
+        "open",
+        "sid",
+    )
+    always_answers: ClassVar[bool] = False
+
+    def __init__(self, conn: ServerConnection, sid: int, opened: bool) -> None:
+        self.conn = conn
+        self.sid = sid
+        self.open = True
+        # Whether the stream id is this call's until its final frame (a noResponse call never
+        # opens one; once answered, the client may reuse the id for another call).
+        self._owns_sid = opened
+        self._credit = conn.proto.peer_stream_window  # items it may send before a CREDIT
+        self._byte_credit = conn.proto.peer_stream_window_bytes  # and payload bytes
+        self._event: anyio.Event | None = None
+        # Encoded items not yet framed (None: one frame per item), and their size.
+        self._batch: list[bytes] | None = [] if conn.proto.batches_items else None
+        self._batched = 0
+        self._batch_limit = min(BATCH_BYTES, conn.proto.max_outgoing)
+        self._deferred = False  # the writer will call _on_send before its next send
+        self._first = True  # the first item goes at once: the time to it is what a caller sees
+
+    def ack(self) -> None:
+        self.open = self._owns_sid = False
+        self.conn.writer.write(self.conn.proto.send_ack(self.sid))
+
+    def result(self, value: Any) -> Awaitable[None] | None:
+        writer = self.conn.writer
+        writer.write(self.conn.proto.send_response(self.sid, value))
+        self.open = self._owns_sid = False
+        return writer.drain() if writer.full else None
+
+    def error(self, error: CallError) -> None:
+        self._flush()  # the items before the error still count
+        self.open = self._owns_sid = False
+        self.conn.writer.write(self.conn.proto.send_error(self.sid, error))
+
+    def item(self, value: Any) -> Awaitable[None] | None:
+        if self._credit <= 0 or self._byte_credit <= self._batched:
+            return self._item_later(value)
+        if self._batch is None:
+            self._credit -= 1
+            self._send(self.conn.proto.send_item(self.sid, value))
+        else:
+            self._gather(self.conn.proto.encode_item(value))
+        writer = self.conn.writer
+        if writer.full:
+            return writer.drain()
+        if writer.closed:
+            self.open = False
+        return None
+
+    def _gather(self, part: bytes) -> None:
+        self._credit -= 1
+        if self._first:
+            self._first = False
+            self._send(self.conn.proto.send_items(self.sid, [part]), at_once=True)
+            return
+        batch = self._batch
+        assert batch is not None
+        size = len(part)
+        if self._batched + size + len(batch) + _JOIN_OVERHEAD > self._batch_limit:
+            self._flush()
+            if size + _JOIN_OVERHEAD > self._batch_limit:  # too large to share a frame
+                self._send(self.conn.proto.send_items(self.sid, [part]))
+                return
+        batch.append(part)
+        self._batched += size
+        if not self._deferred:
+            self._deferred = True
+            self.conn.writer.defer(self._on_send)
+        if self._credit == 0 or self._byte_credit <= self._batched:
+            self._flush()  # nothing more may follow until a CREDIT
+
+    def _on_send(self) -> None:
+        self._deferred = False
+        self._flush()
+
+    def _flush(self) -> None:
+        batch = self._batch
+        if batch:
+            if self.open:
+                self._send(self.conn.proto.send_items(self.sid, batch))
+            batch.clear()
+            self._batched = 0
+
+    def _send(self, frame: bytes, at_once: bool = False) -> None:
+        self._byte_credit -= len(frame) - HEADER_SIZE
+        self.conn.writer.write(frame, at_once)
+
+    async def _item_later(self, value: Any) -> None:
+        """No credit left: wait for the client's CREDIT (or for the call to end)."""
+        while (self._credit <= 0 or self._byte_credit <= 0) and self.open:
+            self._event = anyio.Event()
+            await self._event.wait()
+        if self.open:
+            pending = self.item(value)
+            if pending is not None:
+                await pending
+
+    def grant(self, credit: int, nbytes: int = 0) -> None:
+        self._credit += credit
+        self._byte_credit += nbytes
+        if self._event is not None:
+            self._event.set()
+
+    def end(self) -> None:
+        self._flush()
+        self.open = self._owns_sid = False
+        self.conn.writer.write(self.conn.proto.send_end(self.sid))
+
+    def close(self) -> None:
+        self.open = False
+        if self._batch:
+            self._batch.clear()  # cancelled: what was not framed yet is not sent
+        if self._owns_sid:  # ended without a final frame (cancelled): the id is free again
+            self._owns_sid = False
+            self.conn.proto.open_streams.pop(self.sid, None)
+        if self._event is not None:
+            self._event.set()
