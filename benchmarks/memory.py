@@ -152,6 +152,9 @@ def main() -> int:
             conn.sock.close()
         time.sleep(1)
 
+        from jesus.limits import Limits
+
+        limits = Limits()  # what the raw client announces
         for size in (64 * KiB, 1 * MiB):
             base = rss(server.pid)
             stalled = Raw(port)
@@ -159,11 +162,11 @@ def main() -> int:
             stalled.request("bench.blobs", size, ResponseMode.STREAM)  # and never read
             time.sleep(2)
             held = rss(server.pid) - base
-            window = 32 * size
             rows.append(
                 (
-                    f"a stalled stream of {size // KiB} KiB items (window 32 items = "
-                    f"{window / MiB:.0f} MiB; write buffer 4 MiB)",
+                    f"a stalled stream of {size // KiB} KiB items (window {limits.stream_window}"
+                    f" items, {limits.stream_window_bytes / MiB:.0f} MiB; write buffer "
+                    f"{limits.write_buffer_size / MiB:.0f} MiB)",
                     f"{held / MiB:.1f} MiB",
                 )
             )

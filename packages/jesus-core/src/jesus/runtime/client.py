@@ -60,7 +60,6 @@ class Candidate:
     transport: TransportClient
 
 
-_NO_GUARD = contextlib.nullcontext()
 # Event names whose listener groups a client keeps worked out (see Client._event_groups).
 MAX_EVENT_PLANS = 1024
 
@@ -75,6 +74,23 @@ def _checked_seal(seal: str | None) -> str | None:
 
 def _stronger(a: str | None, b: str | None) -> str | None:
     return a if strength(a) >= strength(b) else b
+
+
+def _name_deadline(exc: DeadlineExceeded, target: str, seconds: float | None) -> None:
+    """A deadline that passed here says which call it was."""
+    if not exc.remote:
+        exc.message = f"{target} did not answer within {seconds or 0:.3f}s"
+        exc.args = (exc.message,)
+
+
+def _bad_item(target: str, check: Any, item: Any, meta: Meta) -> InvalidResponse:
+    return schema_error(
+        InvalidResponse,
+        f"{target} streamed an item that does not match its schema",
+        check,
+        item,
+        meta.corrid,
+    )
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -237,28 +253,27 @@ class Client:
         # its deadline itself (a scope per item costs more than the item).
         own_deadline = getattr(first.transport, "stream_deadlines", False)
         try:
+            if own_deadline:
+                try:
+                    async for item in items:
+                        if check is not None and not check.is_valid(item):
+                            raise _bad_item(target, check, item, meta)
+                        yield item
+                except DeadlineExceeded as exc:
+                    _name_deadline(exc, target, seconds)
+                    raise
+                return
             while True:
-                guard = (
-                    _NO_GUARD if own_deadline else self._deadline(seconds, target, meta, started)
-                )
-                with guard:
+                with self._deadline(seconds, target, meta, started):
                     try:
                         item = await items.__anext__()
                     except StopAsyncIteration:
                         return
                     except DeadlineExceeded as exc:
-                        if not exc.remote:
-                            exc.message = f"{target} did not answer within {seconds or 0:.3f}s"
-                            exc.args = (exc.message,)
+                        _name_deadline(exc, target, seconds)
                         raise
                 if check is not None and not check.is_valid(item):
-                    raise schema_error(
-                        InvalidResponse,
-                        f"{target} streamed an item that does not match its schema",
-                        check,
-                        item,
-                        meta.corrid,
-                    )
+                    raise _bad_item(target, check, item, meta)
                 yield item
         finally:
             with anyio.CancelScope(shield=True):

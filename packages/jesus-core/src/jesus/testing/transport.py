@@ -743,6 +743,34 @@ class TransportConformance:
             assert max(ahead) <= window + 1, f"produced ran {max(ahead)} items ahead"
             assert state.produced < 200
 
+    async def test_a_slow_consumer_keeps_production_within_the_byte_window(
+        self, registry: str
+    ) -> None:
+        """An item window too large to matter: the byte window alone holds the producer."""
+        self.needs(jesus.ResponseMode.STREAM)
+        if not self.credit:
+            pytest.skip(f"{self.scheme} streams have no credit window: see the stalled consumer")
+        svc, state = self.service()
+        size, window_bytes = 8 * KiB, 128 * KiB
+        limits = jesus.Limits(stream_window=100_000, stream_window_bytes=window_bytes)
+        async with serving(registry, svc, limits=limits, client={"limits": limits}) as (
+            _,
+            client,
+        ):
+            consumed = 0
+            ahead = []
+            async for _ in client.stream("conf.blobs", {"n": 400, "size": size}):
+                consumed += 1
+                await anyio.sleep(0.002)
+                ahead.append((state.produced - consumed) * size)
+                if consumed == 100:
+                    break
+            # the window, one frame sent on the last byte of credit, one frame being
+            # consumed (credited when the consumer reaches its end), the item being yielded
+            bound = window_bytes + 2 * 32 * KiB + size
+            assert max(ahead) <= bound, f"produced ran {max(ahead) // KiB} KiB ahead"
+            assert state.produced < 400
+
     # ------------------------------------------------------------ 7. drain and middleware
 
     async def test_shutdown_drains_in_flight_calls(self, registry: str) -> None:
