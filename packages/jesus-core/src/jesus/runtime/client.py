@@ -83,7 +83,7 @@ def _name_deadline(exc: DeadlineExceeded, target: str, seconds: float | None) ->
         exc.args = (exc.message,)
 
 
-def _bad_item(target: str, check: Any, item: Any, meta: Meta) -> InvalidResponse:
+def _bad_item(target: str, check: Any, item: Any, meta: Meta) -> CallError:
     return schema_error(
         InvalidResponse,
         f"{target} streamed an item that does not match its schema",
