@@ -1,0 +1,188 @@
+"""Server side: one ROUTER socket; each routing id is a peer with the state of a connection
+(handshake, calls, credit), and each ZMQ message from it carries one frame."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+from typing import Any
+
+import anyio
+
+import zmq
+from jesus.errors import BadFrame, FrameTooLarge, RemoteProtocolError, TooLarge, Unavailable
+from jesus.transport import CallHandler, CallRunner, TransportOptions
+from jesus_zmq.monitor import GONE, watch
+from jesus_zmq.peer import Peer
+from jesus_zmq.pump import SocketPump
+
+log = logging.getLogger("jesus.zmq.server")
+
+# While a peer's answers wait for its pipe, they are offered to it again this often.
+RETRY_INTERVAL = 0.005
+# How long the last answers may take to leave once the socket is closed (in the background).
+CLOSE_LINGER_MS = 1000
+
+
+class ZmqServer:
+    """Serves the jesus protocol on a bound ROUTER socket."""
+
+    def __init__(
+        self, sock: zmq.Socket[Any], endpoint: str, handler: CallHandler, options: TransportOptions
+    ) -> None:
+        self.endpoint = endpoint
+        self._sock = sock
+        self._options = options
+        self.runner = CallRunner(handler, options.limits)
+        self._pump = SocketPump(sock, self._on_message)
+        self._peers: dict[bytes, Peer] = {}
+        self._waiting: set[Peer] = set()  # peers whose answers wait for their pipe
+        self._flusher = anyio.Event()
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._closing = False
+        self._stopped = anyio.Event()
+        self._serving = False
+        self.dropped_messages = 0  # malformed multipart messages, counted
+
+    async def serve(self) -> None:
+        self._serving = True
+        try:
+            async with anyio.create_task_group() as tg:
+                self._task_group = tg
+                self.runner.bind(tg)
+                tg.start_soon(self._pump.run)
+                tg.start_soon(self._flush_loop)
+                tg.start_soon(watch, self._sock, GONE, self._disconnected)
+                idle = self._options.limits.keepalive_interval * 3
+                if math.isfinite(idle):
+                    tg.start_soon(self._watchdog, idle)
+                await self._stopped.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.runner.aclose()
+                # What the drain answered may still sit in libzmq's pipes: let it go out.
+                self._sock.close(linger=CLOSE_LINGER_MS)
+
+    # ------------------------------------------------------------------ reading
+
+    def _on_message(self, parts: list[bytes]) -> Any:
+        if len(parts) != 2:  # [routing id, frame]: anything else is not ours to read
+            self.dropped_messages += 1
+            log.warning("dropping a %d-part message (one frame per message)", len(parts))
+            return None
+        identity, message = parts
+        peer = self._peers.get(identity)
+        if peer is None:
+            peer = self._accept(identity)
+            if peer is None:
+                return None
+        try:
+            peer.receive(message)
+        except RemoteProtocolError as exc:
+            log.warning("protocol error from peer, dropping it: %s", exc)
+            error = TooLarge(str(exc)) if isinstance(exc, FrameTooLarge) else BadFrame(str(exc))
+            peer.write(peer.proto.send_error(0, error))
+            self._drop(peer)
+            return None
+        except Exception:  # one peer's failure must never take the server down
+            log.exception("failed to handle a message; dropping its peer")
+            self._drop(peer)
+            return None
+        # A long backlog stops the reading of the socket until it shrinks: the only
+        # back-pressure a ROUTER socket has (its pipes fill up, and the senders wait).
+        return peer.backlog_shrunk() if peer.backlog_full else None
+
+    def _accept(self, identity: bytes) -> Peer | None:
+        limits = self._options.limits
+        tg = self._task_group
+        assert tg is not None
+        peer = Peer(identity, self.runner.session(), self._options, self._send, self._stalled, tg)
+        if self._closing or len(self._peers) >= limits.max_connections:
+            why = "server shutting down" if self._closing else "server is at max_connections"
+            peer.write(peer.proto.send_error(0, Unavailable(f"{why} ({limits.max_connections})")))
+            return None
+        self._peers[identity] = peer
+        return peer
+
+    def _disconnected(self, event: int) -> None:
+        """libzmq closed a connection: find whose by a PING to every peer, since a ROUTER
+        socket (ROUTER_MANDATORY) refuses a message to a routing id whose pipe is gone."""
+        for peer in list(self._peers.values()):
+            if not peer.outbox:
+                self._send([peer.identity, peer.proto.send_ping()])
+
+    async def _watchdog(self, idle: float) -> None:
+        """Drop peers silent this long (a client pings after keepalive_interval)."""
+        while True:
+            await anyio.sleep(idle / 4)
+            now = anyio.current_time()
+            for peer in list(self._peers.values()):
+                if now - peer.last_seen >= idle:
+                    log.info("dropping a silent peer")
+                    self._drop(peer)
+
+    def _drop(self, peer: Peer) -> None:
+        peer.close()
+        self._peers.pop(peer.identity, None)
+        self._waiting.discard(peer)
+
+    # ------------------------------------------------------------------ writing
+
+    def _send(self, parts: list[bytes]) -> bool:
+        try:
+            return self._pump.send(parts)
+        except zmq.ZMQError as exc:
+            if exc.errno != errno.EHOSTUNREACH:
+                raise
+            peer = self._peers.get(parts[0])  # ROUTER_MANDATORY: that peer is gone
+            if peer is not None:
+                log.info("peer disconnected")
+                self._drop(peer)
+            return True
+
+    def _stalled(self, peer: Peer) -> None:
+        """`peer`'s pipe is full: its answers wait in its outbox."""
+        if peer.overflowing:
+            log.warning("dropping a peer that does not read its answers")
+            self._drop(peer)
+            return
+        self._waiting.add(peer)
+        self._flusher.set()
+
+    async def _flush_loop(self) -> None:
+        """Offer the answers that wait for full pipes again, until they went out."""
+        while True:
+            await self._flusher.wait()
+            self._flusher = anyio.Event()
+            while self._waiting:
+                for peer in list(self._waiting):
+                    if peer.flush() or peer.gone:
+                        self._waiting.discard(peer)
+                await self._pump.writable()
+                await anyio.sleep(RETRY_INTERVAL)
+
+    # ------------------------------------------------------------------ closing
+
+    async def aclose(self) -> None:
+        """Tell clients to go away, let in-flight calls finish, flush, close."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._sock.closed:  # serve() ended first
+            self._stopped.set()
+            return
+        for peer in list(self._peers.values()):
+            peer.write(peer.proto.send_goaway("server shutting down"))
+        await self.runner.drain()
+        with anyio.move_on_after(1):  # the last answers, read by their peers
+            async with anyio.create_task_group() as tg:
+                for peer in list(self._peers.values()):
+                    if peer.proto.peer_info:  # past its handshake: it answers PINGs
+                        tg.start_soon(peer.delivered)
+        for peer in list(self._peers.values()):
+            self._drop(peer)
+        self._stopped.set()
+        if not self._serving:
+            self._sock.close(linger=CLOSE_LINGER_MS)
