@@ -197,16 +197,16 @@ class Peer:
 
     # ------------------------------------------------------------------ writing
 
-    def write(self, frame: bytes) -> Awaitable[None] | None:
-        """Send `frame` to this peer, or queue it while its pipe is full; returns what to
-        await while more than `write_buffer_size` waits."""
-        if self.gone:
-            return None
-        if not self.outbox and self._send([self.identity, frame]):
-            return None
+    def write(self, frame: bytes) -> None:
+        """Send `frame` to this peer, or queue it while its pipe is full."""
+        if self.gone or (not self.outbox and self._send([self.identity, frame])):
+            return
         self.outbox.append(frame)
         self._outbox_bytes += len(frame)
         self._stalled(self)
+
+    def pressure(self) -> Awaitable[None] | None:
+        """What an answer awaits while more than `write_buffer_size` waits for this peer."""
         if self.gone or self._outbox_bytes <= self._write_limit:
             return None
         return self._wait_drained()

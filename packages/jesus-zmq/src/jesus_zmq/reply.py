@@ -40,7 +40,8 @@ class ZmqReply:
     def result(self, value: Any) -> Awaitable[None] | None:
         frame = self.peer.proto.send_response(self.sid, value)
         self.open = self._owns_sid = False
-        return self.peer.write(frame)
+        self.peer.write(frame)
+        return self.peer.pressure()
 
     def error(self, error: CallError) -> None:
         self.open = self._owns_sid = False
@@ -52,10 +53,10 @@ class ZmqReply:
         frame = self.peer.proto.send_item(self.sid, value)
         self._credit -= 1
         self._byte_credit -= len(frame) - HEADER_SIZE
-        pending = self.peer.write(frame)
+        self.peer.write(frame)
         if self.peer.gone:
             self.open = False
-        return pending
+        return self.peer.pressure()
 
     async def _item_later(self, value: Any) -> None:
         """No credit left: wait for the client's CREDIT (or for the call to end)."""

@@ -12,15 +12,20 @@ import anyio
 
 import zmq
 from jesus.errors import BadFrame, FrameTooLarge, RemoteProtocolError, TooLarge, Unavailable
+from jesus.throttled_log import ThrottledLog
 from jesus.transport import CallHandler, CallRunner, TransportOptions
 from jesus_zmq.monitor import GONE, watch
 from jesus_zmq.peer import Peer
 from jesus_zmq.pump import SocketPump
 
 log = logging.getLogger("jesus.zmq.server")
+# What a peer can cause at will, logged without a flood.
+peer_log = ThrottledLog(log)
 
 # While a peer's answers wait for its pipe, they are offered to it again this often.
 RETRY_INTERVAL = 0.005
+# After a connection closed, when to look for the peer that lost it (seconds after).
+PROBE_DELAYS = (0.0, 0.05, 0.25, 1.0)
 # How long the last answers may take to leave once the socket is closed (in the background).
 CLOSE_LINGER_MS = 1000
 
@@ -44,6 +49,11 @@ class ZmqServer:
         self._stopped = anyio.Event()
         self._serving = False
         self.dropped_messages = 0  # malformed multipart messages, counted
+
+    @property
+    def peers(self) -> int:
+        """Peers known by their routing id: connections past their first message."""
+        return len(self._peers)
 
     async def serve(self) -> None:
         self._serving = True
@@ -70,7 +80,7 @@ class ZmqServer:
     def _on_message(self, parts: list[bytes]) -> Any:
         if len(parts) != 2:  # [routing id, frame]: anything else is not ours to read
             self.dropped_messages += 1
-            log.warning("dropping a %d-part message (one frame per message)", len(parts))
+            peer_log.warning("dropping a %d-part message (one frame per message)", len(parts))
             return None
         identity, message = parts
         peer = self._peers.get(identity)
@@ -81,7 +91,7 @@ class ZmqServer:
         try:
             peer.receive(message)
         except RemoteProtocolError as exc:
-            log.warning("protocol error from peer, dropping it: %s", exc)
+            peer_log.warning("protocol error from peer, dropping it: %s", exc)
             error = TooLarge(str(exc)) if isinstance(exc, FrameTooLarge) else BadFrame(str(exc))
             peer.write(peer.proto.send_error(0, error))
             self._drop(peer)
@@ -107,11 +117,18 @@ class ZmqServer:
         return peer
 
     def _disconnected(self, event: int) -> None:
-        """libzmq closed a connection: find whose by a PING to every peer, since a ROUTER
-        socket (ROUTER_MANDATORY) refuses a message to a routing id whose pipe is gone."""
-        for peer in list(self._peers.values()):
-            if not peer.outbox:
-                self._send([peer.identity, peer.proto.send_ping()])
+        """libzmq closed a connection. Find whose by PINGing every peer: a ROUTER socket
+        (ROUTER_MANDATORY) refuses a message to a routing id whose pipe is gone. The pipe
+        goes a moment after the event, so the PINGs go a few times."""
+        assert self._task_group is not None
+        self._task_group.start_soon(self._probe)
+
+    async def _probe(self) -> None:
+        for delay in PROBE_DELAYS:
+            await anyio.sleep(delay)
+            for peer in list(self._peers.values()):
+                if not peer.outbox and peer.proto.peer_info:
+                    self._send([peer.identity, peer.proto.send_ping()])
 
     async def _watchdog(self, idle: float) -> None:
         """Drop peers silent this long (a client pings after keepalive_interval)."""
@@ -145,7 +162,7 @@ class ZmqServer:
     def _stalled(self, peer: Peer) -> None:
         """`peer`'s pipe is full: its answers wait in its outbox."""
         if peer.overflowing:
-            log.warning("dropping a peer that does not read its answers")
+            peer_log.warning("dropping a peer that does not read its answers")
             self._drop(peer)
             return
         self._waiting.add(peer)
