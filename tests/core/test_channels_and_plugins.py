@@ -40,6 +40,7 @@ def test_channel_resolves_to_its_three_plugins() -> None:
         ("http+json+gzip", "http"),
         ("https+msgpack", "http"),
         ("udp+msgpack", "udp"),
+        ("zmq+msgpack", "zmq"),
         ("unix", "tcp"),
     ],
 )

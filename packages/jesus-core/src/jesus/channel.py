@@ -18,6 +18,7 @@ EXTRA_FOR = {
     "http": "http",
     "https": "http",
     "udp": "udp",
+    "zmq": "zmq",
     "memcache": "memcache",
 }
 
