@@ -62,6 +62,8 @@ class StreamServer:
         self.refused_connections = 0
 
     async def serve(self) -> None:
+        if self._closing:
+            return  # closed before it started serving: the listener is closed already
         self._serving = True
         try:
             async with anyio.create_task_group() as tg:
