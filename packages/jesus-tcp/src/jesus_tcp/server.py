@@ -187,7 +187,7 @@ class ServerConnection:
         except RemoteProtocolError as exc:
             log.warning("protocol error from peer, closing its connection: %s", exc)
             error = TooLarge(str(exc)) if isinstance(exc, FrameTooLarge) else BadFrame(str(exc))
-            self.writer.write(proto.send_error(0, error))
+            self.writer.end(proto.send_error(0, error))
             with anyio.move_on_after(1, shield=True):
                 await self.writer.flush()
         except TimeoutError:
