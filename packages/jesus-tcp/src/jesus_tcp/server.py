@@ -62,6 +62,8 @@ class StreamServer:
         self.refused_connections = 0
 
     async def serve(self) -> None:
+        if self._closing:
+            return  # closed before it started serving: the listener is closed already
         self._serving = True
         try:
             async with anyio.create_task_group() as tg:
@@ -185,7 +187,7 @@ class ServerConnection:
         except RemoteProtocolError as exc:
             log.warning("protocol error from peer, closing its connection: %s", exc)
             error = TooLarge(str(exc)) if isinstance(exc, FrameTooLarge) else BadFrame(str(exc))
-            self.writer.write(proto.send_error(0, error))
+            self.writer.end(proto.send_error(0, error))
             with anyio.move_on_after(1, shield=True):
                 await self.writer.flush()
         except TimeoutError:

@@ -106,15 +106,6 @@ async def _serve(
     bind: dict[str, str],
     tls: Credentials | None,
 ) -> None:
-    stop = anyio.Event()
-
-    async def watch_signals() -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                print(f"received {signal.Signals(signum).name}: draining", file=sys.stderr)
-                stop.set()
-                return
-
     # Started outside the task group, so that a refusal to start (a JesusError) comes out
     # as itself, not wrapped in an exception group.
     async with serve_services(
@@ -127,11 +118,16 @@ async def _serve(
     ) as node:
         names = ", ".join(f"{s.name} {s.version}" for s in services)
         print(f"serving {names} on {' '.join(node.endpoints.values())}", flush=True)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch_signals)
-            await stop.wait()
-            tg.cancel_scope.cancel()
+        await until_signalled()
     print("stopped", file=sys.stderr, flush=True)
+
+
+async def until_signalled() -> None:
+    """Return at the first SIGINT or SIGTERM (what a command serves until)."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            print(f"received {signal.Signals(signum).name}: draining", file=sys.stderr)
+            return
 
 
 # ---------------------------------------------------------------- call

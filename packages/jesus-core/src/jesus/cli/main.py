@@ -1,4 +1,6 @@
-"""`jesus` command line: plugins, serve, call, emit, check, services, ca, demo."""
+"""`jesus` command line: plugins, serve, call, emit, check, services, ca, demo, and the
+commands that installed distributions add (entry point group `jesus.commands`: a callable
+that takes the subparsers and adds its own)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import argparse
 import logging
 import os
 import sys
+from importlib.metadata import entry_points
 
 from jesus.cli import commands
 
@@ -121,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole demo")
     p.set_defaults(func=commands.demo)
+    for entry in entry_points(group="jesus.commands"):  # e.g. `daemon`, from jesus-daemon
+        try:
+            entry.load()(sub)
+        except Exception as exc:
+            print(f"jesus: the {entry.name} command did not load: {exc}", file=sys.stderr)
     return parser
 
 

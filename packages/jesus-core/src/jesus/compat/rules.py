@@ -1,25 +1,15 @@
 """Does every instance a writer's schema allows validate under a reader's schema?
 
-`accepts_all(writer, reader)` answers with findings; none means compatible. The rules, each
-tested in tests/core/test_compat_rules.py:
+`accepts_all(writer, reader)` answers with findings; none means compatible. How it decides,
+rule by rule, is docs/compatibility.md; each rule has cases in tests/core/test_compat*.py.
 
-- A reader schema `true` (or `{}`) accepts everything; a writer schema `false` sends nothing.
-- type: the writer's types must be among the reader's (`integer` counts as a `number`); a writer
-  without `type` may send anything, which a typed reader refuses.
-- enum / const: a reader's enum must contain every value the writer may send; so the writer must
-  have an enum (or const) within it.
-- Objects: a field the reader requires must be required by the writer. A field the writer
-  declares is checked against the reader's declaration of it, or against the reader's
-  `additionalProperties`. A closed reader (`additionalProperties: false`) needs a closed writer
-  whose fields it all declares; an open writer (the default) may send any extra field, which
-  matters when the reader declares that field with a narrower schema.
-- Arrays: items checked like values; the writer's minItems at least, and maxItems at most, the
-  reader's.
-- Numbers and strings: the writer's range (minimum, maximum, exclusive bounds, minLength,
-  maxLength) must lie within the reader's.
-- Anything else that differs between the two (pattern, multipleOf, $ref, anyOf, oneOf, allOf,
-  not, if/then/else, dependencies, unknown keywords) is reported undecidable rather than
-  guessed. Identical subschemas are always compatible.
+Two principles keep it honest. It may over-approximate the writer (ignore a writer keyword it
+cannot use) and must never over-approximate the reader, so a verdict of compatible holds. And
+it claims an incompatibility only with a witness, an instance checked with the real validator
+against both schemas (witness.py); without one the finding is undecidable, naming the keyword.
+
+This module resolves and flattens both sides and dispatches; the combinators, objects, arrays
+and scalars have a module each.
 """
 
 from __future__ import annotations
@@ -27,171 +17,230 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jesus.compat.report import INCOMPATIBLE, UNDECIDABLE, Finding
+from jesus.compat import arrays, combinators, objects, scalars
+from jesus.compat.drafts import Schema
+from jesus.compat.examples import first_valid
+from jesus.compat.merge import canon, conjoin, settle, strip, types_of
+from jesus.compat.report import INCOMPATIBLE, UNDECIDABLE, Finding, Issue
+from jesus.compat.resolve import Context, Doc, Unresolved
+from jesus.compat.witness import refuted, verified
 
-_HANDLED = {
-    "type",
-    "enum",
-    "const",
-    "properties",
-    "required",
-    "additionalProperties",
-    "items",
-    "minItems",
-    "maxItems",
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
-    "minLength",
-    "maxLength",
-    "title",
-    "description",
-    "default",
-    "examples",
-    "$schema",
-    "$id",
-    "format",
-    "$comment",
-    "deprecated",
-    "readOnly",
-    "writeOnly",
-}
-_LOWER = ("minimum", "exclusiveMinimum", "minLength", "minItems")
-_UPPER = ("maximum", "exclusiveMaximum", "maxLength", "maxItems")
-
-
-def _same(a: Any, b: Any) -> bool:
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-
-
-def _types(schema: dict[str, Any]) -> set[str] | None:
-    t = schema.get("type")
-    if t is None:
-        return None
-    return {t} if isinstance(t, str) else set(t)
+_MAX_DEPTH = 48
+FAILED = "the rules failed on this pair"
+# What `plain` and the modules it calls read, with what is no assertion (`then` without `if`
+# is ignored by validators). Anything else left in a reader makes a finding undecidable.
+_UNDERSTOOD = frozenset(
+    {"type", "enum", "const", "format", "then", "else", "$schema", "$id", "$anchor"}
+    | {"$defs", "definitions", "$comment", "minimum", "maximum", "exclusiveMinimum"}
+    | {"exclusiveMaximum", "multipleOf", "minLength", "maxLength", "pattern", "properties"}
+    | {"required", "additionalProperties", "patternProperties", "propertyNames"}
+    | {"minProperties", "maxProperties", "dependentRequired", "dependentSchemas", "items"}
+    | {"prefixItems", "minItems", "maxItems", "uniqueItems", "contains", "minContains"}
+    | {"maxContains"}
+)
+_TYPES = ("null", "boolean", "object", "array", "number", "string")
 
 
 def accepts_all(writer: Any, reader: Any, where: str = "", path: str = "") -> list[Finding]:
     """Findings for instances valid under `writer` that `reader` may refuse (none: compatible)."""
+    cx = Context(Doc(writer), Doc(reader), where)
+    try:
+        issues = compare(cx.writer.root, cx.reader.root, cx, path)
+    except Exception as exc:  # a schema the rules trip on must not stop a start
+        message = f"{FAILED}: {type(exc).__name__}: {exc}"
+        return [Finding(UNDECIDABLE, where, path or "(root)", message)]
+    out: list[Finding] = []
+    seen: set[tuple[str, str, str]] = set()
+    for issue in issues:
+        issue = verified(issue, cx)
+        key = (issue.kind, issue.path, issue.message)
+        if key not in seen:
+            seen.add(key)
+            witness = canon_witness(issue.witness) if issue.kind == INCOMPATIBLE else None
+            out.append(Finding(issue.kind, where, issue.path, issue.message, witness))
+    return out
+
+
+def canon_witness(witness: tuple[Any] | None) -> str | None:
+    return None if witness is None else json.dumps(witness[0], ensure_ascii=False)
+
+
+def undecidable(path: str, message: str) -> list[Issue]:
+    return [Issue(UNDECIDABLE, path or "(root)", message)]
+
+
+def compare(w: Schema, r: Schema, cx: Context, path: str) -> list[Issue]:
+    """Issues for instances of writer subschema `w` that reader subschema `r` may refuse."""
+    w, r = cx.writer.resolve(w), cx.reader.resolve(r)
+    for side in (w, r):
+        if isinstance(side, Unresolved):
+            return undecidable(path, f"'{side.keyword}' {side.target} {side.reason}")
+    key = (id(w), id(r))
+    if key in cx.active:
+        if cx.active[key] == path:  # met again without descending into the instance
+            return undecidable(path, "a cycle of references that never descends")
+        return []  # a recursive schema met again further down: holds if the rest does
+    if cx.depth > _MAX_DEPTH:
+        return undecidable(path, "the schemas nest too deeply to compare")
+    cx.active[key] = path
+    cx.depth += 1
+    try:
+        return _compare(w, r, cx, path)
+    finally:
+        del cx.active[key]
+        cx.depth -= 1
+
+
+def flatten(node: Schema, doc: Doc) -> Schema:
+    """`node` with its `allOf` (and the `allOf` a `$ref` with siblings became) merged into
+    one schema where the parts combine; parts that do not stay in `allOf`."""
+    node = strip(node)
+    if not isinstance(node, dict) or "allOf" not in node:
+        return settle(node)
+    base = {k: v for k, v in node.items() if k != "allOf"}
+    late = {k: base.pop(k) for k in ("unevaluatedProperties", "unevaluatedItems") if k in base}
+    merged: Schema = base
+    rest: list[Schema] = []
+    for part in node["allOf"]:
+        target = doc.resolve(part)
+        target = flatten(target, doc) if not isinstance(target, Unresolved) else part
+        joined = conjoin(merged, target) if not isinstance(target, Unresolved) else None
+        if joined is None:
+            rest.append(part)
+        else:
+            merged = joined
+    if merged is False:
+        return False
+    if merged is True:
+        merged = {}
+    out = {**merged, **late} if isinstance(merged, dict) else merged
+    if rest and isinstance(out, dict):
+        out["allOf"] = rest
+    return settle(out)
+
+
+def _compare(w: Schema, r: Schema, cx: Context, path: str) -> list[Issue]:
     here = path or "(root)"
-    if reader is True or reader == {} or writer is False or _same(writer, reader):
+    if w is False or r is True or strip(r) == {}:
         return []
-    if reader is False:
-        return [Finding(INCOMPATIBLE, where, here, "the reader accepts nothing")]
-    if writer is True or writer == {}:
-        return [
-            Finding(
-                INCOMPATIBLE, where, here, "the writer may send anything; the reader is narrower"
+    same = canon(w) == canon(r)
+    if same and ("$ref" not in canon(w) or cx.writer.key == cx.reader.key):
+        return []  # a `$ref` means the same only within the same document
+    if w is True:
+        w = {}
+    if not isinstance(w, dict) or not isinstance(r, dict | bool):
+        return _not_a_schema(w, r, here)
+    w, r = flatten(w, cx.writer), flatten(r, cx.reader)
+    if w is False:
+        return []
+    if r is False or (isinstance(r, dict) and r.get("type") == []):
+        found = first_valid(w, cx.writer)
+        if found is None:
+            return undecidable(
+                here, "the reader accepts nothing; no instance of the writer's was found"
             )
-        ]
-    if not isinstance(writer, dict) or not isinstance(reader, dict):
-        return [Finding(UNDECIDABLE, where, here, "schema is neither an object nor a boolean")]
-    out: list[Finding] = []
-
-    def bad(message: str, at: str = here) -> None:
-        out.append(Finding(INCOMPATIBLE, where, at, message))
-
-    unknown = sorted(
-        k
-        for k in set(writer) | set(reader)
-        if k not in _HANDLED and not _same(writer.get(k), reader.get(k))
-    )
-    for keyword in unknown:
-        out.append(
-            Finding(UNDECIDABLE, where, here, f"'{keyword}' differs; the rules cannot compare it")
-        )
-
-    # type
-    wt, rt = _types(writer), _types(reader)
-    if rt is not None:
-        if wt is None and "enum" not in writer and "const" not in writer:
-            bad(f"the writer may send any type; the reader takes only {sorted(rt)}")
-        elif wt is not None:
-            allowed = rt | ({"integer"} if "number" in rt else set())
-            extra = wt - allowed
-            if extra:
-                bad(f"the writer may send {sorted(extra)}; the reader takes only {sorted(rt)}")
-
-    # enum / const
-    if "enum" in reader or "const" in reader:
-        accepted = reader["enum"] if "enum" in reader else [reader["const"]]
-        sent = writer.get("enum", [writer["const"]] if "const" in writer else None)
-        if sent is None:
-            bad(f"the reader accepts only {accepted}; the writer is not limited to them")
-        else:
-            missing = [v for v in sent if not any(_same(v, a) for a in accepted)]
-            if missing:
-                bad(f"the writer may send {missing}, which the reader's enum lacks")
-
-    # bounds
-    for key in _LOWER:
-        if key in reader and not (key in writer and writer[key] >= reader[key]):
-            bad(f"the reader needs {key} {reader[key]}; the writer allows {writer.get(key, 'any')}")
-    for key in _UPPER:
-        if key in reader and not (key in writer and writer[key] <= reader[key]):
-            bad(f"the reader needs {key} {reader[key]}; the writer allows {writer.get(key, 'any')}")
-
-    # objects
-    if (rt is None or "object" in rt) and any(
-        k in reader for k in ("properties", "required", "additionalProperties")
+        return [Issue(INCOMPATIBLE, here, "the reader accepts nothing", found)]
+    if r is True or r == {}:
+        return []
+    if not isinstance(w, dict) or not isinstance(r, dict):
+        return _not_a_schema(w, r, here)
+    values = combinators.finite(w)
+    if values is not None:
+        return combinators.enumerate_values(values, w, r, cx, here)
+    for step in (
+        combinators.writer_branches,
+        combinators.writer_conditional,
+        combinators.reader_parts,
+        combinators.reader_branches,
+        combinators.reader_conditional,
+        combinators.reader_not,
     ):
-        out += _objects(writer, reader, where, path)
+        issues = step(w, r, cx, path)
+        if issues is not None:
+            return issues
+    w = combinators.without_writer_not(w, cx)
+    return plain(w, r, cx, path)
 
-    # arrays
-    if "items" in reader:
-        w_items = writer.get("items", True)
-        out += accepts_all(w_items, reader["items"], where, f"{path}/*")
+
+def _not_a_schema(w: Any, r: Any, here: str) -> list[Issue]:
+    odd = w if not isinstance(w, dict | bool) else r
+    hint = " (draft-07's 'items' list, read as 2020-12 for want of '$schema'?)"
+    said = f"a {type(odd).__name__} where a schema belongs{hint if isinstance(odd, list) else ''}"
+    return undecidable(here, said)
+
+
+def plain(w: dict[str, Any], r: dict[str, Any], cx: Context, path: str) -> list[Issue]:
+    """Schemas without combinators: compared type by type, then the reader's enum."""
+    here = path or "(root)"
+    unknown = sorted(k for k in r if k not in _UNDERSTOOD)
+    if unknown:
+        # A reader keyword the rules do not read might refuse anything: only a witness decides.
+        said = ", ".join(map(repr, unknown))
+        return [refuted(here, f"{said} in the reader, which the rules do not read there", w, r, cx)]
+    out: list[Issue] = []
+    wt = types_of(w)
+    writer_types = set(_TYPES) if wt is None else wt
+    rt = types_of(r)
+    refused: list[str] = []
+    for t in sorted(writer_types):
+        if rt is not None and not _takes(rt, t):
+            refused.append(t)
+            continue
+        if t in ("number", "integer"):
+            integer = t == "integer" or (rt is not None and "number" not in rt)
+            if t == "number" and rt is not None and "number" not in rt:
+                refused.append("number")
+                continue
+            out += scalars.numbers({**w, "type": t}, r, cx, here, integer)
+        elif t == "string":
+            out += scalars.strings({**w, "type": t}, r, cx, here)
+        elif t == "object":
+            out += objects.compare({**w, "type": t}, r, cx, path)
+        elif t == "array":
+            out += arrays.compare({**w, "type": t}, r, cx, path)
+    if refused:
+        said = "any type" if wt is None else str(sorted(refused))
+        probe = {"type": r["type"]}
+        extra = [v for kind in refused for v in _samples(kind)]
+        out.append(
+            refuted(
+                here,
+                f"the writer may send {said}; the reader takes only {sorted(rt or [])}",
+                w,
+                probe,
+                cx,
+                extra,
+            )
+        )
+    if "enum" in r or "const" in r:
+        accepted = r["enum"] if "enum" in r else [r["const"]]
+        probe = {k: r[k] for k in ("enum", "const") if k in r}
+        out.append(
+            refuted(
+                here,
+                f"the reader accepts only {accepted}; the writer is not limited to them",
+                w,
+                probe,
+                cx,
+            )
+        )
     return out
 
 
-def _objects(
-    writer: dict[str, Any], reader: dict[str, Any], where: str, path: str
-) -> list[Finding]:
-    out: list[Finding] = []
-    w_props: dict[str, Any] = writer.get("properties", {})
-    r_props: dict[str, Any] = reader.get("properties", {})
-    w_required = set(writer.get("required", []))
-    w_extra = writer.get("additionalProperties", True)
-    r_extra = reader.get("additionalProperties", True)
+def _takes(reader_types: set[str], t: str) -> bool:
+    return t in reader_types or (t == "integer" and "number" in reader_types)
 
-    for name in reader.get("required", []):
-        if name not in w_required:
-            out.append(
-                Finding(
-                    INCOMPATIBLE,
-                    where,
-                    f"{path}/{name}",
-                    "required by the reader, optional for the writer",
-                )
-            )
-    for name, w_schema in w_props.items():
-        target = r_props.get(name, r_extra)
-        if target is False:
-            out.append(
-                Finding(
-                    INCOMPATIBLE,
-                    where,
-                    f"{path}/{name}",
-                    "the writer may send this field; the reader's object is closed to it",
-                )
-            )
-        else:
-            out += accepts_all(w_schema, target, where, f"{path}/{name}")
-    if w_extra is not False:
-        # An open writer may send any field it does not declare.
-        for name, r_schema in r_props.items():
-            if name not in w_props:
-                out += accepts_all(w_extra, r_schema, where, f"{path}/{name}")
-        if r_extra is False:
-            out.append(
-                Finding(
-                    INCOMPATIBLE,
-                    where,
-                    path or "(root)",
-                    "the writer's object is open (additionalProperties), the reader's closed",
-                )
-            )
-        elif r_extra is not True and r_extra != {}:
-            out += accepts_all(w_extra, r_extra, where, f"{path}/(additional)")
-    return out
+
+_SAMPLES: dict[str, list[Any]] = {
+    "null": [None],
+    "boolean": [False, True],
+    "object": [{}],
+    "array": [[]],
+    "number": [0.5, 1.5],
+    "integer": [0, 1],
+    "string": ["", "a"],
+}
+
+
+def _samples(t: str) -> list[Any]:
+    return _SAMPLES[t]

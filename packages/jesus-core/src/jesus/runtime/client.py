@@ -199,17 +199,19 @@ class Client:
         target: str,
         data: Any = None,
         *,
+        mode: ResponseMode | str | None = None,
         timeout: float | None = None,
         userid: str | None = None,
         sender: str | None = None,
         seal: str | None = None,
     ) -> Any:
-        """Call a method in its declared mode: the result for `response`, None once the
-        receiver accepted the message for `ack`, None at once for `noResponse`.
-        `sender` is the name the call is made as (a Service's own calls use its name).
-        `seal` ("sign", "encrypt") is the least protection this call needs, whatever the
-        registry says of the method: a registry that lies cannot make it go out in clear."""
-        return await self._call(target, data, None, timeout, userid, sender, seal)
+        """Call a method in its declared mode, or in `mode` (any but stream): the result for
+        `response`, None once the receiver accepted the message for `ack`, None at once for
+        `noResponse`. `sender` is the name the call is made as (a Service's own calls use its
+        name). `seal` ("sign", "encrypt") is the least protection this call needs, whatever
+        the registry says of the method: a registry that lies cannot make it go out in clear."""
+        forced = None if mode is None else ResponseMode(mode)
+        return await self._call(target, data, forced, timeout, userid, sender, seal)
 
     async def notify(
         self,

@@ -48,6 +48,9 @@ class PreparedCall:
     entry: Any = None  # the handler's own record of the method; opaque to transports
     caller: Any = None  # jesus.security.caller.Caller: who it is proven to come from
     seal: Any = None  # jesus.sealing.seal.SealedCall of a sealed call: its answers are sealed
+    # An ack call acked once the handler succeeded, not before it ran: a relay's ack then
+    # means the next hop accepted the call, so nothing it acked can be lost on the way.
+    ack_after_run: bool = False
 
 
 class CallHandler(Protocol):

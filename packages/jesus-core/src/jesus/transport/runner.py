@@ -8,7 +8,8 @@ runner does the rest:
    budgets (`max_inflight_bytes` for the peer, `max_server_inflight_bytes` for the server), or
    in a mode the transport cannot carry;
 2. the handler's checks (`CallHandler.prepare`: method, mode, meta, request schema);
-3. the ack, for ack mode, before the handler runs;
+3. the ack, for ack mode, before the handler runs (after it, for a relay's call:
+   `PreparedCall.ack_after_run`);
 4. the handler, in a task of its own, cancelled at the caller's deadline;
 5. the answer: the result, each stream item, or the error (a deadline passed is answered
    DEADLINE_EXCEEDED), through the Reply;
@@ -49,6 +50,12 @@ _RESPONSE = ResponseMode.RESPONSE
 _STREAM = ResponseMode.STREAM
 _ACK = ResponseMode.ACK
 _NO_RESPONSE = ResponseMode.NO_RESPONSE
+
+
+def _answered(call: PreparedCall) -> bool:
+    """Whether the caller still waits for this call's outcome once it runs."""
+    mode = call.meta.mode
+    return mode is _RESPONSE or mode is _STREAM or (mode is _ACK and call.ack_after_run)
 
 
 class _Call:
@@ -166,7 +173,9 @@ class CallRunner:
         if mode is _STREAM:
             job = self._stream
         else:
-            if mode is _ACK or (mode is _NO_RESPONSE and reply.always_answers):
+            if (mode is _ACK and not call.ack_after_run) or (
+                mode is _NO_RESPONSE and reply.always_answers
+            ):
                 reply.ack()
             job = self._call
         assert self._spawner is not None, "CallRunner.bind() was not called"
@@ -223,7 +232,7 @@ class CallRunner:
         self.inflight_bytes -= record.size
         if session.calls.get(record.key) is record:
             del session.calls[record.key]
-        if record.reply.open and record.call.meta.mode in (_RESPONSE, _STREAM):
+        if record.reply.open and _answered(record.call):
             # Cancelled before it ran (its coroutine never started): a deadline that passed
             # still gets its answer.
             self._maybe_deadline(record.call, record.reply)
@@ -243,6 +252,8 @@ class CallRunner:
                         await pending
                 except ValueError as exc:
                     raise InvalidResponse(str(exc), corrid=call.meta.corrid) from None
+            elif mode is _ACK and call.ack_after_run and reply.open:
+                reply.ack()
         except CallError as exc:
             self._failed(call, reply, exc)
         except self._cancelled:
@@ -278,7 +289,7 @@ class CallRunner:
             error.corrid = call.meta.corrid
         if isinstance(error, InvalidResponse) and not error.remote:
             log.warning("%s gave an invalid answer [corrid=%s]: %s", call.name, error.corrid, error)
-        if call.meta.mode not in (_RESPONSE, _STREAM):
+        if not _answered(call):
             log.warning(
                 "%s call to %s failed after it was accepted: %s",
                 call.meta.mode.value,
@@ -294,7 +305,7 @@ class CallRunner:
         by the peer or by shutdown, get nothing)."""
         if call.deadline is None or anyio.current_time() < call.deadline:
             return
-        if reply.open and call.meta.mode in (_RESPONSE, _STREAM):
+        if reply.open and _answered(call):
             error = DeadlineExceeded(
                 f"{call.name} ran past the caller's deadline", corrid=call.meta.corrid
             )

@@ -69,13 +69,21 @@ class FrameWriter:
         self._idle = anyio.Event()  # set while nothing is queued or being sent
         self._idle.set()
         self.closed = False
+        self._ended = False  # the last frame was written (`end`): later ones are dropped
 
     def write(self, frame: bytes, at_once: bool = True) -> None:
         """Queue `frame`, or with `at_once` send it now when nothing waits before it. The
         items of a stream come in runs, and go cheaper together (`at_once=False`)."""
-        if self.closed:
+        if self.closed or self._ended:
             return
-        if at_once and self._direct is not None and not self._queue and not self._sending:
+        # Deferred frames were written before this one: it must not overtake them.
+        if (
+            at_once
+            and self._direct is not None
+            and not self._queue
+            and not self._sending
+            and not self._deferred
+        ):
             sent = self._direct(frame)
             if sent == len(frame):
                 return
@@ -89,13 +97,20 @@ class FrameWriter:
 
     def defer(self, produce: Callable[[], None]) -> None:
         """Call `produce` (which writes frames) just before the next send, once."""
-        if self.closed:
+        if self.closed or self._ended:
             return
         self._deferred.append(produce)
         if len(self._deferred) == 1:
             self._wake.set()
             if self._idle.is_set():
                 self._idle = anyio.Event()
+
+    def end(self, frame: bytes) -> None:
+        """Write `frame` as the last: the peer is told the connection ends (an ERROR on stream
+        0), so nothing may follow it, not even what was deferred before."""
+        self._deferred.clear()
+        self.write(frame)
+        self._ended = True
 
     @property
     def full(self) -> bool:

@@ -1,0 +1,64 @@
+"""`jesus daemon`: added to the `jesus` command by the `jesus.commands` entry point."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from functools import partial
+from typing import Any
+
+import anyio
+
+from jesus.cli.commands import until_signalled
+from jesus.errors import JesusError
+from jesus.security.credentials import Credentials
+from jesus_daemon.daemon import DEFAULT_SOCKET, run_daemon
+
+
+def add_command(sub: Any) -> None:
+    p = sub.add_parser(
+        "daemon",
+        help="one per node: local processes in any language call and emit through its socket",
+    )
+    p.add_argument(
+        "--socket",
+        default=os.environ.get("JESUS_DAEMON_SOCKET", DEFAULT_SOCKET),
+        help=f"the unix socket to listen on (default: $JESUS_DAEMON_SOCKET or {DEFAULT_SOCKET})",
+    )
+    p.add_argument(
+        "--socket-mode",
+        type=partial(int, base=8),
+        default=0o600,
+        metavar="OCTAL",
+        help="the socket's permissions (default 600: the daemon's user only; 660 opens it "
+        "to the group)",
+    )
+    p.add_argument(
+        "--registry", default=None, help="registry URL (default: $JESUS_REGISTRY or embedded://)"
+    )
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        anyio.run(partial(_run, args), backend=args.backend)
+    except JesusError as exc:
+        print(f"jesus: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"jesus: cannot listen on {args.socket}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _run(args: argparse.Namespace) -> None:
+    async with run_daemon(
+        args.socket,
+        registry=args.registry,
+        socket_mode=args.socket_mode,
+        tls=Credentials.from_env(),
+    ) as daemon:
+        print(f"jesus daemon listening on {daemon.endpoint}", flush=True)
+        await until_signalled()
+    print("stopped", file=sys.stderr, flush=True)

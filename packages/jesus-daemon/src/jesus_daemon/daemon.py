@@ -1,0 +1,78 @@
+"""The daemon: a unix socket that local processes connect to, and a Client that carries what
+they send to the services of the registry."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+
+from jesus.errors import ConfigurationError
+from jesus.limits import Limits
+from jesus.plugins import Catalog, default_catalog
+from jesus.runtime.client import Client
+from jesus.security.credentials import Credentials
+from jesus.transport import Server, TransportOptions
+from jesus_daemon.relay import Relay
+
+DEFAULT_SOCKET = "/run/jesus/jesus.sock"
+# Only the daemon's own user may connect, unless the operator opens it to a group.
+DEFAULT_SOCKET_MODE = 0o600
+
+
+@dataclass
+class Daemon:
+    """A running daemon: where it listens, and the Client it calls with."""
+
+    socket: str
+    endpoint: str
+    client: Client
+    server: Server
+
+
+@asynccontextmanager
+async def run_daemon(
+    socket: str = DEFAULT_SOCKET,
+    *,
+    registry: str | None = None,
+    socket_mode: int = DEFAULT_SOCKET_MODE,
+    limits: Limits | None = None,
+    tls: Credentials | None = None,
+    catalog: Catalog | None = None,
+) -> AsyncIterator[Daemon]:
+    """Listen on `socket` until the block ends, then answer the calls in flight and close."""
+    catalog = catalog or default_catalog()
+    transport = catalog.transports.get("unix")
+    if transport is None:
+        raise ConfigurationError("the daemon needs the unix transport (pip install jesus-tcp)")
+    limits = limits or Limits()
+    _make_directory(os.path.dirname(socket) or ".")
+    options = TransportOptions(
+        limits=limits, codecs=catalog.codecs, compressions=catalog.compressions
+    )
+    async with Client(registry, name="jesusd", limits=limits, catalog=catalog, tls=tls) as client:
+        server = await transport.listen(Relay(client), socket, options)
+        try:
+            if socket_mode != DEFAULT_SOCKET_MODE:
+                os.chmod(socket, socket_mode)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(server.serve)
+                yield Daemon(socket, server.endpoint, client, server)
+                await server.aclose()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await server.aclose()
+
+
+def _make_directory(path: str) -> None:
+    """The socket's directory, made if missing; one that anybody may write to is refused,
+    since another user could then replace the socket with their own."""
+    os.makedirs(path, mode=0o755, exist_ok=True)
+    info = os.stat(path)
+    if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+        raise ConfigurationError(f"{path} is writable by every user: choose another directory")
