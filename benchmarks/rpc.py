@@ -155,15 +155,20 @@ def run_measure(
     )
 
 
+# The service a jesus server kind registers: it is ready once its record is there.
+RECORD_OF = {"jesus": "bench", "jesus-zmq": "benchzmq"}
+
+
 def wait_ready(port: int, registry: str, kind: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
+    record = RECORD_OF.get(kind)
     while time.monotonic() < deadline:
         with (
             contextlib.suppress(OSError),
             socket.create_connection(("127.0.0.1", port), timeout=0.2),
         ):
-            if kind != "jesus" or any(
-                Path(registry.removeprefix("embedded://")).glob("bench@*.json")
+            if record is None or any(
+                Path(registry.removeprefix("embedded://")).glob(f"{record}@*.json")
             ):
                 return
         time.sleep(0.05)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import statistics
 import struct
@@ -24,7 +25,9 @@ from typing import Any
 import anyio
 import msgpack
 
-os.environ["JESUS_LOAD_PLUGINS"] = "tcp"
+HAVE_ZMQ = importlib.util.find_spec("jesus_zmq") is not None
+PLUGINS = "tcp,zmq" if HAVE_ZMQ else "tcp"
+os.environ["JESUS_LOAD_PLUGINS"] = PLUGINS
 ITEM_SCHEMA = {
     "type": "object",
     "properties": {"i": {"type": "integer"}, "name": {"type": "string"}},
@@ -37,6 +40,10 @@ STACKS = {
     "jesus-uvloop": "uvloop",
     "jesus-trio": "trio",
 }
+if HAVE_ZMQ:
+    STACKS["jesus-zmq"] = "asyncio"
+# What each stack's server is (one process per kind), and the service a jesus stack calls.
+SERVICE_OF = {"jesus-zmq": "benchzmq"}
 
 
 def item(i: int) -> dict[str, Any]:
@@ -115,10 +122,10 @@ async def raw_stream(port: int, count: int) -> tuple[float, float]:
 # ------------------------------------------------------------------ jesus
 
 
-def service() -> Any:
+def service(name: str, channel: str) -> Any:
     import jesus
 
-    svc = jesus.Service("bench", channel="tcp+msgpack")
+    svc = jesus.Service(name, channel=channel)
 
     @svc.method(mode="stream", request={"type": "integer"}, response=ITEM_SCHEMA)
     async def items(count: int) -> Any:
@@ -128,23 +135,25 @@ def service() -> Any:
     return svc
 
 
-async def jesus_server(registry: str, port: int) -> None:
+async def jesus_server(registry: str, port: int, transport: str) -> None:
     import jesus
 
-    async with jesus.serve(service(), registry=registry, bind={"tcp": f"127.0.0.1:{port}"}):
+    name = "benchzmq" if transport == "zmq" else "bench"
+    svc = service(name, f"{transport}+msgpack")
+    async with jesus.serve(svc, registry=registry, bind={transport: f"127.0.0.1:{port}"}):
         await anyio.sleep_forever()
 
 
-async def jesus_stream(registry: str, count: int) -> tuple[float, float]:
+async def jesus_stream(registry: str, count: int, name: str) -> tuple[float, float]:
     import jesus
 
     async with jesus.Client(registry) as client:
-        async for _ in client.stream("bench.items", 10):  # connected, route cached
+        async for _ in client.stream(f"{name}.items", 10):  # connected, route cached
             pass
         began = time.perf_counter()
         first = 0.0
         got = 0
-        async for _ in client.stream("bench.items", count):
+        async for _ in client.stream(f"{name}.items", count):
             if got == 0:
                 first = time.perf_counter() - began
             got += 1
@@ -162,6 +171,7 @@ def measure(stack: str, port: int, registry: str, count: int) -> tuple[float, fl
         jesus_stream,
         registry,
         count,
+        SERVICE_OF.get(stack, "bench"),
         backend="asyncio" if backend == "uvloop" else backend,
         backend_options=options,
     )
@@ -183,15 +193,20 @@ def main() -> int:
         if kind == "raw":
             asyncio.run(raw_server(int(port)))
         else:
-            anyio.run(jesus_server, registry, int(port))
+            anyio.run(jesus_server, registry, int(port), "zmq" if kind == "jesus-zmq" else "tcp")
         return 0
     sys.path.insert(0, str(Path(__file__).parent))
     from rpc import servers_running
 
+    os.environ["JESUS_LOAD_PLUGINS"] = PLUGINS  # rpc's own, set on import, is not ours
+
     chosen = [s for s in args.stacks.split(",") if s]
     registry = f"embedded://{tempfile.mkdtemp(prefix='jesus-bench-')}"
     results: dict[str, list[tuple[float, float]]] = {}
-    kind_of = {stack: "raw" if stack == "raw-asyncio" else "jesus" for stack in chosen}
+    kind_of = {
+        stack: "raw" if stack == "raw-asyncio" else "jesus-zmq" if stack == "jesus-zmq" else "jesus"
+        for stack in chosen
+    }
     with servers_running(__file__, set(kind_of.values()), registry) as ports:
         for round_ in range(args.repeat):
             for stack in chosen:

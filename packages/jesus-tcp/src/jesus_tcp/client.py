@@ -3,7 +3,6 @@ to their calls by stream id in the reader, without a task per call."""
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 import os
@@ -17,7 +16,6 @@ from anyio.abc import ByteStream, TaskGroup, TaskStatus
 from jesus.errors import (
     CallError,
     ConnectionLost,
-    DeadlineExceeded,
     InvalidRequest,
     ProtocolError,
     TooLarge,
@@ -25,10 +23,12 @@ from jesus.errors import (
 )
 from jesus.messages import ResponseMode
 from jesus.protocol import wire_events as ev
-from jesus.protocol.connection import UNLIMITED, ProtocolConnection, Role
+from jesus.protocol.connection import ProtocolConnection, Role
 from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors, why_broken
+from jesus.transport.answers import Answers
 from jesus.transport.feed import Feed, feed
-from jesus.transport.futures import clock_factory, future_factory
+from jesus.transport.futures import clock_factory
+from jesus.transport.pool import ConnectionPool
 from jesus.transport.writer import FrameWriter
 
 log = logging.getLogger("jesus.tcp.client")
@@ -37,61 +37,8 @@ READ_SIZE = 65536
 # A loop of notifies stays cancellable at each one, and lets other tasks run at every this
 # many (a turn of the event loop each would cost more than the notify).
 YIELD_EVERY = 16
-_ITEMS, _END, _ERROR = 0, 1, 2
 
 Connector = Callable[[str], Awaitable[ByteStream]]
-
-
-class _Inbox:
-    """What the reader hands a stream's consumer: (kind, value, size) entries, items as lists
-    in the order they came, with their frame's payload size. Cheaper per item than a memory
-    object stream: a deque, and a bare future only when the consumer must wait."""
-
-    __slots__ = (
-        "_new_future",
-        "_waiter",
-        "closed",
-        "entries",
-        "uncredited",
-        "uncredited_bytes",
-        "window",
-        "window_bytes",
-    )
-
-    def __init__(self, window: int, window_bytes: int, new_future: Callable[[], Any]) -> None:
-        self.entries: collections.deque[tuple[int, Any, int]] = collections.deque()
-        self.window = window
-        self.window_bytes = window_bytes
-        # Received and not yet given back as credit, in items and in payload bytes.
-        self.uncredited = 0
-        self.uncredited_bytes = 0
-        self._new_future = new_future
-        self._waiter: Any = None
-        self.closed = False
-
-    def put(self, kind: int, value: Any, size: int = 0) -> bool:
-        """False when items go past the window: the server sent past its credit (a frame may
-        start while any byte credit is left)."""
-        if self.closed:
-            return True
-        if kind == _ITEMS:
-            if self.uncredited_bytes >= self.window_bytes:
-                return False
-            self.uncredited += len(value)
-            self.uncredited_bytes += size
-            if self.uncredited > self.window:
-                return False
-        self.entries.append((kind, value, size))
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        return True
-
-    async def wait(self) -> None:
-        """Return once an entry is there."""
-        while not self.entries:
-            self._waiter = self._new_future()
-            await self._waiter
 
 
 class ClientConnection:
@@ -104,8 +51,7 @@ class ClientConnection:
             Role.CLIENT, self.limits, codec=codec, compression=compression
         )
         self.writer = FrameWriter(stream, self.limits.write_buffer_size)
-        self.calls: dict[int, Any] = {}  # stream id -> future of the answer
-        self.streams: dict[int, _Inbox] = {}
+        self.answers = Answers(self.proto, self.limits, self.writer.write)
         self.closed = False
         self.draining = False
         self._clock = clock_factory()
@@ -116,11 +62,6 @@ class ClientConnection:
         self._unyielded = 0  # noResponse calls sent since this connection last yielded
         # Calls in flight the server accepts on this connection (from its HELLO).
         self.max_inflight = self.limits.max_inflight_calls
-        self._new_future = future_factory()
-        self._deadlines: dict[int, float] = {}  # stream id -> deadline, of calls and streams
-        self._expired: set[int] = set()  # streams whose deadline passed
-        self._next_expiry = math.inf
-        self._deadline_added = anyio.Event()
 
     @property
     def usable(self) -> bool:
@@ -135,7 +76,7 @@ class ClientConnection:
                 tg.start_soon(self.writer.run, tg.cancel_scope.cancel)
                 task_status.started()
                 tg.start_soon(self._keepalive)
-                tg.start_soon(self._expire_deadlines)
+                tg.start_soon(self.answers.expire_deadlines)
                 await self._read_loop()
                 tg.cancel_scope.cancel()
         finally:
@@ -207,57 +148,21 @@ class ClientConnection:
         self._ended.set()
 
     def _on_event(self, event: ev.Event) -> None:
+        if self.answers.on_event(event):
+            return
         kind = type(event)
-        if kind is ev.ResponseReceived:
-            future = self.calls.pop(event.stream_id, None)  # type: ignore[union-attr]
-            if future is not None and not future.done():
-                future.set_result(event.value)  # type: ignore[union-attr]
-        elif kind is ev.ItemsReceived:
-            self._items(event.stream_id, event.values, event.size)  # type: ignore[union-attr]
-        elif kind is ev.ItemReceived:
-            self._items(event.stream_id, [event.value], event.size)  # type: ignore[union-attr]
-        elif kind is ev.AckReceived:
-            future = self.calls.pop(event.stream_id, None)  # type: ignore[union-attr]
-            if future is not None and not future.done():
-                future.set_result(None)
-        elif kind is ev.EndReceived:
-            self._to_stream(event.stream_id, (_END, None))  # type: ignore[union-attr]
-        elif kind is ev.ErrorReceived:
-            sid, error = event.stream_id, event.error  # type: ignore[union-attr]
-            if sid == 0:
-                log.warning("server closed the connection: %s", error)
-                self._fail_all(ConnectionLost(f"server closed the connection: {error.message}"))
-                return
-            future = self.calls.pop(sid, None)
-            if future is not None:
-                if not future.done():
-                    future.set_exception(error)
-            else:
-                self._to_stream(sid, (_ERROR, error))
+        if kind is ev.ErrorReceived:
+            error = event.error  # type: ignore[union-attr]
+            log.warning("server closed the connection: %s", error)
+            self._fail_all(ConnectionLost(f"server closed the connection: {error.message}"))
         elif kind is ev.GoAwayReceived:
             self.draining = True
         elif kind is ev.PingReceived:
             self.writer.write(self.proto.send_pong(event.payload))  # type: ignore[union-attr]
 
-    def _items(self, sid: int, values: list[Any], size: int) -> None:
-        inbox = self.streams.get(sid)
-        if inbox is not None and not inbox.put(_ITEMS, values, size):
-            log.warning("server sent past its stream credit; ending that stream")
-            self.writer.write(self.proto.send_cancel(sid))
-
-    def _to_stream(self, sid: int, entry: tuple[int, Any]) -> None:
-        inbox = self.streams.get(sid)
-        if inbox is not None:
-            inbox.put(*entry)
-
     def _fail_all(self, error: CallError) -> None:
         self.closed = True
-        calls, self.calls = self.calls, {}
-        for future in calls.values():
-            if not future.done():
-                future.set_exception(error)
-        for sid in list(self.streams):
-            self._to_stream(sid, (_ERROR, error))
+        self.answers.fail_all(error)
 
     async def _keepalive(self) -> None:
         """Ping once the server has been silent for `keepalive_interval` (so the server,
@@ -280,11 +185,17 @@ class ClientConnection:
         if self._scope is not None:
             self._scope.cancel()
 
+    async def finish(self) -> None:
+        try:
+            await self.writer.flush()
+        finally:
+            self.close()
+
     # ------------------------------------------------------------------ calls
 
     def _open(self, call: OutgoingCall, mode: ResponseMode) -> tuple[int, bytes]:
         meta = call.meta
-        if len(self.calls) + len(self.streams) >= self.max_inflight:
+        if len(self.answers) >= self.max_inflight:
             raise Unavailable("too many calls in flight on this connection", corrid=meta.corrid)
         try:
             return self.proto.send_request(call.target, meta.to_wire(), call.data, mode)
@@ -308,13 +219,8 @@ class ClientConnection:
             else:
                 await anyio.lowlevel.checkpoint_if_cancelled()
             return None
-        future = self._new_future()
-        self.calls[sid] = future
-        deadline = call.deadline
-        if deadline is not None:
-            self._deadlines[sid] = deadline
-            if deadline < self._next_expiry:
-                self._deadline_added.set()  # the expiry task must wake earlier
+        answers = self.answers
+        future = answers.expect(sid, call.deadline)
         self.writer.write(frame)
         try:
             return await future
@@ -323,157 +229,30 @@ class ClientConnection:
                 exc.corrid = meta.corrid
             raise
         finally:
-            self._deadlines.pop(sid, None)
-            if self.calls.get(sid) is future:  # cancelled by the caller: tell the server
-                del self.calls[sid]
-                self.writer.write(self.proto.send_cancel(sid))
+            answers.settle(sid, future)
 
-    async def _expire_deadlines(self) -> None:
-        """One task per connection fails calls whose deadline passed, rather than a cancel
-        scope per call (which costs more than the rest of a small call). It sleeps until the
-        earliest deadline in flight; with one timeout for all calls that is rarely."""
-        while True:
-            now = anyio.current_time()
-            earliest = math.inf
-            for sid, deadline in list(self._deadlines.items()):
-                if deadline <= now:
-                    del self._deadlines[sid]
-                    future = self.calls.pop(sid, None)
-                    if future is not None:
-                        self.writer.write(self.proto.send_cancel(sid))
-                        if not future.done():
-                            future.set_exception(DeadlineExceeded("no answer before the deadline"))
-                    elif sid in self.streams:  # wake its consumer, which sends the CANCEL
-                        self._expired.add(sid)
-                        self._to_stream(sid, (_ERROR, DeadlineExceeded("stream past its deadline")))
-                elif deadline < earliest:
-                    earliest = deadline
-            self._next_expiry = earliest
-            self._deadline_added = anyio.Event()
-            with anyio.move_on_after(earliest - now):
-                await self._deadline_added.wait()
-
-    async def open_stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
-        window, meta = self.limits.stream_window, call.meta
-        sid, frame = self._open(call, ResponseMode.STREAM)
-        # A server that does not read byte credit does not keep to a byte window either.
-        window_bytes = self.limits.stream_window_bytes if self.proto.credits_bytes else UNLIMITED
-        inbox = self.streams[sid] = _Inbox(window, window_bytes, self._new_future)
-        entries = inbox.entries
-        deadline = call.deadline
-        if deadline is not None:
-            self._deadlines[sid] = deadline
-            if deadline < self._next_expiry:
-                self._deadline_added.set()
-        self.writer.write(frame)
-        # Credit goes back once half a window is consumed, in items or in bytes.
-        half, half_bytes = max(1, window // 2), min(max(1, window_bytes // 2), 1 << 30)
-        consumed = consumed_bytes = 0
-        finished = False
-        clock = clock_factory()
-        try:
-            while True:
-                if not entries:
-                    if deadline is not None and (sid in self._expired or clock() >= deadline):
-                        raise _past_deadline(meta)
-                    await inbox.wait()
-                kind, value, size = entries.popleft()
-                if kind == _ITEMS:
-                    # Its bytes are given back as it is taken: the consumer holds one frame
-                    # beyond the window at most.
-                    consumed_bytes += size
-                    for item in value:
-                        # The deadline is this loop's (and the expiry task's, while it
-                        # waits): a cancel scope per item would cost more than the item.
-                        if deadline is not None and (sid in self._expired or clock() >= deadline):
-                            raise _past_deadline(meta)
-                        consumed += 1
-                        if consumed >= half or consumed_bytes >= half_bytes:
-                            inbox.uncredited -= consumed
-                            inbox.uncredited_bytes -= consumed_bytes
-                            self.writer.write(self.proto.send_credit(sid, consumed, consumed_bytes))
-                            consumed = consumed_bytes = 0
-                        yield item
-                elif kind == _END:
-                    finished = True
-                    return
-                else:
-                    finished = True
-                    if value.corrid is None:
-                        value.corrid = meta.corrid
-                    raise value
-        finally:
-            self.streams.pop(sid, None)
-            self._deadlines.pop(sid, None)
-            self._expired.discard(sid)
-            inbox.closed = True
-            if not finished and sid in self.proto.open_streams:
-                self.writer.write(self.proto.send_cancel(sid))
+    def open_stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
+        return self.answers.stream(
+            lambda: self._open(call, ResponseMode.STREAM),
+            self.writer.write,
+            call.deadline,
+            call.meta.corrid,
+        )
 
 
-def _past_deadline(meta: Any) -> DeadlineExceeded:
-    return DeadlineExceeded("stream past its deadline", corrid=meta.corrid)
-
-
-class StreamClient:
+class StreamClient(ConnectionPool):
     """The TransportClient of the tcp and unix transports: a pool of multiplexed connections."""
-
-    # It ends a stream at its call's deadline itself (jesus.transport.contract).
-    stream_deadlines = True
 
     def __init__(
         self, connect: Connector, options: TransportOptions, task_group: TaskGroup
     ) -> None:
+        super().__init__(task_group)
         self._connect = connect
         self._options = options
-        self._tg = task_group
-        self._pool: dict[tuple[str, str], ClientConnection] = {}
-        self._locks: dict[tuple[str, str], anyio.Lock] = {}
 
-    async def _get(self, call: OutgoingCall) -> ClientConnection:
-        # One connection per endpoint and channel: the codec and compression are the
-        # connection's, fixed by its HELLO.
-        key = (call.endpoint, call.channel.name)
-        conn = self._pool.get(key)
-        if conn is not None and conn.usable:
-            return conn
-        lock = self._locks.setdefault(key, anyio.Lock())
-        async with lock:
-            conn = self._pool.get(key)
-            if conn is not None and conn.usable:
-                return conn
-            with connect_errors(call.endpoint):
-                stream = await self._connect(call.endpoint)
-            conn = ClientConnection(stream, call.codec, call.compression, self._options)
-            await self._tg.start(conn.run)
-            self._pool[key] = conn
-            return conn
-
-    async def request(self, call: OutgoingCall) -> Any:
-        # The pool look-up inline: this runs once per call.
-        conn = self._pool.get((call.endpoint, call.channel.name))
-        if conn is None or not conn.usable:
-            conn = await self._get(call)
-        return await conn.request(call)
-
-    def stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
-        conn = self._pool.get((call.endpoint, call.channel.name))
-        if conn is not None and conn.usable:
-            return conn.open_stream(call)  # no generator in between, item after item
-        return self._connect_and_stream(call)
-
-    async def _connect_and_stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
-        conn = await self._get(call)
-        items = conn.open_stream(call)
-        try:
-            async for item in items:
-                yield item
-        finally:
-            await items.aclose()  # type: ignore[attr-defined]
-
-    async def aclose(self) -> None:
-        pool, self._pool = self._pool, {}
-        for conn in pool.values():
-            with anyio.move_on_after(1, shield=True):
-                await conn.writer.flush()
-            conn.close()
+    async def connect(self, call: OutgoingCall, task_group: TaskGroup) -> ClientConnection:
+        with connect_errors(call.endpoint):
+            stream = await self._connect(call.endpoint)
+        conn = ClientConnection(stream, call.codec, call.compression, self._options)
+        await task_group.start(conn.run)
+        return conn

@@ -32,8 +32,8 @@ from jesus.transport import (
 )
 from jesus.transport.feed import Feed, feed
 from jesus.transport.futures import clock_factory
+from jesus.transport.server_events import handle_server_event
 from jesus.transport.writer import FrameWriter
-from jesus_tcp.reply import FrameReply
 
 log = logging.getLogger("jesus.tcp.server")
 _NO_RESPONSE = ResponseMode.NO_RESPONSE
@@ -296,31 +296,4 @@ class ServerConnection:
             await self.writer.drain()
 
     def _on_event(self, event: ev.Event) -> None:
-        kind = type(event)
-        if kind is ev.RequestReceived:
-            sid = event.stream_id  # type: ignore[union-attr]
-            self.session.admit(
-                sid,
-                event.method,  # type: ignore[union-attr]
-                event.meta,  # type: ignore[union-attr]
-                event.data,  # type: ignore[union-attr]
-                event.mode,  # type: ignore[union-attr]
-                FrameReply(self, sid, event.mode is not ResponseMode.NO_RESPONSE),  # type: ignore[union-attr]
-                event.size,  # type: ignore[union-attr]
-            )
-        elif kind is ev.CancelReceived:
-            self.session.cancel(event.stream_id)  # type: ignore[union-attr]
-        elif kind is ev.CreditReceived:
-            record = self.session.calls.get(event.stream_id)  # type: ignore[union-attr]
-            if record is not None:
-                record.reply.grant(event.credit, event.nbytes)  # type: ignore[attr-defined, union-attr]
-        elif kind is ev.RequestRejected:
-            sid = event.stream_id  # type: ignore[union-attr]
-            reply = FrameReply(self, sid, event.mode is not ResponseMode.NO_RESPONSE)  # type: ignore[union-attr]
-            self.session.refuse("(undecodable)", event.mode, reply, event.error)  # type: ignore[union-attr]
-        elif kind is ev.HelloReceived:
-            self.writer.write(self.proto.send_hello())
-        elif kind is ev.PingReceived:
-            self.writer.write(self.proto.send_pong(event.payload))  # type: ignore[union-attr]
-        elif kind is ev.ErrorReceived:
-            log.warning("peer reported an error: %s", event.error)  # type: ignore[union-attr]
+        handle_server_event(event, self.session, self.proto, self.writer)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 import os
@@ -18,7 +17,6 @@ import zmq
 from jesus.errors import (
     CallError,
     ConnectionLost,
-    DeadlineExceeded,
     InvalidRequest,
     ProtocolError,
     TooLarge,
@@ -26,39 +24,16 @@ from jesus.errors import (
 )
 from jesus.messages import ResponseMode
 from jesus.protocol import wire_events as ev
-from jesus.protocol.connection import UNLIMITED, ProtocolConnection, Role
+from jesus.protocol.connection import ProtocolConnection, Role
 from jesus.transport import OutgoingCall, TransportOptions
-from jesus.transport.futures import future_factory
+from jesus.transport.answers import Answers
+from jesus.transport.pool import ConnectionPool
 from jesus_zmq.addresses import zmq_address
 from jesus_zmq.monitor import GONE, REFUSED, watch
 from jesus_zmq.peer import one_frame
 from jesus_zmq.pump import SocketPump
 
 log = logging.getLogger("jesus.zmq.client")
-
-_ITEMS, _END, _ERROR = 0, 1, 2
-
-
-class _Inbox:
-    """A stream's entries (kind, value, size), as the reader hands them to the consumer."""
-
-    __slots__ = ("_new_future", "_waiter", "entries")
-
-    def __init__(self, new_future: Any) -> None:
-        self.entries: collections.deque[tuple[int, Any, int]] = collections.deque()
-        self._new_future = new_future
-        self._waiter: Any = None
-
-    def put(self, kind: int, value: Any, size: int = 0) -> None:
-        self.entries.append((kind, value, size))
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def wait(self) -> None:
-        while not self.entries:
-            self._waiter = self._new_future()
-            await self._waiter
 
 
 class ZmqConnection:
@@ -75,12 +50,10 @@ class ZmqConnection:
         self.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.sock.connect(address)
         self.pump = SocketPump(self.sock, self._on_message)
-        self.calls: dict[int, Any] = {}  # stream id -> future of the answer
-        self.streams: dict[int, _Inbox] = {}
+        self.answers = Answers(self.proto, self.limits, self.write)
         self.closed = False
         self.draining = False
-        self._new_future = future_factory()
-        self._hello = self._new_future()
+        self._hello = self.answers.new_future()
         self._refused = False  # a connect was refused while connecting
         self._last_seen = anyio.current_time()
         self._scope: anyio.CancelScope | None = None
@@ -103,6 +76,7 @@ class ZmqConnection:
                     refused = exc
                     tg.cancel_scope.cancel()
                 else:
+                    tg.start_soon(self.answers.expire_deadlines)
                     task_status.started()
                     await self._keepalive()
                     tg.cancel_scope.cancel()
@@ -158,6 +132,9 @@ class ZmqConnection:
         if self._scope is not None:
             self._scope.cancel()
 
+    async def finish(self) -> None:
+        self.close()  # nothing waits on this side: what was written is libzmq's
+
     # ------------------------------------------------------------------ reading
 
     def _on_message(self, parts: list[bytes]) -> None:
@@ -174,33 +151,17 @@ class ZmqConnection:
             self.close()
 
     def _on_event(self, event: ev.Event) -> None:
+        if self.answers.on_event(event):
+            return
         kind = type(event)
-        if kind is ev.ResponseReceived or kind is ev.AckReceived:
-            future = self.calls.pop(event.stream_id, None)  # type: ignore[union-attr]
-            if future is not None and not future.done():
-                future.set_result(getattr(event, "value", None))
-        elif kind is ev.ItemReceived:
-            self._to_stream(event.stream_id, _ITEMS, [event.value], event.size)  # type: ignore[union-attr]
-        elif kind is ev.ItemsReceived:
-            self._to_stream(event.stream_id, _ITEMS, event.values, event.size)  # type: ignore[union-attr]
-        elif kind is ev.EndReceived:
-            self._to_stream(event.stream_id, _END, None)  # type: ignore[union-attr]
-        elif kind is ev.ErrorReceived:
-            sid, error = event.stream_id, event.error  # type: ignore[union-attr]
-            if sid == 0:
-                if not self._hello.done():
-                    self._hello.set_exception(error)
-                    return
-                log.warning("server closed the connection: %s", error)
-                self._fail_all(ConnectionLost(f"server closed the connection: {error.message}"))
-                self.close()
+        if kind is ev.ErrorReceived:
+            error = event.error  # type: ignore[union-attr]
+            if not self._hello.done():
+                self._hello.set_exception(error)
                 return
-            future = self.calls.pop(sid, None)
-            if future is not None:
-                if not future.done():
-                    future.set_exception(error)
-            else:
-                self._to_stream(sid, _ERROR, error)
+            log.warning("server closed the connection: %s", error)
+            self._fail_all(ConnectionLost(f"server closed the connection: {error.message}"))
+            self.close()
         elif kind is ev.HelloReceived:
             announced = event.info.get("max_inflight_calls")  # type: ignore[union-attr]
             if isinstance(announced, int) and announced > 0:
@@ -211,19 +172,9 @@ class ZmqConnection:
         elif kind is ev.PingReceived:
             self.write(self.proto.send_pong(event.payload))  # type: ignore[union-attr]
 
-    def _to_stream(self, sid: int, kind: int, value: Any, size: int = 0) -> None:
-        inbox = self.streams.get(sid)
-        if inbox is not None:
-            inbox.put(kind, value, size)
-
     def _fail_all(self, error: CallError) -> None:
         self.closed = True
-        calls, self.calls = self.calls, {}
-        for future in calls.values():
-            if not future.done():
-                future.set_exception(error)
-        for sid in list(self.streams):
-            self._to_stream(sid, _ERROR, error)
+        self.answers.fail_all(error)
 
     # ------------------------------------------------------------------ writing
 
@@ -234,10 +185,14 @@ class ZmqConnection:
             log.warning("the server does not read: dropping the connection")
             self.close()
 
-    async def _send(self, frame: bytes) -> None:
+    async def _send(self, frame: bytes, answer: Any = None) -> None:
+        """Send a request, waiting while the pipe is full (not past the `answer`, which the
+        call's deadline may fail meanwhile)."""
         while not self.pump.send([frame]):
             if self.closed:
                 raise ConnectionLost("connection to the server was lost")
+            if answer is not None and answer.done():
+                return
             await self.pump.writable()
 
     # ------------------------------------------------------------------ calls
@@ -246,7 +201,7 @@ class ZmqConnection:
         meta = call.meta
         if self.closed:
             raise Unavailable("connection to the server was lost", corrid=meta.corrid)
-        if len(self.calls) + len(self.streams) >= self.max_inflight:
+        if len(self.answers) >= self.max_inflight:
             raise Unavailable("too many calls in flight on this connection", corrid=meta.corrid)
         try:
             return self.proto.send_request(call.target, meta.to_wire(), call.data, mode)
@@ -263,107 +218,42 @@ class ZmqConnection:
             await self._send(frame)
             await anyio.lowlevel.checkpoint()
             return None
-        future = self.calls[sid] = self._new_future()
-        timeout = math.inf if call.deadline is None else call.deadline - anyio.current_time()
+        answers = self.answers
+        future = answers.expect(sid, call.deadline)
         try:
-            with anyio.move_on_after(timeout):
-                await self._send(frame)
-                return await future
-            raise DeadlineExceeded("no answer before the deadline")
+            await self._send(frame, future)
+            return await future
         except CallError as exc:
             if exc.corrid is None:
                 exc.corrid = meta.corrid
             raise
         finally:
-            if self.calls.get(sid) is future:  # cancelled, or past its deadline
-                del self.calls[sid]
-                self.write(self.proto.send_cancel(sid))
+            answers.settle(sid, future)
 
-    async def open_stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
-        window, meta = self.limits.stream_window, call.meta
-        sid, frame = self._open(call, ResponseMode.STREAM)
-        # A server that does not read byte credit does not keep to a byte window either.
-        window_bytes = self.limits.stream_window_bytes if self.proto.credits_bytes else UNLIMITED
-        inbox = self.streams[sid] = _Inbox(self._new_future)
-        entries = inbox.entries
-        half, half_bytes = max(1, window // 2), min(max(1, window_bytes // 2), 1 << 30)
-        consumed = consumed_bytes = 0
-        finished = False
-        try:
-            await self._send(frame)
-            while True:
-                if not entries:
-                    await inbox.wait()
-                kind, value, size = entries.popleft()
-                if kind == _ITEMS:
-                    consumed_bytes += size
-                    for item in value:
-                        consumed += 1
-                        if consumed >= half or consumed_bytes >= half_bytes:
-                            self.write(self.proto.send_credit(sid, consumed, consumed_bytes))
-                            consumed = consumed_bytes = 0
-                        yield item
-                elif kind == _END:
-                    finished = True
-                    return
-                else:
-                    finished = True
-                    if value.corrid is None:
-                        value.corrid = meta.corrid
-                    raise value
-        finally:
-            self.streams.pop(sid, None)
-            if not finished and sid in self.proto.open_streams:
-                self.write(self.proto.send_cancel(sid))
+    def open_stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
+        return self.answers.stream(
+            lambda: self._open(call, ResponseMode.STREAM),
+            self._send,
+            call.deadline,
+            call.meta.corrid,
+        )
 
 
-class ZmqClient:
+class ZmqClient(ConnectionPool):
     """The TransportClient of the zmq transport: a pool of DEALER connections."""
 
     def __init__(self, options: TransportOptions, task_group: TaskGroup) -> None:
+        super().__init__(task_group)
         self._options = options
-        self._tg = task_group
-        self._pool: dict[tuple[str, str], ZmqConnection] = {}
-        self._locks: dict[tuple[str, str], anyio.Lock] = {}
 
-    async def _get(self, call: OutgoingCall) -> ZmqConnection:
-        key = (call.endpoint, call.channel.name)
-        conn = self._pool.get(key)
-        if conn is not None and conn.usable:
+    async def connect(self, call: OutgoingCall, task_group: TaskGroup) -> ZmqConnection:
+        address = zmq_address(call.endpoint)
+        conn = ZmqConnection(address, call.codec, call.compression, self._options)
+        # libzmq connects in the background: the call's deadline bounds the wait for it.
+        timeout = math.inf if call.deadline is None else call.deadline - anyio.current_time()
+        with anyio.move_on_after(timeout):
+            await task_group.start(conn.run)
             return conn
-        async with self._locks.setdefault(key, anyio.Lock()):
-            conn = self._pool.get(key)
-            if conn is not None and conn.usable:
-                return conn
-            conn = ZmqConnection(
-                zmq_address(call.endpoint), call.codec, call.compression, self._options
-            )
-            # libzmq connects in the background: the call's deadline bounds the wait for it.
-            timeout = math.inf if call.deadline is None else call.deadline - anyio.current_time()
-            with anyio.move_on_after(timeout):
-                await self._tg.start(conn.run)
-                self._pool[key] = conn
-                return conn
-            conn.close()
-            # The call never went out: another instance may take it.
-            raise Unavailable("no connection to the server came up before the deadline")
-
-    async def request(self, call: OutgoingCall) -> Any:
-        conn = self._pool.get((call.endpoint, call.channel.name))
-        if conn is None or not conn.usable:
-            conn = await self._get(call)
-        return await conn.request(call)
-
-    async def stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
-        conn = await self._get(call)
-        items = conn.open_stream(call)
-        try:
-            async for item in items:
-                yield item
-        finally:
-            await items.aclose()  # type: ignore[attr-defined]
-
-    async def aclose(self) -> None:
-        pool, self._pool = self._pool, {}
-        for conn in pool.values():
-            conn.close()
+        conn.close()
+        # The call never went out: another instance may take it.
+        raise Unavailable("no connection to the server came up before the deadline")

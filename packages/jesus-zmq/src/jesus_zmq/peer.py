@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import anyio
 
@@ -23,7 +23,7 @@ from jesus.protocol.connection import ProtocolConnection, Role
 from jesus.protocol.frames import HEADER, HEADER_SIZE
 from jesus.transport import Session, TransportOptions
 from jesus.transport.futures import clock_factory
-from jesus_zmq.reply import ZmqReply
+from jesus.transport.server_events import handle_server_event
 
 log = logging.getLogger("jesus.zmq.server")
 _NO_RESPONSE = ResponseMode.NO_RESPONSE
@@ -45,10 +45,13 @@ def one_frame(message: bytes) -> None:
 
 
 class Peer:
+    """Also the `FrameSink` its calls' replies write to (`jesus.transport.reply`)."""
+
     __slots__ = (
         "_backlog",
         "_barrier",
         "_clock",
+        "_deferred",
         "_outbox_bytes",
         "_send",
         "_shrunk",
@@ -94,6 +97,7 @@ class Peer:
         self.gone = False
         self._barrier: tuple[bytes, anyio.Event] | None = None
         self._shrunk: anyio.Event | None = None
+        self._deferred: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------------ reading
 
@@ -155,37 +159,12 @@ class Peer:
             await self._shrunk.wait()
 
     def _on_event(self, event: ev.Event) -> None:
-        kind = type(event)
-        if kind is ev.RequestReceived:
-            sid, mode = event.stream_id, event.mode  # type: ignore[union-attr]
-            self.session.admit(
-                sid,
-                event.method,  # type: ignore[union-attr]
-                event.meta,  # type: ignore[union-attr]
-                event.data,  # type: ignore[union-attr]
-                mode,
-                ZmqReply(self, sid, mode is not _NO_RESPONSE),
-                event.size,  # type: ignore[union-attr]
-            )
-        elif kind is ev.CancelReceived:
-            self.session.cancel(event.stream_id)  # type: ignore[union-attr]
-        elif kind is ev.CreditReceived:
-            record = self.session.calls.get(event.stream_id)  # type: ignore[union-attr]
-            if record is not None:
-                record.reply.grant(event.credit, event.nbytes)  # type: ignore[attr-defined, union-attr]
-        elif kind is ev.RequestRejected:
-            sid, mode = event.stream_id, event.mode  # type: ignore[union-attr]
-            reply = ZmqReply(self, sid, mode is not _NO_RESPONSE)
-            self.session.refuse("(undecodable)", mode, reply, event.error)  # type: ignore[union-attr]
-        elif kind is ev.HelloReceived:
-            self.write(self.proto.send_hello())
-        elif kind is ev.PingReceived:
-            self.write(self.proto.send_pong(event.payload))  # type: ignore[union-attr]
-        elif kind is ev.PongReceived:
-            if self._barrier is not None and event.payload == self._barrier[0]:  # type: ignore[union-attr]
-                self._barrier[1].set()
-        elif kind is ev.ErrorReceived:
-            log.warning("peer reported an error: %s", event.error)  # type: ignore[union-attr]
+        if handle_server_event(event, self.session, self.proto, self):
+            return
+        barrier = self._barrier
+        payload = getattr(event, "payload", None)
+        if type(event) is ev.PongReceived and barrier is not None and payload == barrier[0]:
+            barrier[1].set()
 
     async def delivered(self) -> None:
         """Return once the peer has read everything sent to it so far: libzmq sends in the
@@ -197,19 +176,42 @@ class Peer:
 
     # ------------------------------------------------------------------ writing
 
-    def write(self, frame: bytes) -> None:
-        """Send `frame` to this peer, or queue it while its pipe is full."""
+    def write(self, frame: bytes, at_once: bool = True) -> None:
+        """Send `frame` to this peer, or queue it while its pipe is full (a message per
+        frame: `at_once` changes nothing, libzmq gathers small messages itself)."""
         if self.gone or (not self.outbox and self._send([self.identity, frame])):
             return
         self.outbox.append(frame)
         self._outbox_bytes += len(frame)
         self._stalled(self)
 
-    def pressure(self) -> Awaitable[None] | None:
-        """What an answer awaits while more than `write_buffer_size` waits for this peer."""
-        if self.gone or self._outbox_bytes <= self._write_limit:
-            return None
-        return self._wait_drained()
+    def defer(self, produce: Callable[[], None]) -> None:
+        """Call `produce` once other tasks had their turn: a stream's items gather meanwhile."""
+        if self.gone:
+            return
+        self._deferred.append(produce)
+        if len(self._deferred) == 1:
+            self._task_group.start_soon(self._produce)
+
+    async def _produce(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for produce in deferred:
+            produce()
+
+    @property
+    def closed(self) -> bool:
+        return self.gone
+
+    @property
+    def full(self) -> bool:
+        """More than `write_buffer_size` waits for this peer: its answers should wait."""
+        return self._outbox_bytes > self._write_limit and not self.gone
+
+    async def drain(self) -> None:
+        while self._outbox_bytes > self._write_limit and not self.gone:
+            if self.drained is None:
+                self.drained = anyio.Event()
+            await self.drained.wait()
 
     def flush(self) -> bool:
         """Send what waits, as far as the pipe takes it; True once nothing waits."""
@@ -228,12 +230,6 @@ class Peer:
         """More than twice `write_buffer_size` waits for a peer that does not read."""
         return self._outbox_bytes > 2 * self._write_limit
 
-    async def _wait_drained(self) -> None:
-        while self._outbox_bytes > self._write_limit and not self.gone:
-            if self.drained is None:
-                self.drained = anyio.Event()
-            await self.drained.wait()
-
     def close(self) -> None:
         """The peer is gone: its waiting calls are cancelled, nothing more goes to it."""
         if self.gone:
@@ -241,6 +237,7 @@ class Peer:
         self.gone = True
         self.outbox.clear()
         self._outbox_bytes = 0
+        self._deferred.clear()
         if self.drained is not None:
             self.drained.set()
         self.session.close()

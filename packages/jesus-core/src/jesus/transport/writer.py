@@ -6,6 +6,7 @@ what gathers until then (a stream's items) goes in one frame."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
@@ -46,6 +47,29 @@ def direct_send(stream: ByteStream) -> DirectSend | None:
 
         return to_socket
     return None
+
+
+class FrameSink(Protocol):
+    """Where a connection's frames go: `FrameWriter` for a byte stream; a transport with a
+    message per frame provides the same (see `jesus.transport.reply`)."""
+
+    @property
+    def closed(self) -> bool:
+        """The peer is gone: what is written is dropped."""
+        ...
+
+    @property
+    def full(self) -> bool:
+        """Writers should `await drain()` before they write more."""
+        ...
+
+    def write(self, frame: bytes, at_once: bool = True) -> None: ...
+
+    def defer(self, produce: Callable[[], None]) -> None:
+        """Call `produce` (which writes frames) once, before the next frames go out."""
+        ...
+
+    async def drain(self) -> None: ...
 
 
 class FrameWriter:

@@ -1,4 +1,5 @@
-"""The answers of one call as frames on its stream id.
+"""The answers of one call as frames on its stream id, for every transport that carries
+PROTOCOL.md frames (a byte stream through `FrameWriter`, or one frame per message).
 
 Stream items wait for credit: items, and for a client with a byte window, payload bytes (a
 frame may be sent while any byte credit is left, so a stream holds at most its byte window
@@ -9,15 +10,14 @@ the writer's next send, or until `BATCH_BYTES`, leave as one ITEMS frame."""
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import anyio
 
 from jesus.errors import CallError
+from jesus.protocol.connection import ProtocolConnection
 from jesus.protocol.frames import HEADER_SIZE
-
-if TYPE_CHECKING:
-    from jesus_tcp.server import ServerConnection
+from jesus.transport.writer import FrameSink
 
 # An ITEMS payload at most (less when max_message_size is smaller): large enough that a
 # send carries many small items, small enough to cost little memory per stream.
@@ -37,53 +37,57 @@ class FrameReply:
         "_event",
         "_first",
         "_owns_sid",
-        "conn",
         "open",
+        "proto",
         "sid",
+        "writer",
     )
     always_answers: ClassVar[bool] = False
 
-    def __init__(self, conn: ServerConnection, sid: int, opened: bool) -> None:
-        self.conn = conn
+    def __init__(
+        self, proto: ProtocolConnection, writer: FrameSink, sid: int, opened: bool
+    ) -> None:
+        self.proto = proto
+        self.writer = writer
         self.sid = sid
         self.open = True
         # Whether the stream id is this call's until its final frame (a noResponse call never
         # opens one; once answered, the client may reuse the id for another call).
         self._owns_sid = opened
-        self._credit = conn.proto.peer_stream_window  # items it may send before a CREDIT
-        self._byte_credit = conn.proto.peer_stream_window_bytes  # and payload bytes
+        self._credit = proto.peer_stream_window  # items it may send before a CREDIT
+        self._byte_credit = proto.peer_stream_window_bytes  # and payload bytes
         self._event: anyio.Event | None = None
         # Encoded items not yet framed (None: one frame per item), and their size.
-        self._batch: list[bytes] | None = [] if conn.proto.batches_items else None
+        self._batch: list[bytes] | None = [] if proto.batches_items else None
         self._batched = 0
-        self._batch_limit = min(BATCH_BYTES, conn.proto.max_outgoing)
+        self._batch_limit = min(BATCH_BYTES, proto.max_outgoing)
         self._deferred = False  # the writer will call _on_send before its next send
         self._first = True  # the first item goes at once: the time to it is what a caller sees
 
     def ack(self) -> None:
         self.open = self._owns_sid = False
-        self.conn.writer.write(self.conn.proto.send_ack(self.sid))
+        self.writer.write(self.proto.send_ack(self.sid))
 
     def result(self, value: Any) -> Awaitable[None] | None:
-        writer = self.conn.writer
-        writer.write(self.conn.proto.send_response(self.sid, value))
+        writer = self.writer
+        writer.write(self.proto.send_response(self.sid, value))
         self.open = self._owns_sid = False
         return writer.drain() if writer.full else None
 
     def error(self, error: CallError) -> None:
         self._flush()  # the items before the error still count
         self.open = self._owns_sid = False
-        self.conn.writer.write(self.conn.proto.send_error(self.sid, error))
+        self.writer.write(self.proto.send_error(self.sid, error))
 
     def item(self, value: Any) -> Awaitable[None] | None:
         if self._credit <= 0 or self._byte_credit <= self._batched:
             return self._item_later(value)
         if self._batch is None:
             self._credit -= 1
-            self._send(self.conn.proto.send_item(self.sid, value))
+            self._send(self.proto.send_item(self.sid, value))
         else:
-            self._gather(self.conn.proto.encode_item(value))
-        writer = self.conn.writer
+            self._gather(self.proto.encode_item(value))
+        writer = self.writer
         if writer.full:
             return writer.drain()
         if writer.closed:
@@ -94,7 +98,7 @@ class FrameReply:
         self._credit -= 1
         if self._first:
             self._first = False
-            self._send(self.conn.proto.send_items(self.sid, [part]), at_once=True)
+            self._send(self.proto.send_items(self.sid, [part]), at_once=True)
             return
         batch = self._batch
         assert batch is not None
@@ -102,13 +106,13 @@ class FrameReply:
         if self._batched + size + len(batch) + _JOIN_OVERHEAD > self._batch_limit:
             self._flush()
             if size + _JOIN_OVERHEAD > self._batch_limit:  # too large to share a frame
-                self._send(self.conn.proto.send_items(self.sid, [part]))
+                self._send(self.proto.send_items(self.sid, [part]))
                 return
         batch.append(part)
         self._batched += size
         if not self._deferred:
             self._deferred = True
-            self.conn.writer.defer(self._on_send)
+            self.writer.defer(self._on_send)
         if self._credit == 0 or self._byte_credit <= self._batched:
             self._flush()  # nothing more may follow until a CREDIT
 
@@ -120,13 +124,13 @@ class FrameReply:
         batch = self._batch
         if batch:
             if self.open:
-                self._send(self.conn.proto.send_items(self.sid, batch))
+                self._send(self.proto.send_items(self.sid, batch))
             batch.clear()
             self._batched = 0
 
     def _send(self, frame: bytes, at_once: bool = False) -> None:
         self._byte_credit -= len(frame) - HEADER_SIZE
-        self.conn.writer.write(frame, at_once)
+        self.writer.write(frame, at_once)
 
     async def _item_later(self, value: Any) -> None:
         """No credit left: wait for the client's CREDIT (or for the call to end)."""
@@ -147,7 +151,7 @@ class FrameReply:
     def end(self) -> None:
         self._flush()
         self.open = self._owns_sid = False
-        self.conn.writer.write(self.conn.proto.send_end(self.sid))
+        self.writer.write(self.proto.send_end(self.sid))
 
     def close(self) -> None:
         self.open = False
@@ -155,6 +159,6 @@ class FrameReply:
             self._batch.clear()  # cancelled: what was not framed yet is not sent
         if self._owns_sid:  # ended without a final frame (cancelled): the id is free again
             self._owns_sid = False
-            self.conn.proto.open_streams.pop(self.sid, None)
+            self.proto.open_streams.pop(self.sid, None)
         if self._event is not None:
             self._event.set()
