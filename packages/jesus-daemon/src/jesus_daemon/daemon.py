@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -17,6 +17,7 @@ from jesus.plugins import Catalog, default_catalog
 from jesus.runtime.client import Client
 from jesus.security.credentials import Credentials
 from jesus.transport import Server, TransportOptions
+from jesus_daemon.providers import Providers
 from jesus_daemon.relay import Relay
 
 DEFAULT_SOCKET = "/run/jesus/jesus.sock"
@@ -43,8 +44,15 @@ async def run_daemon(
     limits: Limits | None = None,
     tls: Credentials | None = None,
     catalog: Catalog | None = None,
+    bind: Mapping[str, str] | None = None,
+    compatibility: str | None = "backward",
+    on_incompatible: str = "refuse",
 ) -> AsyncIterator[Daemon]:
-    """Listen on `socket` until the block ends, then answer the calls in flight and close."""
+    """Listen on `socket` until the block ends, then answer the calls in flight and close.
+
+    The services local processes offer are served on the transports of their channels, at
+    the addresses of `bind` (as for jesus.serve; unnamed schemes get a free local port),
+    checked for compatibility as serve() does (`compatibility`, `on_incompatible`)."""
     catalog = catalog or default_catalog()
     transport = catalog.transports.get("unix")
     if transport is None:
@@ -55,7 +63,8 @@ async def run_daemon(
         limits=limits, codecs=catalog.codecs, compressions=catalog.compressions
     )
     async with Client(registry, name="jesusd", limits=limits, catalog=catalog, tls=tls) as client:
-        server = await transport.listen(Relay(client), socket, options)
+        providers = Providers(registry, catalog, limits, tls, bind, compatibility, on_incompatible)
+        server = await transport.listen(Relay(client, providers), socket, options)
         try:
             if socket_mode != DEFAULT_SOCKET_MODE:
                 os.chmod(socket, socket_mode)
