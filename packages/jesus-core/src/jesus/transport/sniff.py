@@ -23,7 +23,7 @@ READ_SIZE = 65536
 
 
 def frame_or_http(first: bytes) -> str:
-    """"frames" for the stream protocol, "http" for an HTTP request."""
+    """ "frames" for the stream protocol, "http" for an HTTP request."""
     return "frames" if first[:1] == b"\x00" else "http"
 
 
