@@ -12,12 +12,19 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from pymemcache.client.base import Client
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def raw_client(url: str) -> Client:
+    """A plain client of the (first) node of a registry URL, to look at or spoil its keys."""
+    host, _, port = url.removeprefix("memcache://").partition("?")[0].split(",")[0].rpartition(":")
+    return Client((host, int(port)), default_noreply=False)
 
 
 class Memcached:

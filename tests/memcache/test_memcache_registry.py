@@ -47,7 +47,7 @@ async def test_a_cluster_spreads_records_over_its_nodes(
     assert len(await cluster.list_instances()) == 40
     on_own_node = MemcacheRegistry(f"memcache://{second_memcached.address}?{prefix}")
     keys = [f"{on_own_node.prefix}:inst:s{i % 4}:{i}" for i in range(40)]
-    held = on_own_node._client.get_many(keys)
+    held = on_own_node.store.get_many(keys)
     assert 0 < len(held) < 40  # some records live on each node
 
 
@@ -55,10 +55,10 @@ async def test_an_index_that_is_not_json_is_a_registry_error(memcache_url: str) 
     """Written by something else: reported as RegistryError (which a heartbeat survives),
     never a bare ValueError that would take serve() down."""
     backend = MemcacheRegistry(memcache_url)
-    backend._client.set(backend._index_key("calc"), b"{not json")
+    backend.store.set(backend.ids_key("calc"), b"{not json", 0)
     with pytest.raises(jesus.RegistryError, match="failed"):
         await backend.register(record("calc", "1"), ttl=30)
-    backend._client.delete(backend._index_key("calc"))
+    backend.store.delete(backend.ids_key("calc"))
     await backend.register(record("calc", "1"), ttl=30)
     assert [r.instance_id for r in await backend.list_instances("calc")] == ["1"]
 

@@ -17,7 +17,7 @@ import jesus.runtime.node
 from jesus.registry.resolver import Resolver
 from jesus_schema_memcache import MemcacheRegistry
 from tests.helpers.services import calculator
-from tests.memcache.conftest import Memcached
+from tests.memcache.conftest import Memcached, raw_client
 
 pytestmark = pytest.mark.anyio
 
@@ -84,7 +84,7 @@ async def test_an_emptied_registry_does_not_empty_the_cache(
         client.resolver.refresh = 0.05
         assert await client.call("calc.add", {"a": 1, "b": 1}) == 2
         backend = MemcacheRegistry(memcache_url)
-        await anyio.to_thread.run_sync(backend._client.flush_all)
+        await anyio.to_thread.run_sync(raw_client(memcache_url).flush_all)
         assert await backend.list_instances("calc") == []
         seen, stop = _seen(), anyio.Event()
         async with anyio.create_task_group() as tg:

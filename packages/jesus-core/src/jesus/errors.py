@@ -119,6 +119,12 @@ class RegistryError(JesusError):
     pass
 
 
+class RegistryLimit(RegistryError):
+    """The registry cannot hold a record or an index (memcached's item size limit): trying
+    again cannot help, so serve() refuses to start instead of running unseen. The message
+    names the limit and the remedy."""
+
+
 class EventNotDelivered(JesusError):
     """Raised by an `ack` emit when some listener groups did not acknowledge the event;
     `failures` maps each such group to the error it last gave."""

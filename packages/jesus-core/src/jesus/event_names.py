@@ -33,5 +33,13 @@ def matches(pattern: str, event: str) -> bool:
     return pattern == event
 
 
+def patterns_matching(event: str) -> list[str]:
+    """Every listener pattern that matches `event`: itself and each of its prefixes with
+    `.*` (`a.b.c`: `a.b.c`, `a.b.*`, `a.*`). A registry indexes listeners by pattern, so an
+    emitter looks up these few keys instead of every listener."""
+    parts = event.split(".")
+    return [event] + [".".join(parts[:i]) + ".*" for i in range(len(parts) - 1, 0, -1)]
+
+
 def listener_method(pattern: str) -> str:
     return LISTENER_PREFIX + pattern

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -186,3 +187,18 @@ class RegistryBackend(Protocol):
     async def list_instances(self, service: str | None = None) -> list[InstanceRecord]: ...
 
     async def aclose(self) -> None: ...
+
+
+class IndexedBackend(RegistryBackend, Protocol):
+    """A backend that keeps indexes, so that emitters and starting services read a few keys
+    instead of the whole registry (jesus.registry.lookups). Both are optional."""
+
+    async def find_services(self, keys: Iterable[tuple[str, str]]) -> set[str]:
+        """The services indexed under any of `keys`, each (kind, key): ("listens", pattern),
+        ("emits", pattern) or ("uses", service). May name a service that no longer declares
+        the key; never leaves out one that does."""
+        ...
+
+    async def instances_of(self, services: Sequence[str]) -> list[InstanceRecord]:
+        """The live instances of each of `services`, in one listing."""
+        ...
