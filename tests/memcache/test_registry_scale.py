@@ -4,15 +4,28 @@ the backend and a real memcached; the big figures are in benchmarks/registry_sca
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import signal
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import anyio
 import pytest
 
+import jesus
+from jesus import event_names
+from jesus.registry import lookups
+from jesus.registry.base import InstanceRecord
 from jesus.testing.registry import record
 from jesus_schema_memcache import MemcacheRegistry, pages
+from tests.helpers import wait_until
+from tests.memcache.conftest import Memcached
 from tests.memcache.proxy import Counting, counting_proxy
+
+CHANNEL = "tcp+msgpack+none"
 
 pytestmark = pytest.mark.anyio
 
@@ -26,6 +39,26 @@ async def proxy(memcached_address: str) -> AsyncIterator[Counting]:
 @pytest.fixture
 def backend(proxy: Counting) -> MemcacheRegistry:
     return MemcacheRegistry(f"memcache://{proxy.address}?prefix=t{uuid.uuid4().hex[:12]}")
+
+
+def declaring(
+    service: str,
+    instance: str,
+    listens: Iterable[str] = (),
+    emits: Iterable[str] = (),
+    uses: Iterable[str] = (),
+) -> InstanceRecord:
+    return dataclasses.replace(
+        record(service, instance),
+        listens={p: {"schema": True, "channel": CHANNEL, "channels": [CHANNEL]} for p in listens},
+        emits={e: {"schema": True, "mode": "noResponse"} for e in emits},
+        uses={t: {"request": True, "response": True} for t in uses},
+    )
+
+
+async def register_all(backend: MemcacheRegistry, records: Iterable[InstanceRecord]) -> None:
+    for r in records:
+        await backend.register(r, ttl=30)
 
 
 async def bytes_of(proxy: Counting, op: object, *args: object) -> int:
@@ -97,3 +130,113 @@ async def test_a_heartbeat_notices_each_membership_it_lost(backend: MemcacheRegi
         assert await backend.is_registered("calc", "mine")
         assert [r.instance_id for r in await backend.list_instances("calc")] == ["mine"]
         assert {r.service for r in await backend.list_instances()} == {"calc"}
+
+
+# ----------------------------------------------------------------------------- events
+
+
+async def test_an_emitter_reads_only_the_listeners_of_its_event(
+    backend: MemcacheRegistry, proxy: Counting
+) -> None:
+    await register_all(
+        backend,
+        [
+            declaring("billing", "b1", listens=["orders.created"]),
+            declaring("billing", "b2", listens=["orders.created"]),
+            declaring("audit", "a1", listens=["orders.*"]),
+            declaring("nosy", "n1", listens=["orders"]),  # not orders.created
+            declaring("shipping", "s1", listens=["orders.shipped"]),
+        ],
+    )
+
+    async def listeners() -> list[tuple[str, str]]:
+        found = await lookups.listening(backend, "orders.created")
+        return [(r.service, r.instance_id) for r in found]
+
+    assert await listeners() == [("audit", "a1"), ("billing", "b1"), ("billing", "b2")]
+    small = await bytes_of(proxy, listeners)
+    await register_all(
+        backend,
+        (
+            declaring(f"svc{i:03d}", "1", listens=[f"svc{i:03d}.changed", "orders.shipped"])
+            for i in range(150)
+        ),
+    )
+    assert await listeners() == [("audit", "a1"), ("billing", "b1"), ("billing", "b2")]
+    large = await bytes_of(proxy, listeners)
+    assert large == small, (small, large)
+
+
+def test_the_patterns_an_event_is_looked_up_under() -> None:
+    assert event_names.patterns_matching("a.b.c") == ["a.b.c", "a.b.*", "a.*"]
+    assert event_names.patterns_matching("a") == ["a"]
+    events = ["a", "a.b", "a.b.c", "a.bc", "ab.c", "x.a.b"]
+    patterns = ["a", "a.*", "a.b", "a.b.*", "a.b.c", "a.b.c.*", "ab.*", "x.*"]
+    for event in events:
+        for pattern in patterns:
+            indexed = pattern in event_names.patterns_matching(event)
+            assert indexed is event_names.matches(pattern, event), (pattern, event)
+
+
+def sink(name: str, pattern: str, seen: list[str]) -> jesus.Service:
+    svc = jesus.Service(name)
+
+    @svc.listener(pattern, channel="tcp+msgpack")
+    async def on_event(data: Any) -> None:
+        seen.append(name)
+
+    return svc
+
+
+async def test_emits_follow_listeners_that_come_and_go(memcache_url: str) -> None:
+    seen: list[str] = []
+    async with (
+        jesus.Client(memcache_url, name="emitter") as client,
+        jesus.serve(sink("first", "orders.*", seen), registry=memcache_url),
+    ):
+        client.resolver.refresh = 0.1
+        assert await client.emit("orders.created", {}) == ["first"]
+        async with jesus.serve(sink("second", "orders.created", seen), registry=memcache_url):
+
+            async def both() -> bool:
+                return await client.emit("orders.created", {}) == ["first", "second"]
+
+            with anyio.fail_after(5):
+                while not await both():
+                    await anyio.sleep(0.05)
+        # deregistered: the next refresh no longer lists it
+        with anyio.fail_after(5):
+            while await client.emit("orders.created", {}) != ["first"]:
+                await anyio.sleep(0.05)
+        await wait_until(lambda: seen.count("second") >= 1)
+    assert (
+        await MemcacheRegistry(memcache_url).find_services([("listens", "orders.created")]) == set()
+    )
+
+
+async def test_an_emitter_never_waits_for_a_frozen_registry(own_memcached: Memcached) -> None:
+    url = f"memcache://{own_memcached.address}?prefix=emit&timeout=0.5"
+    seen: list[str] = []
+    assert own_memcached.proc is not None
+    pid = own_memcached.proc.pid
+    async with (
+        jesus.serve(sink("listener", "tick", seen), registry=url, ttl=30),
+        jesus.Client(url, name="emitter") as client,
+    ):
+        client.resolver.refresh = 0.05  # a refresh, stuck or failing, at every emit
+        assert await client.emit("tick", {}) == ["listener"]
+        longest, sent = 0.0, 0
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            stop = time.monotonic() + 1.5
+            while time.monotonic() < stop:
+                started = time.monotonic()
+                assert await client.emit("tick", {}) == ["listener"]
+                longest = max(longest, time.monotonic() - started)
+                sent += 1
+                await anyio.sleep(0.002)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert sent > 50
+        assert longest < 0.1, longest
+        await wait_until(lambda: len(seen) >= sent)

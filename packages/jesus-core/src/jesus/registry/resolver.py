@@ -24,10 +24,15 @@ import anyio
 from anyio.abc import TaskGroup
 
 from jesus.errors import JesusError, RegistryError, ServiceNotFound
+from jesus.registry import lookups
 from jesus.registry.base import InstanceRecord, RegistryBackend
 
 log = logging.getLogger("jesus.registry")
 T = TypeVar("T")
+# A cache key: a service, None for everyone, or ("listens", event) for an event's listeners.
+Key = str | tuple[str, str] | None
+# Events whose listeners a resolver keeps cached (event names are the caller's).
+MAX_EVENTS = 1024
 
 
 async def bounded(timeout: float, what: str, op: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -70,12 +75,15 @@ class Resolver:
         self.refresh = refresh
         self.penalty = penalty
         self.timeout = timeout
-        # key (a service, or None for everyone) -> (monotonic time of the answer, records)
-        self._cache: dict[str | None, tuple[float, list[InstanceRecord]]] = {}
+        # key -> (monotonic time of the answer, records)
+        self._cache: dict[Key, tuple[float, list[InstanceRecord]]] = {}
+        # event -> (the list of everyone it was picked from, its listeners): for backends
+        # without indexes
+        self._picked: dict[str, tuple[list[InstanceRecord], list[InstanceRecord]]] = {}
         self._rr: dict[str, Any] = {}
         self._bad: dict[str, float] = {}
-        self._flights: dict[str | None, _Flight] = {}  # one cold look-up per key
-        self._refreshing: set[str | None] = set()  # one background refresh per key
+        self._flights: dict[Key, _Flight] = {}  # one cold look-up per key
+        self._refreshing: set[Key] = set()  # one background refresh per key
         self._scopes: set[anyio.CancelScope] = set()
         self._tg: TaskGroup | None = None
         self._suspect: set[str] = set()  # instance ids kept although the registry lost them
@@ -97,7 +105,22 @@ class Resolver:
         """Every live instance of every service (to find an event's listeners), cached."""
         return await self.instances(None)
 
-    async def instances(self, service: str | None) -> list[InstanceRecord]:
+    async def listeners(self, event: str) -> list[InstanceRecord]:
+        """The live instances with a listener matching `event`, cached like a service's. A
+        backend with indexes is asked for just those (a few keys, whatever the size of the
+        registry); any other is listed whole, once for every event."""
+        if lookups.is_indexed(self.backend):
+            return await self.instances(("listens", event))
+        everyone = await self.everyone()
+        picked = self._picked.get(event)
+        if picked is None or picked[0] is not everyone:
+            if len(self._picked) >= MAX_EVENTS:
+                self._picked.clear()
+            found = [r for r in everyone if lookups.listens_to(r, event)]
+            picked = self._picked[event] = (everyone, found)
+        return picked[1]
+
+    async def instances(self, service: Key) -> list[InstanceRecord]:
         cached = self._cache.get(service)
         if cached is None:
             return await self._cold(service)
@@ -110,7 +133,7 @@ class Resolver:
                 return self._cache.get(service, cached)[1]
         return cached[1]
 
-    async def _cold(self, key: str | None) -> list[InstanceRecord]:
+    async def _cold(self, key: Key) -> list[InstanceRecord]:
         """The first look-up of `key`: callers arriving meanwhile share its answer."""
         while (flight := self._flights.get(key)) is not None:
             await flight.done.wait()
@@ -133,7 +156,7 @@ class Resolver:
             del self._flights[key]
             flight.done.set()
 
-    async def _refresh(self, key: str | None) -> None:
+    async def _refresh(self, key: Key) -> None:
         scope = anyio.CancelScope()
         self._scopes.add(scope)
         try:
@@ -155,12 +178,20 @@ class Resolver:
             self._scopes.discard(scope)
             self._refreshing.discard(key)
 
-    async def _fetch(self, key: str | None) -> list[InstanceRecord]:
-        found = await bounded(self.timeout, "listing", self.backend.list_instances, key)
+    async def _fetch(self, key: Key) -> list[InstanceRecord]:
+        if isinstance(key, tuple):
+            found = await bounded(self.timeout, "listing", lookups.listening, self.backend, key[1])
+        else:
+            found = await bounded(self.timeout, "listing", self.backend.list_instances, key)
         self._outage_logged = False
         previous = self._cache.get(key)
         if previous is not None:
             found = self._keep_vanished(previous[1], found)
+        elif (
+            isinstance(key, tuple) and sum(isinstance(k, tuple) for k in self._cache) >= MAX_EVENTS
+        ):
+            for old in [k for k in self._cache if isinstance(k, tuple)]:
+                del self._cache[old]  # keep the memory bounded
         self._cache[key] = (time.monotonic(), found)
         return found
 

@@ -318,7 +318,9 @@ class Client:
                 )
         seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
         deliveries: list[tuple[str, list[tuple[InstanceRecord, str]]]] = []
-        for group, pattern, members in self._event_groups(event, await self.resolver.everyone()):
+        for group, pattern, members in self._event_groups(
+            event, await self.resolver.listeners(event)
+        ):
             if broadcast:
                 deliveries += [(group, [member]) for member in members]
             else:
@@ -370,17 +372,18 @@ class Client:
         return sorted(set(delivered))
 
     def _event_groups(
-        self, event: str, everyone: list[InstanceRecord]
+        self, event: str, listeners: list[InstanceRecord]
     ) -> list[tuple[str, str, list[tuple[InstanceRecord, str]]]]:
         """The deliveries of `event`: (group, listener pattern, its instances), one per pair.
         Instances of a group share the load of each of their listeners; two listeners of one
-        service both get a matching event. Kept while the resolver hands out the same list
-        of instances (until its cache refreshes)."""
+        service both get a matching event. `listeners` are the instances the resolver found
+        for this event; the plan is kept while it hands out the same list (until its cache
+        refreshes), so a warm emit costs what its own listeners cost."""
         cached = self._event_plans.get(event)
-        if cached is not None and cached[0] is everyone:
+        if cached is not None and cached[0] is listeners:
             return cached[1]
         groups: dict[tuple[str, str], list[tuple[InstanceRecord, str]]] = {}
-        for record in everyone:
+        for record in listeners:
             for pattern, spec in record.listens.items():
                 if event_names.matches(pattern, event):
                     key = (str(spec.get("group") or record.service), pattern)
@@ -388,7 +391,7 @@ class Client:
         plan = [(group, pattern, members) for (group, pattern), members in sorted(groups.items())]
         if len(self._event_plans) >= MAX_EVENT_PLANS:
             self._event_plans.clear()  # event names are the caller's: keep the memory bounded
-        self._event_plans[event] = (everyone, plan)
+        self._event_plans[event] = (listeners, plan)
         return plan
 
     async def _deliver_innermost(self, info: CallInfo) -> Any:
