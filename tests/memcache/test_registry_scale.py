@@ -240,3 +240,74 @@ async def test_an_emitter_never_waits_for_a_frozen_registry(own_memcached: Memca
         assert sent > 50
         assert longest < 0.1, longest
         await wait_until(lambda: len(seen) >= sent)
+
+
+# ----------------------------------------------------------------------------- start-up
+
+
+async def test_a_starting_service_reads_only_what_it_touches(
+    backend: MemcacheRegistry, proxy: Counting
+) -> None:
+    new = declaring(
+        "orders", "new", listens=["billing.*"], emits=["orders.placed"], uses=["billing.charge"]
+    )
+    await register_all(
+        backend,
+        [
+            declaring("orders", "old"),  # another version of itself
+            declaring("billing", "b1", emits=["billing.charged"]),  # provider, emitter
+            declaring("shop", "s1", uses=["orders.place"]),  # a caller of it
+            declaring("audit", "a1", listens=["orders.*"]),  # a listener of what it emits
+            declaring("bystander", "x1", listens=["other.event"], uses=["elsewhere.m"]),
+        ],
+    )
+
+    async def related() -> list[tuple[str, str]]:
+        return sorted((r.service, r.instance_id) for r in await lookups.related(backend, [new]))
+
+    expected = [("audit", "a1"), ("billing", "b1"), ("orders", "old"), ("shop", "s1")]
+    assert await related() == expected
+    small = await bytes_of(proxy, related)
+    await register_all(
+        backend,
+        (
+            declaring(f"svc{i:03d}", "1", listens=["other.event"], uses=[f"svc{i + 1:03d}.m"])
+            for i in range(150)
+        ),
+    )
+    assert await related() == expected
+    assert await bytes_of(proxy, related) == small
+
+
+def _incompatible_checks() -> list[Any]:
+    from tests.integration import test_compat_start as compat
+
+    return [
+        compat.test_a_caller_refuses_to_start_against_a_provider_it_would_break,
+        compat.test_a_new_provider_version_is_checked_against_live_callers_and_versions,
+        compat.test_event_schemas_are_checked,
+    ]
+
+
+@pytest.mark.parametrize("check", _incompatible_checks(), ids=lambda c: c.__name__[5:])
+async def test_the_start_up_checks_hold_on_memcached(check: Any, memcache_url: str) -> None:
+    await check(memcache_url)
+
+
+async def test_a_listener_is_checked_against_the_emitters_already_running(
+    memcache_url: str,
+) -> None:
+    emitter = jesus.Service("accounts")
+    emitter.emitter("user.created", schema={"type": "object", "required": ["id"]})
+    listener = jesus.Service("audit")
+
+    @listener.listener("user.*", schema={"type": "object", "required": ["id", "email"]})
+    async def on_user(data: Any) -> None:
+        pass
+
+    async with jesus.serve(emitter, registry=memcache_url):
+        with pytest.raises(
+            jesus.IncompatibleSchemas, match=r"event user\.created: accounts -> audit"
+        ):
+            async with jesus.serve(listener, registry=memcache_url):
+                pass

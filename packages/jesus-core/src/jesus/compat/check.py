@@ -36,13 +36,19 @@ def _pair(report: Report, writer: Any, reader: Any, where: str) -> None:
     report.findings += accepts_all(writer, reader, where)
 
 
-def check_uses(report: Report, records: list[InstanceRecord]) -> None:
+def check_uses(
+    report: Report, records: list[InstanceRecord], involving: set[str] | None = None
+) -> None:
+    """Each caller's declared uses against the providers. `involving`: only the pairs with
+    a caller or a provider among these services."""
     by_service: dict[str, list[InstanceRecord]] = {}
     for record in records:
         by_service.setdefault(record.service, []).append(record)
     for caller in _distinct(records):
         for target, use in sorted(caller.uses.items()):
             service, _, method = target.partition(".")
+            if involving is not None and not {caller.service, service} & involving:
+                continue
             providers = _distinct(by_service.get(service, []))
             if not providers:
                 report.findings.append(
@@ -71,11 +77,20 @@ def check_uses(report: Report, records: list[InstanceRecord]) -> None:
                 _pair(report, declared.response, use.get("response", True), f"{where} response")
 
 
-def check_events(report: Report, records: list[InstanceRecord]) -> None:
+def check_events(
+    report: Report, records: list[InstanceRecord], involving: set[str] | None = None
+) -> None:
+    """Each emitter's event schemas against its listeners'. `involving`: only the pairs with
+    an emitter or a listener among these services."""
     distinct = _distinct(records)
+    listening = [r for r in distinct if r.listens]
+    ours = [r for r in listening if involving is None or r.service in involving]
     for emitter in distinct:
+        if not emitter.emits:
+            continue
+        mine = involving is None or emitter.service in involving
         for event, spec in sorted(emitter.emits.items()):
-            for listener in distinct:
+            for listener in listening if mine else ours:
                 for pattern, lspec in sorted(listener.listens.items()):
                     if event_names.matches(pattern, event):
                         where = (
@@ -139,21 +154,15 @@ def check_registry(records: list[InstanceRecord], mode: str = "backward") -> Rep
 def check_start(
     new: list[InstanceRecord], live: list[InstanceRecord], mode: str = "backward"
 ) -> Report:
-    """What `serve()` checks before registering `new`: findings that involve them."""
+    """What `serve()` checks before registering `new`: the pairs that involve them (their
+    uses and their callers', the events they emit and listen to, their other versions),
+    against `live`, which need hold no more than those peers (jesus.registry.lookups)."""
     names = {r.service for r in new}
-    everyone = [r for r in live if r.instance_id not in {n.instance_id for n in new}] + new
-    full = Report()
-    check_uses(full, everyone)
-    check_events(full, everyone)
+    ids = {r.instance_id for r in new}
+    everyone = [r for r in live if r.instance_id not in ids] + new
+    report = Report()
+    check_uses(report, everyone, involving=names)
+    check_events(report, everyone, involving=names)
     for record in new:
-        check_versions(full, record, live, mode)
-    report = Report(checked=full.checked)
-    report.findings = [f for f in full.findings if any(_mentions(f.where, n) for n in names)]
+        check_versions(report, record, live, mode)
     return report
-
-
-def _mentions(where: str, service: str) -> bool:
-    return any(
-        part == service or part.startswith(service + ".")
-        for part in where.replace("(", " ").replace(")", " ").replace(":", " ").split()
-    )

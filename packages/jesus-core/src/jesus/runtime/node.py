@@ -22,6 +22,7 @@ from jesus.errors import ConfigurationError, IncompatibleSchemas, RegistryError
 from jesus.limits import Limits
 from jesus.messages import ResponseMode
 from jesus.plugins import Catalog, default_catalog
+from jesus.registry import lookups
 from jesus.registry.base import InstanceRecord
 from jesus.registry.open import open_registry
 from jesus.registry.resolver import Resolver, bounded
@@ -327,7 +328,7 @@ async def _check_compatibility(
     backend: Any, records: list[InstanceRecord], mode: str, on_incompatible: str, timeout: float
 ) -> None:
     try:
-        live = await bounded(timeout, "listing", backend.list_instances)
+        live = await bounded(timeout, "listing", lookups.related, backend, records)
     except RegistryError as exc:
         log.warning("compatibility not checked, the registry is unavailable: %s", exc)
         return
