@@ -20,7 +20,7 @@ from jesus import event_names
 from jesus.registry import lookups
 from jesus.registry.base import InstanceRecord
 from jesus.testing.registry import record
-from jesus_schema_memcache import MemcacheRegistry, pages
+from jesus_schema_memcache import MemcacheRegistry, pages, records
 from tests.helpers import wait_until
 from tests.memcache.conftest import Memcached
 from tests.memcache.proxy import Counting, counting_proxy
@@ -311,3 +311,116 @@ async def test_a_listener_is_checked_against_the_emitters_already_running(
         ):
             async with jesus.serve(listener, registry=memcache_url):
                 pass
+
+
+# ----------------------------------------------------------------------------- leaving
+
+
+async def big_service(backend: MemcacheRegistry, service: str, count: int) -> list[str]:
+    """`count` live instances of `service`, written straight into memcached (two pages of
+    ids), the way registrations would leave them."""
+    ids = [f"instance-{i:05d}" for i in range(count)]
+
+    def write() -> None:
+        pages_: dict[int, list[str]] = {0: [], 1: []}
+        for i in ids:
+            pages_[pages.slot(i, 2)].append(i)
+        store = backend.store
+        for i in ids:
+            records.write(
+                store,
+                backend.record_key(service, i),
+                {**record(service, i).to_json(), "expires_at": time.time() + 60},
+                60,
+            )
+        key = backend.ids_key(service)
+        store.set(pages.count_key(key), b"2", 0)
+        for number, members in pages_.items():
+            store.set(pages.page_key(key, number), pages.encode(members), 0)
+        pages.add(store, backend.services_key(), service)
+
+    await anyio.to_thread.run_sync(write)
+    return ids
+
+
+async def test_a_vanished_instance_costs_one_page_to_remove(
+    backend: MemcacheRegistry, proxy: Counting
+) -> None:
+    ids = await big_service(backend, "big", 1500)
+    await anyio.to_thread.run_sync(backend.store.delete, backend.record_key("big", ids[7]))
+    first = await bytes_of(proxy, backend.list_instances, "big")  # finds it gone
+    listing = await bytes_of(proxy, backend.list_instances, "big")  # the same, minus that
+    assert len(await backend.list_instances("big")) == 1499
+    removing = first - listing
+    assert 0 < removing < 2 * pages.PAGE_BYTES + 1024, removing  # one page read and written
+    assert listing > 2 * pages.PAGE_BYTES  # however large the service's index
+
+
+async def test_deregistering_costs_one_page_whatever_the_size_of_the_service(
+    backend: MemcacheRegistry, proxy: Counting
+) -> None:
+    await big_service(backend, "big", 1500)
+    mine = record("big", "mine")
+    await backend.register(mine, ttl=30)
+    moved = await bytes_of(proxy, backend.deregister, "big", "mine")
+    assert moved < 2 * pages.PAGE_BYTES + 1024, moved  # its page, read and written
+    listed = {r.instance_id for r in await backend.list_instances("big")}
+    assert len(listed) == 1500 and "mine" not in listed
+
+
+def keys_of(backend: MemcacheRegistry, r: InstanceRecord) -> list[str]:
+    return [
+        backend.index_key(kind, key) for kind, keys in lookups.index_keys(r).items() for key in keys
+    ]
+
+
+async def names_in(backend: MemcacheRegistry, keys: list[str]) -> set[str]:
+    def read() -> set[str]:
+        listing = pages.read(backend.store, keys)
+        return {name for key in keys for name in listing.of(key)}
+
+    found: set[str] = await anyio.to_thread.run_sync(read)
+    return found
+
+
+async def test_services_that_come_and_go_are_forgotten(backend: MemcacheRegistry) -> None:
+    comers = [
+        declaring(f"temp{i:03d}", "1", listens=["a.b"], emits=[f"e{i}.x"], uses=["p.m"])
+        for i in range(60)
+    ]
+    stays = declaring("stays", "1", listens=["a.b"], emits=["e0.x"], uses=["p.m"])
+    await backend.register(stays, ttl=30)
+    await register_all(backend, comers)
+    for r in comers:
+        await backend.deregister(r.service, r.instance_id)
+    assert await names_in(backend, [backend.services_key()]) == {"stays"}
+    every_key = sorted({k for r in [*comers, stays] for k in keys_of(backend, r)})
+    assert await names_in(backend, every_key) == {"stays"}
+    assert [r.service for r in await backend.list_instances()] == ["stays"]
+
+
+async def test_a_service_whose_instances_vanished_is_forgotten_by_the_next_reader(
+    backend: MemcacheRegistry,
+) -> None:
+    gone = declaring("gone", "1", listens=["a.b"], emits=["c.d"], uses=["p.m"])
+    await backend.register(gone, ttl=30)
+    await backend.register(declaring("other", "1"), ttl=30)
+    await anyio.to_thread.run_sync(backend.store.delete, backend.record_key("gone", "1"))
+    # an emitter of a.b finds the name in the index, no instance behind it: forgotten there
+    assert await lookups.listening(backend, "a.b") == []
+    assert await names_in(backend, [backend.services_key()]) == {"other"}
+    assert await names_in(backend, keys_of(backend, gone)) == set()
+    assert await names_in(backend, [backend.ids_key("gone")]) == set()
+
+
+async def test_a_name_forgotten_while_an_instance_registers_is_put_back(
+    backend: MemcacheRegistry,
+) -> None:
+    """What a reader that forgets a name sees when an instance registered meanwhile: its id
+    is there again, so it puts the name back at once."""
+    arriving = declaring("arriving", "1", listens=["a.b"], uses=["p.m"])
+    await backend.register(arriving, ttl=30)
+    await anyio.to_thread.run_sync(backend._forget, "arriving")
+    assert await names_in(backend, [backend.services_key()]) == {"arriving"}
+    assert await names_in(backend, keys_of(backend, arriving)) == {"arriving"}
+    assert [r.service for r in await lookups.listening(backend, "a.b")] == ["arriving"]

@@ -177,9 +177,10 @@ class MemcacheRegistry:
         def write() -> None:
             records.write(self.store, key, raw, expire)
             lost, _ = self._confirm(wanted)
-            for set_key, member in wanted:  # in order, see _memberships
-                if (set_key, member) in lost:
-                    pages.add(self.store, set_key, member)
+            for membership in wanted:  # in order, see _memberships
+                if membership in lost:
+                    # its page, but not yet its CAS value: the next check reads that page
+                    self._seen[membership] = (pages.add(self.store, *membership), -1)
 
         await self._run(write)
 

@@ -128,8 +128,9 @@ def _update(
     raise RegistryError(f"could not update {page}: {CAS_ATTEMPTS} conflicting writes in a row")
 
 
-def add(store: Store, key: str, member: str) -> None:
-    """Put `member` in the set at `key` (nothing if its page has it already)."""
+def add(store: Store, key: str, member: str) -> str:
+    """Put `member` in the set at `key` (nothing if its page has it already); returns the
+    key of the page it is on."""
 
     def change(members: list[str]) -> Any:
         if member in members:
@@ -141,8 +142,9 @@ def add(store: Store, key: str, member: str) -> None:
     for _ in range(CAS_ATTEMPTS):
         raw, token = store.gets(count_key(key))
         count = page_count(raw, key)
-        if _update(store, page_key(key, slot(member, count)), change) is not _FULL:
-            return
+        page = page_key(key, slot(member, count))
+        if _update(store, page, change) is not _FULL:
+            return page
         if count * 2 > MAX_PAGES:
             raise RegistryLimit(f"the index {key} has {count} full pages: it holds no more")
         grown = str(count * 2).encode()
