@@ -30,8 +30,9 @@ def raw_client(url: str) -> Client:
 class Memcached:
     """A memcached process on loopback that a test may stop and start again."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, options: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
+        self.options = options  # more memcached flags: "-c", "40"; "-I", "256k"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -49,7 +50,11 @@ class Memcached:
         binary = shutil.which("memcached")
         assert binary, "memcached is not installed (apt-get install memcached; .ci/run does)"
         self.proc = subprocess.Popen(
-            [binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64", "-u", "root"],
+            [
+                binary,
+                *("-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64", "-u", "root"),
+                *self.options,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

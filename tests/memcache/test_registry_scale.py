@@ -5,6 +5,7 @@ the backend and a real memcached; the big figures are in benchmarks/registry_sca
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import time
@@ -20,7 +21,7 @@ from jesus import event_names
 from jesus.registry import lookups
 from jesus.registry.base import InstanceRecord
 from jesus.testing.registry import record
-from jesus_schema_memcache import MemcacheRegistry, pages, records
+from jesus_schema_memcache import MemcacheRegistry, pages
 from tests.helpers import wait_until
 from tests.memcache.conftest import Memcached
 from tests.memcache.proxy import Counting, counting_proxy
@@ -327,8 +328,7 @@ async def big_service(backend: MemcacheRegistry, service: str, count: int) -> li
             pages_[pages.slot(i, 2)].append(i)
         store = backend.store
         for i in ids:
-            records.write(
-                store,
+            backend.records.write(
                 backend.record_key(service, i),
                 {**record(service, i).to_json(), "expires_at": time.time() + 60},
                 60,
@@ -424,3 +424,97 @@ async def test_a_name_forgotten_while_an_instance_registers_is_put_back(
     assert await names_in(backend, [backend.services_key()]) == {"arriving"}
     assert await names_in(backend, keys_of(backend, arriving)) == {"arriving"}
     assert [r.service for r in await lookups.listening(backend, "a.b")] == ["arriving"]
+
+
+# ----------------------------------------------------------------------------- limits
+
+
+def rich_service(name: str, methods: int) -> jesus.Service:
+    """A service whose record is about 20 KB per method (long descriptions: checking rich
+    schemas at declaration would take longer than the test)."""
+    svc = jesus.Service(name)
+    schema = {"type": "object", "properties": {"field_0": {"type": "string"}}}
+    for i in range(methods):
+
+        @svc.method(f"m{i}", request=schema, response=schema, description=f"{i} " * 10_000)
+        async def handler(data: Any) -> Any:
+            return data
+
+    return svc
+
+
+async def test_a_record_past_the_item_limit_is_written_in_chunks(memcache_url: str) -> None:
+    svc = rich_service("huge", 60)
+    async with (
+        jesus.serve(svc, registry=memcache_url),
+        jesus.Client(memcache_url) as client,
+    ):
+        backend = client.resolver.backend
+        assert isinstance(backend, MemcacheRegistry)
+        (found,) = await backend.list_instances("huge")
+        assert len(json.dumps(found.to_json())) > 1024 * 1024  # past memcached's 1 MB
+        assert set(found.methods) == set(svc.methods)
+        assert await client.call("huge.m59", {"field_0": "x"}) == {"field_0": "x"}
+        # a renewal touches the chunks and writes the head: still whole
+        await backend.register(found, ttl=10)
+        (again,) = await backend.list_instances("huge")
+        assert again.methods == found.methods and again.expires_at > found.expires_at
+    assert await MemcacheRegistry(memcache_url).list_instances("huge") == []
+
+
+async def test_a_record_memcached_cannot_hold_refuses_the_start_naming_the_limit() -> None:
+    small = Memcached(options=("-I", "256k", "-o", "slab_chunk_max=131072"))  # items ≤ 256 KiB
+    await anyio.to_thread.run_sync(small.start)
+    try:
+        url = f"memcache://{small.address}?prefix=limit"
+        with pytest.raises(jesus.RegistryLimit, match=r"item size limit \(memcached -I"):
+            async with jesus.serve(rich_service("huge", 40), registry=url):
+                pytest.fail("started although no one can see it")
+        async with jesus.serve(rich_service("fine", 3), registry=url):  # small ones do
+            assert [r.service for r in await MemcacheRegistry(url).list_instances()] == ["fine"]
+    finally:
+        await anyio.to_thread.run_sync(small.stop)
+
+
+# ----------------------------------------------------------------------------- failures named
+
+
+async def test_a_node_that_is_down_is_named() -> None:
+    from tests.memcache.conftest import free_port
+
+    backend = MemcacheRegistry(f"memcache://127.0.0.1:{free_port()}?prefix=down")
+    with pytest.raises(
+        jesus.RegistryError, match=r"127\.0\.0\.1:\d+ is down \(connection refused\)"
+    ):
+        await backend.register(record("calc", "1"), ttl=30)
+
+
+async def test_a_node_out_of_connections_is_named() -> None:
+    full = Memcached(options=("-c", "40"))
+    await anyio.to_thread.run_sync(full.start)
+    held = []
+    try:
+        for _ in range(60):
+            held.append(await anyio.connect_tcp("127.0.0.1", full.port))
+        backend = MemcacheRegistry(f"memcache://{full.address}?prefix=full")
+        with pytest.raises(jesus.RegistryError, match=r"refuses more connections.*memcached -c"):
+            await backend.register(record("calc", "1"), ttl=30)
+    finally:
+        for stream in held:
+            await stream.aclose()
+        await anyio.to_thread.run_sync(full.stop)
+
+
+async def test_a_cluster_routes_around_a_node_that_is_down(memcached_address: str) -> None:
+    from tests.memcache.conftest import free_port
+
+    dead = f"127.0.0.1:{free_port()}"
+    backend = MemcacheRegistry(f"memcache://{memcached_address},{dead}?prefix=c{uuid.uuid4().hex}")
+    errors = []
+    for i in range(20):  # some keys live on the dead node: the first use of it fails, named
+        try:
+            await backend.register(record("calc", f"i{i}"), ttl=30)
+        except jesus.RegistryError as exc:
+            errors.append(str(exc))
+    assert errors == [f"memcached at {dead} is down (connection refused)"] or errors == [], errors
+    assert len(await backend.list_instances("calc")) >= 19

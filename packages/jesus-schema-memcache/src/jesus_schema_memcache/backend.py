@@ -3,7 +3,8 @@
 Keys, under a prefix (`jesus` by default, `?prefix=` in the URL); each set is a paged set
 (jesus_schema_memcache.pages), each index entry a service name:
 
-    PREFIX:inst:SERVICE:ID      the instance record, JSON, expiring with its TTL
+    PREFIX:inst:SERVICE:ID      the instance record, JSON, expiring with its TTL (in
+                                chunks past 512 KiB: jesus_schema_memcache.records)
     PREFIX:svc:SERVICE          set of the instance ids of SERVICE
     PREFIX:services             set of the service names
     PREFIX:lsn:PATTERN          set of the services with a listener of PATTERN
@@ -35,7 +36,8 @@ import anyio.to_thread
 from jesus.errors import ConfigurationError, RegistryError, map_exceptions
 from jesus.registry.base import InstanceRecord
 from jesus.registry.lookups import index_keys
-from jesus_schema_memcache import pages, records
+from jesus_schema_memcache import pages
+from jesus_schema_memcache.records import Records
 from jesus_schema_memcache.store import Store, safe_key
 
 # ValueError: an index or record that is not what it should be (written by something else)
@@ -89,6 +91,7 @@ class MemcacheRegistry:
         self.timeout = parse_timeout(url, timeout)
         self.connections = parse_connections(url, connections)
         self.store = Store(servers, self.timeout, self.connections)
+        self.records = Records(self.store)
         self._limiter = anyio.CapacityLimiter(self.connections)
         # Where this process last saw each membership of its instances: the page and its CAS
         # value, so that a heartbeat asks only whether those pages changed.
@@ -175,7 +178,7 @@ class MemcacheRegistry:
         wanted = self._memberships(record)
 
         def write() -> None:
-            records.write(self.store, key, raw, expire)
+            self.records.write(key, raw, expire)
             lost, _ = self._confirm(wanted)
             for membership in wanted:  # in order, see _memberships
                 if membership in lost:
@@ -202,7 +205,7 @@ class MemcacheRegistry:
         ids = self.ids_key(service)
 
         def remove() -> None:
-            records.delete(self.store, self.record_key(service, instance_id))
+            self.records.delete(self.record_key(service, instance_id))
             seen = self._seen.pop((ids, instance_id), None)
             where = (
                 {seen[0]: {instance_id}} if seen else pages.pages_of(self.store, [ids], instance_id)
@@ -252,7 +255,7 @@ class MemcacheRegistry:
             for s in services
             for i, page in listing.of(ids[s]).items()
         }
-        found = records.read_many(self.store, list(wanted))
+        found = self.records.read_many(list(wanted))
         now = time.time()
         live: list[InstanceRecord] = []
         present: set[str] = set()  # services with a record memcached still holds

@@ -18,7 +18,7 @@ from anyio.abc import TaskStatus
 
 from jesus.channel import missing, resolve_channel
 from jesus.compat.check import MODES, check_start
-from jesus.errors import ConfigurationError, IncompatibleSchemas, RegistryError
+from jesus.errors import ConfigurationError, IncompatibleSchemas, RegistryError, RegistryLimit
 from jesus.limits import Limits
 from jesus.messages import ResponseMode
 from jesus.plugins import Catalog, default_catalog
@@ -182,9 +182,13 @@ async def serve(
         }
         records = [_record(service, endpoints, opener) for service in services]
 
-        async def register(record: InstanceRecord) -> None:
+        async def register(record: InstanceRecord, at_start: bool = False) -> None:
             try:
                 await bounded(resolver.timeout, "register", backend.register, record, ttl)
+            except RegistryLimit:
+                if at_start:  # it would run unseen: refuse to start, naming the limit
+                    raise
+                log.error("could not register %s", record.service, exc_info=True)
             except RegistryError as exc:  # the heartbeat keeps trying
                 log.warning("could not register %s yet: %s", record.service, exc)
 
@@ -204,11 +208,11 @@ async def serve(
             await _check_compatibility(
                 backend, records, compatibility, on_incompatible, resolver.timeout
             )
+        for record in records:  # the listeners hold what arrives meanwhile
+            await register(record, at_start=True)
         async with client, anyio.create_task_group() as tg:
             for server in servers:
                 tg.start_soon(server.serve)
-            for record in records:
-                await register(record)
             if opener is not None:
                 tg.start_soon(_rotate_keys, node)
             stop_heartbeat = await tg.start(_heartbeat, backend, records, ttl, resolver.timeout)
