@@ -14,6 +14,7 @@ class Counting:
     def __init__(self, port: int) -> None:
         self.port = port
         self.moved = 0
+        self.open = 0  # connections open through it now
 
     @property
     def address(self) -> str:
@@ -39,9 +40,13 @@ async def counting_proxy(target: str) -> AsyncIterator[Counting]:
 
     async def handle(client: SocketStream) -> None:
         upstream = await anyio.connect_tcp(host, int(port))
-        async with client, upstream, anyio.create_task_group() as tg:
-            tg.start_soon(_pipe, client, upstream, counter)
-            tg.start_soon(_pipe, upstream, client, counter)
+        counter.open += 1
+        try:
+            async with client, upstream, anyio.create_task_group() as tg:
+                tg.start_soon(_pipe, client, upstream, counter)
+                tg.start_soon(_pipe, upstream, client, counter)
+        finally:
+            counter.open -= 1
 
     async with listener, anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, handle)

@@ -4,6 +4,7 @@ the backend and a real memcached; the big figures are in benchmarks/registry_sca
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -518,3 +519,28 @@ async def test_a_cluster_routes_around_a_node_that_is_down(memcached_address: st
             errors.append(str(exc))
     assert errors == [f"memcached at {dead} is down (connection refused)"] or errors == [], errors
     assert len(await backend.list_instances("calc")) >= 19
+
+
+# ----------------------------------------------------------------------------- connections
+
+
+async def test_services_served_through_one_backend_share_its_connection(proxy: Counting) -> None:
+    """What a node daemon does for the processes of its machine: one backend for every set
+    of services it serves, one connection to memcached (`?connections=1`)."""
+    url = f"memcache://{proxy.address}?prefix=t{uuid.uuid4().hex[:12]}&connections=1"
+    shared = MemcacheRegistry(url)
+    names = [f"svc{i}" for i in range(5)]
+    async with contextlib.AsyncExitStack() as stack:
+        for name in names:
+            svc = jesus.Service(name)
+
+            @svc.method()
+            async def ping(data: Any) -> str:
+                return "pong"
+
+            await stack.enter_async_context(jesus.serve(svc, registry=shared, ttl=3))
+        await anyio.sleep(1.2)  # a check of each, every second
+        assert {r.service for r in await shared.list_instances()} == set(names)
+        assert proxy.open == 1
+    assert await shared.list_instances() == []  # deregistered, and the backend still open
+    await shared.aclose()

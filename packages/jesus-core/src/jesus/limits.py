@@ -32,8 +32,11 @@ class Limits:
     max_server_inflight_bytes: int = 256 * MiB
     # Calls a server runs at once for one connection; more get UNAVAILABLE.
     max_inflight_calls: int = 1024
-    # Connections a server accepts at once; more are refused.
-    max_connections: int = 1024
+    # Connections a server accepts at once; more are refused. Sized for a service that every
+    # machine of a 1,000-node system calls (one connection each through its node daemon,
+    # more without), with room for restarts; serve() raises the process's open-file limit
+    # to match (docs/scale.md).
+    max_connections: int = 4096
     # Stream items a receiver lets the sender have in flight (credit window)...
     stream_window: int = 512
     # ...and their bytes: whatever the item size, a stream holds about this much in flight.

@@ -23,11 +23,12 @@ from jesus.limits import Limits
 from jesus.messages import ResponseMode
 from jesus.plugins import Catalog, default_catalog
 from jesus.registry import lookups
-from jesus.registry.base import InstanceRecord
+from jesus.registry.base import InstanceRecord, RegistryBackend
 from jesus.registry.open import open_registry
 from jesus.registry.resolver import Resolver, bounded
 from jesus.runtime.client import Client
 from jesus.runtime.dispatcher import CallDispatcher
+from jesus.runtime.files import make_room_for
 from jesus.runtime.service import Service
 from jesus.sealing.envelope import CODECS as SEALED_CODECS
 from jesus.sealing.seal import Opener
@@ -82,7 +83,7 @@ class Node:
 @asynccontextmanager
 async def serve(
     *services: Service,
-    registry: str | None = None,
+    registry: str | RegistryBackend | None = None,
     bind: Mapping[str, str] | None = None,
     limits: Limits | None = None,
     ssl_context: Any = None,
@@ -112,6 +113,10 @@ async def serve(
     any transport; its node makes sealing keys (published in its records, signed by the
     certificate of `sealing`, which defaults to `tls`) and replaces them every
     `seal_key_lifetime` seconds.
+
+    `registry` is a registry URL (default: JESUS_REGISTRY, else the embedded registry), or a
+    backend to share, which serve() does not close: a process that serves many sets of
+    services (the node daemon) then holds one set of registry connections for all of them.
 
     Before registering, the services are checked against what runs (jesus.compat.check):
     `compatibility` is the rule for a new version of a running service ("backward", the
@@ -150,7 +155,12 @@ async def serve(
                 "to seal without TLS"
             )
         opener = Opener(sealing, limits.max_seal_grants, limits.seal_window, seal_key_lifetime)
-    backend = open_registry(registry, catalog)
+    owns_backend = registry is None or isinstance(registry, str)
+    backend: RegistryBackend = (
+        open_registry(registry, catalog)
+        if registry is None or isinstance(registry, str)
+        else registry
+    )
     validators = ValidatorCache(catalog.validators)
     dispatcher = CallDispatcher(
         services, validators, catalog.middleware, opener, catalog.codecs, limits
@@ -177,6 +187,7 @@ async def serve(
             transport = catalog.transports[scheme]
             handler = dispatcher.served_over(scheme)
             servers.append(await transport.listen(handler, (bind or {}).get(scheme), options))
+        make_room_for(limits.max_connections * len(servers))
         endpoints = {
             scheme: server.endpoint for scheme, server in zip(sorted(schemes), servers, strict=True)
         }
@@ -248,7 +259,8 @@ async def serve(
             for service in services:
                 service.client = None
             await client.aclose()
-            await backend.aclose()
+            if owns_backend:
+                await backend.aclose()
 
 
 def _check_declarations(
