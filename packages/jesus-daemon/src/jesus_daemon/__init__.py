@@ -7,6 +7,7 @@ language calls services, emits events by name and offers services of its own (PR
     providers    the daemon serving those Services, each call carried back to the process
     provider     provide(): a Python process offering its services through the daemon
     daemon       run_daemon: the socket, and the Client that carries the calls
+    health       GET /livez and /readyz for an orchestrator's probes (docs/daemon.md)
     cli          `jesus daemon`
 """
 
