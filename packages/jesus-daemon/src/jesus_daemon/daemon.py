@@ -16,8 +16,9 @@ from jesus.limits import Limits
 from jesus.plugins import Catalog, default_catalog
 from jesus.runtime.client import Client
 from jesus.security.credentials import Credentials
-from jesus.transport import Server, TransportOptions
+from jesus.transport import TransportOptions
 from jesus_daemon.health import HealthServer
+from jesus_daemon.local_socket import LocalSocket, open_local_socket
 from jesus_daemon.providers import Providers
 from jesus_daemon.relay import Relay
 
@@ -33,7 +34,7 @@ class Daemon:
     socket: str
     endpoint: str
     client: Client
-    server: Server
+    server: LocalSocket
     health: str | None = None  # host:port of the health endpoints, when served
 
 
@@ -58,9 +59,6 @@ async def run_daemon(
     checked for compatibility as serve() does (`compatibility`, `on_incompatible`). With
     `health` (HOST:PORT) the probes of jesus_daemon.health are served there too."""
     catalog = catalog or default_catalog()
-    transport = catalog.transports.get("unix")
-    if transport is None:
-        raise ConfigurationError("the daemon needs the unix transport (pip install jesus-tcp)")
     limits = limits or Limits()
     _make_directory(os.path.dirname(socket) or ".")
     options = TransportOptions(
@@ -68,10 +66,8 @@ async def run_daemon(
     )
     async with Client(registry, name="jesusd", limits=limits, catalog=catalog, tls=tls) as client:
         providers = Providers(registry, catalog, limits, tls, bind, compatibility, on_incompatible)
-        server = await transport.listen(Relay(client, providers), socket, options)
+        server = await open_local_socket(socket, socket_mode, Relay(client, providers), options)
         try:
-            if socket_mode != DEFAULT_SOCKET_MODE:
-                os.chmod(socket, socket_mode)
             probes = None
             if health is not None:
                 probes = await HealthServer.listen(health, client.resolver.backend)
