@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import re
+import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -94,6 +96,26 @@ def socket_place(pod: dict[str, Any], container: dict[str, Any], socket: str) ->
             assert "emptyDir" in volume, volume
             return f"emptyDir:{volume['name']}", inside
     raise AssertionError(f"{socket} is on no volume of {container['name']}")
+
+
+def workspace_dependencies(name: str) -> set[str]:
+    """`name` and the workspace packages it needs, all the way down."""
+    project = tomllib.loads((ROOT / "packages" / name / "pyproject.toml").read_text())["project"]
+    needed = {name}
+    for requirement in project["dependencies"]:
+        dependency = re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0]
+        if (ROOT / "packages" / dependency).is_dir():
+            needed |= workspace_dependencies(dependency)
+    return needed
+
+
+def test_the_image_installs_what_the_daemon_needs() -> None:
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY packages/([\w-]+) ", dockerfile, re.MULTILINE))
+    needed = workspace_dependencies("jesus-daemon") | {"jesus-schema-memcache"}
+    assert needed <= copied, f"deploy/Dockerfile misses {sorted(needed - copied)}"
+    installed = set(re.findall(r"/src/([\w-]+)", dockerfile.split("RUN pip install", 1)[1]))
+    assert copied <= installed
 
 
 def test_the_manifests_are_there() -> None:
