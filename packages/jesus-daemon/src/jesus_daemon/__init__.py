@@ -8,6 +8,7 @@ language calls services, emits events by name and offers services of its own (PR
     provider     provide(): a Python process offering its services through the daemon
     client       DaemonClient: a Python process calling and emitting through the daemon
     daemon       run_daemon: the socket, and the Client that carries the calls
+    health       GET /livez and /readyz for an orchestrator's probes (docs/daemon.md)
     cli          `jesus daemon`
 """
 

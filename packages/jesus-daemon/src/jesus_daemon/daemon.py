@@ -17,6 +17,7 @@ from jesus.plugins import Catalog, default_catalog
 from jesus.runtime.client import Client
 from jesus.security.credentials import Credentials
 from jesus.transport import TransportOptions
+from jesus_daemon.health import HealthServer
 from jesus_daemon.local_socket import LocalSocket, open_local_socket
 from jesus_daemon.providers import Providers
 from jesus_daemon.relay import Relay
@@ -34,6 +35,7 @@ class Daemon:
     endpoint: str
     client: Client
     server: LocalSocket
+    health: str | None = None  # host:port of the health endpoints, when served
 
 
 @asynccontextmanager
@@ -48,12 +50,14 @@ async def run_daemon(
     bind: Mapping[str, str] | None = None,
     compatibility: str | None = "backward",
     on_incompatible: str = "refuse",
+    health: str | None = None,
 ) -> AsyncIterator[Daemon]:
     """Listen on `socket` until the block ends, then answer the calls in flight and close.
 
     The services local processes offer are served on the transports of their channels, at
     the addresses of `bind` (as for jesus.serve; unnamed schemes get a free local port),
-    checked for compatibility as serve() does (`compatibility`, `on_incompatible`)."""
+    checked for compatibility as serve() does (`compatibility`, `on_incompatible`). With
+    `health` (HOST:PORT) the probes of jesus_daemon.health are served there too."""
     catalog = catalog or default_catalog()
     limits = limits or Limits()
     _make_directory(os.path.dirname(socket) or ".")
@@ -64,9 +68,15 @@ async def run_daemon(
         providers = Providers(registry, catalog, limits, tls, bind, compatibility, on_incompatible)
         server = await open_local_socket(socket, socket_mode, Relay(client, providers), options)
         try:
+            probes = None
+            if health is not None:
+                probes = await HealthServer.listen(health, client.resolver.backend)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(server.serve)
-                yield Daemon(socket, server.endpoint, client, server)
+                if probes is not None:
+                    tg.start_soon(probes.serve)
+                address = None if probes is None else probes.address
+                yield Daemon(socket, server.endpoint, client, server, address)
                 await server.aclose()
                 tg.cancel_scope.cancel()
         finally:
