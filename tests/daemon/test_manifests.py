@@ -68,8 +68,16 @@ def environment(container: dict[str, Any]) -> dict[str, str]:
         name = source["configMapRef"]["name"]
         assert name in config_maps, f"ConfigMap {name} is not in {DEPLOY}"
         env.update(config_maps[name])
-    env.update({var["name"]: var["value"] for var in container.get("env", [])})
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        else:  # what the kubelet fills in
+            env[var["name"]] = POD_FIELDS[var["valueFrom"]["fieldRef"]["fieldPath"]]
     return env
+
+
+# Stand-ins for the downward API's values.
+POD_FIELDS = {"status.podIP": "10.0.0.7"}
 
 
 def daemon_args(container: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> argparse.Namespace:
@@ -172,6 +180,8 @@ def test_daemons_run_as_they_should(monkeypatch: pytest.MonkeyPatch) -> None:
             # One registry for every node: an embedded one would be each pod's own.
             registry = environment(container).get("JESUS_REGISTRY", args.registry)
             assert registry and parse_servers(registry)[0], workload
+            # What processes offer is reached from other nodes: at the pod's IP, not 127.0.0.1.
+            assert (args.host, args.advertise) == ("0.0.0.0", POD_FIELDS["status.podIP"]), workload
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= container["resources"][kind].keys(), workload
             context = {**pod.get("securityContext", {}), **container.get("securityContext", {})}

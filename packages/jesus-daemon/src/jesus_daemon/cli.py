@@ -13,7 +13,7 @@ import anyio
 from jesus.cli.commands import until_signalled
 from jesus.errors import JesusError
 from jesus.security.credentials import Credentials
-from jesus_daemon.daemon import DEFAULT_SOCKET, run_daemon
+from jesus_daemon.daemon import DEFAULT_SOCKET, daemon_socket, run_daemon
 
 
 def add_command(sub: Any) -> None:
@@ -23,7 +23,7 @@ def add_command(sub: Any) -> None:
     )
     p.add_argument(
         "--socket",
-        default=os.environ.get("JESUS_DAEMON_SOCKET", DEFAULT_SOCKET),
+        default=daemon_socket(),
         help=f"the unix socket to listen on (default: $JESUS_DAEMON_SOCKET or {DEFAULT_SOCKET})",
     )
     p.add_argument(
@@ -43,6 +43,20 @@ def add_command(sub: Any) -> None:
         metavar="HOST:PORT",
         help="serve GET /livez and /readyz (ready once the registry answers) over HTTP there, "
         "for an orchestrator's probes (default: $JESUS_DAEMON_HEALTH, else not served)",
+    )
+    p.add_argument(
+        "--host",
+        default=os.environ.get("JESUS_DAEMON_HOST") or None,
+        help="the interface on which the services that local processes offer are served to "
+        "other machines, each on a free port (default: $JESUS_DAEMON_HOST, else this "
+        "machine only); 0.0.0.0 for all",
+    )
+    p.add_argument(
+        "--advertise",
+        default=os.environ.get("JESUS_ADVERTISE_HOST") or None,
+        metavar="HOST",
+        help="the host the registry shows for them, e.g. the node's IP "
+        "(default: $JESUS_ADVERTISE_HOST)",
     )
     p.set_defaults(func=main)
 
@@ -66,6 +80,8 @@ async def _run(args: argparse.Namespace) -> None:
         socket_mode=args.socket_mode,
         tls=Credentials.from_env(),
         health=args.health,
+        host=args.host,
+        advertise=args.advertise,
     ) as daemon:
         print(f"jesus daemon listening on {daemon.endpoint}", flush=True)
         if daemon.health is not None:

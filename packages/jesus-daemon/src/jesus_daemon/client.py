@@ -19,18 +19,19 @@ from jesus.messages import Meta, ResponseMode
 from jesus.plugins import Catalog, default_catalog
 from jesus.runtime.context import current_meta, remaining_seconds
 from jesus.transport import OutgoingCall, TransportClient, TransportOptions
-from jesus_daemon.daemon import DEFAULT_SOCKET
+from jesus_daemon.daemon import daemon_socket
 from jesus_tcp.addresses import Address
 
 
 class DaemonClient:
-    """`async with DaemonClient("/run/jesus/jesus.sock") as client:` then `call`, `notify`,
+    """`async with DaemonClient() as client:` (the socket: $JESUS_DAEMON_SOCKET, else
+    /run/jesus/jesus.sock) then `call`, `notify`,
     `stream` and `emit` as with jesus.Client. Inside a handler, calls carry its corrid and
     what is left of its deadline."""
 
     def __init__(
         self,
-        socket: str = DEFAULT_SOCKET,
+        socket: str | None = None,
         *,
         name: str | None = None,
         codec: str = "msgpack",
@@ -42,7 +43,7 @@ class DaemonClient:
         self.name = name
         self.timeout = timeout
         self._channel = resolve_channel(f"unix+{codec}", self.catalog)
-        self._endpoint = Address("unix", path=socket).endpoint()
+        self._endpoint = Address("unix", path=daemon_socket(socket)).endpoint()
         self._options = TransportOptions(
             limits=limits or Limits(),
             codecs=self.catalog.codecs,

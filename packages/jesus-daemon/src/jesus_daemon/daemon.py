@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -25,6 +25,11 @@ from jesus_daemon.relay import Relay
 DEFAULT_SOCKET = "/run/jesus/jesus.sock"
 # Only the daemon's own user may connect, unless the operator opens it to a group.
 DEFAULT_SOCKET_MODE = 0o600
+
+
+def daemon_socket(given: str | None = None) -> str:
+    """The daemon's socket: `given`, else $JESUS_DAEMON_SOCKET, else the default."""
+    return given or os.environ.get("JESUS_DAEMON_SOCKET") or DEFAULT_SOCKET
 
 
 @dataclass
@@ -47,15 +52,17 @@ async def run_daemon(
     limits: Limits | None = None,
     tls: Credentials | None = None,
     catalog: Catalog | None = None,
-    bind: Mapping[str, str] | None = None,
+    host: str | None = None,
+    advertise: str | None = None,
     compatibility: str | None = "backward",
     on_incompatible: str = "refuse",
     health: str | None = None,
 ) -> AsyncIterator[Daemon]:
     """Listen on `socket` until the block ends, then answer the calls in flight and close.
 
-    The services local processes offer are served on the transports of their channels, at
-    the addresses of `bind` (as for jesus.serve; unnamed schemes get a free local port),
+    The services local processes offer are served on the transports of their channels, on
+    interface `host` (a free port each; default: this machine only), shown in the registry
+    at `advertise` (as for jesus.serve: the host other machines reach, e.g. the node's IP),
     checked for compatibility as serve() does (`compatibility`, `on_incompatible`). With
     `health` (HOST:PORT) the probes of jesus_daemon.health are served there too."""
     catalog = catalog or default_catalog()
@@ -65,7 +72,9 @@ async def run_daemon(
         limits=limits, codecs=catalog.codecs, compressions=catalog.compressions
     )
     async with Client(registry, name="jesusd", limits=limits, catalog=catalog, tls=tls) as client:
-        providers = Providers(registry, catalog, limits, tls, bind, compatibility, on_incompatible)
+        providers = Providers(
+            registry, catalog, limits, tls, host, advertise, compatibility, on_incompatible
+        )
         server = await open_local_socket(socket, socket_mode, Relay(client, providers), options)
         try:
             probes = None

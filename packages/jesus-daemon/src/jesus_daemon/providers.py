@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -23,6 +23,7 @@ from jesus.limits import Limits
 from jesus.messages import ResponseMode
 from jesus.plugins import Catalog
 from jesus.runtime.context import current_deadline, current_meta
+from jesus.runtime.service import Service
 from jesus.security.caller import Caller
 from jesus.security.credentials import Credentials
 from jesus.transport import OutgoingCall
@@ -41,9 +42,11 @@ class Providers:
     catalog: Catalog
     limits: Limits
     tls: Credentials | None = None
-    # Where the daemon listens for the calls it carries to its processes; unnamed schemes
-    # get a free local port, one per process.
-    bind: Mapping[str, str] | None = None
+    # The interface the daemon listens on for the calls it carries to its processes (a free
+    # port per process and transport; default: this machine only), and the host the
+    # registry shows for them (e.g. the node's IP when `host` is 0.0.0.0).
+    host: str | None = None
+    advertise: str | None = None
     compatibility: str | None = "backward"
     on_incompatible: str = "refuse"
 
@@ -55,7 +58,8 @@ class Providers:
             async with jesus.serve(
                 *services,
                 registry=self.registry,
-                bind=self.bind,
+                bind=self._bind(services),
+                advertise=self.advertise,
                 limits=self.limits,
                 tls=self.tls,
                 catalog=self.catalog,
@@ -70,6 +74,13 @@ class Providers:
                 log.info("%s is gone: %s deregistered", _who(caller), names)
         except ConfigurationError as exc:  # incompatible schemas, a channel not installed
             raise InvalidRequest(f"cannot serve {names}: {exc}") from None
+
+    def _bind(self, services: list[Service]) -> dict[str, str] | None:
+        if self.host is None:
+            return None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        schemes = {scheme for service in services for scheme in service.schemes}
+        return {scheme: f"{host}:0" for scheme in schemes if scheme != "unix"}
 
 
 def _who(caller: Caller) -> str:

@@ -32,6 +32,7 @@ from jesus.sealing.envelope import CODECS as SEALED_CODECS
 from jesus.sealing.seal import Opener
 from jesus.security.credentials import Credentials
 from jesus.transport import Server, TransportOptions
+from jesus.transport.advertise import advertised
 from jesus.validation.cache import ValidatorCache
 
 log = logging.getLogger("jesus.node")
@@ -95,6 +96,7 @@ async def serve(
     tls: Credentials | None = None,
     sealing: Credentials | None = None,
     seal_key_lifetime: float = 3600.0,
+    advertise: str | None = None,
 ) -> AsyncIterator[Node]:
     """Serve `services` until the block exits.
 
@@ -111,6 +113,10 @@ async def serve(
     any transport; its node makes sealing keys (published in its records, signed by the
     certificate of `sealing`, which defaults to `tls`) and replaces them every
     `seal_key_lifetime` seconds.
+
+    `advertise` is the host the registry shows for them (default $JESUS_ADVERTISE_HOST),
+    where listeners bound to every interface (`{"tcp": "0.0.0.0:4000"}`, in a container)
+    are reached from other machines, e.g. the pod's IP.
 
     Before registering, the services are checked against what runs (jesus.compat.check):
     `compatibility` is the rule for a new version of a running service ("backward", the
@@ -131,6 +137,7 @@ async def serve(
             client_ssl_context = made_client = tls.client_context()
     catalog = catalog or default_catalog()
     limits = limits or Limits()
+    advertise = advertise or os.environ.get("JESUS_ADVERTISE_HOST") or None
     schemes, sealed = _check_declarations(
         services, catalog, protect=ssl_context is not None, plaintext=set(allow_plaintext)
     )
@@ -177,7 +184,8 @@ async def serve(
             handler = dispatcher.served_over(scheme)
             servers.append(await transport.listen(handler, (bind or {}).get(scheme), options))
         endpoints = {
-            scheme: server.endpoint for scheme, server in zip(sorted(schemes), servers, strict=True)
+            scheme: advertised(server.endpoint, advertise)
+            for scheme, server in zip(sorted(schemes), servers, strict=True)
         }
         records = [_record(service, endpoints, opener) for service in services]
 
