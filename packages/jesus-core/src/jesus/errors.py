@@ -125,7 +125,7 @@ class EventNotDelivered(JesusError):
 
     def __init__(self, event: str, failures: dict[str, Exception], delivered: list[str]) -> None:
         detail = "; ".join(f"{group}: {error}" for group, error in sorted(failures.items()))
-        super().__init__(f"event {event!r} not acknowledged by {len(failures)} group(s): {detail}")
+        super().__init__(f"event {event!r} not delivered to {len(failures)} group(s): {detail}")
         self.event = event
         self.failures = failures
         self.delivered = delivered

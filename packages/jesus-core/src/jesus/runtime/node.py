@@ -4,6 +4,7 @@ keep it alive with heartbeats, and on the way out deregister and drain in-flight
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import time
@@ -18,7 +19,7 @@ from anyio.abc import TaskStatus
 
 from jesus.channel import missing, resolve_channel
 from jesus.compat.check import MODES, check_start
-from jesus.errors import ConfigurationError, IncompatibleSchemas, RegistryError
+from jesus.errors import ConfigurationError, IncompatibleSchemas, JesusError, RegistryError
 from jesus.limits import Limits
 from jesus.messages import ResponseMode
 from jesus.plugins import Catalog, default_catalog
@@ -175,7 +176,14 @@ async def serve(
         for scheme in sorted(schemes):
             transport = catalog.transports[scheme]
             handler = dispatcher.served_over(scheme)
-            servers.append(await transport.listen(handler, (bind or {}).get(scheme), options))
+            address = (bind or {}).get(scheme)
+            try:
+                servers.append(await transport.listen(handler, address, options))
+            except Exception as exc:
+                refusal = _cannot_listen(scheme, address, exc)
+                if refusal is None:
+                    raise
+                raise refusal from exc
         endpoints = {
             scheme: server.endpoint for scheme, server in zip(sorted(schemes), servers, strict=True)
         }
@@ -293,6 +301,22 @@ def _check_declarations(
             "or name their transports in allow_plaintext to serve them so anyway"
         )
     return schemes, sealed
+
+
+def _cannot_listen(scheme: str, address: str | None, exc: Exception) -> Exception | None:
+    """What a transport's refusal to listen means, naming where: an OS error (address in
+    use, no permission, no such directory) becomes a ConfigurationError; None for others."""
+    code = getattr(exc, "errno", None)  # OSError, and libraries' own (zmq.ZMQError)
+    if isinstance(exc, JesusError) or not isinstance(code, int):
+        return None
+    where = address or "a free local address"
+    why = getattr(exc, "strerror", None) or str(exc)
+    hint = ""
+    if code == errno.EADDRINUSE:
+        hint = f" (another process listens there: stop it, or bind {scheme} elsewhere)"
+    elif code in (errno.EACCES, errno.EPERM):
+        hint = " (a port below 1024 needs privileges; a socket file, a writable directory)"
+    return ConfigurationError(f"{scheme} cannot listen on {where}: {why}{hint}")
 
 
 def _record(service: Service, endpoints: dict[str, str], opener: Opener | None) -> InstanceRecord:
