@@ -9,7 +9,7 @@ import sys
 import traceback
 from typing import Any, TextIO
 
-from jesus.errors import CallError, EventNotDelivered, JesusError
+from jesus.errors import CallError, JesusError
 
 
 class UsageError(JesusError):
@@ -48,11 +48,6 @@ def explain(exc: BaseException) -> list[str]:
     """The lines that say what went wrong, the first one whole on its own."""
     if isinstance(exc, CallError):
         return [str(exc), *detail_lines(exc)]
-    if isinstance(exc, EventNotDelivered):
-        lines = [str(exc)]
-        for group, error in sorted(exc.failures.items()):
-            lines += [f"{group}: {line}" for line in detail_lines(error)]
-        return lines
     if isinstance(exc, JesusError):
         return [str(exc)]
     if isinstance(exc, OSError):
