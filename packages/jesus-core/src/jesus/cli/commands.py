@@ -17,6 +17,7 @@ import anyio
 
 from jesus.cli.failures import UsageError
 from jesus.cli.narrate import Narrator, narrated
+from jesus.config import Config
 from jesus.errors import EventNotDelivered, JesusError
 from jesus.plugins import default_catalog
 from jesus.registry.open import open_registry, registry_url
@@ -37,6 +38,14 @@ def _json_data(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"DATA is not JSON: {exc}") from None
+
+
+def _configured(args: argparse.Namespace) -> Config:
+    """The --config file (else $JESUS_CONFIG) and the environment's settings; the registry
+    they name becomes the command's, unless --registry or $JESUS_REGISTRY names one."""
+    settings = Config.load(args.config)
+    args.registry = settings.registry_for(args.registry)
+    return settings
 
 
 def _credentials(args: argparse.Namespace) -> Credentials | None:
@@ -122,10 +131,11 @@ def _bind(given: list[str]) -> dict[str, str]:
 
 
 def serve(args: argparse.Namespace) -> int:
+    settings = _configured(args)
     services = load_services(args.target)
     bind = _bind(args.bind)
     tls = _credentials(args)
-    _run(args, _serve, services, args, bind, tls)
+    _run(args, _serve, services, args, bind, tls, settings)
     return 0
 
 
@@ -134,9 +144,11 @@ async def _serve(
     args: argparse.Namespace,
     bind: dict[str, str],
     tls: Credentials | None,
+    settings: Config,
 ) -> None:
     async with serve_services(
         *services,
+        config=settings,
         registry=args.registry,
         bind=bind,
         drain_timeout=args.drain_timeout,
@@ -163,14 +175,16 @@ async def until_signalled() -> None:
 
 
 def call(args: argparse.Namespace) -> int:
+    settings = _configured(args)
     data = _json_data(args.data)
-    return int(_run(args, _call, args, data))
+    return int(_run(args, _call, args, data, settings))
 
 
-async def _call(args: argparse.Namespace, data: Any) -> int:
+async def _call(args: argparse.Namespace, data: Any, settings: Config) -> int:
     narrator = Narrator()
     async with Client(
         args.registry,
+        limits=settings.limits_over(),
         name="jesus-cli",
         timeout=args.timeout,
         userid=args.userid,
@@ -201,16 +215,18 @@ def _since(started: float) -> float:
 
 
 def emit(args: argparse.Namespace) -> int:
+    settings = _configured(args)
     data = _json_data(args.data)
-    groups = _run(args, _emit, args, data)
+    groups = _run(args, _emit, args, data, settings)
     print(json.dumps({"event": args.event, "delivered_to": groups}))
     return 0
 
 
-async def _emit(args: argparse.Namespace, data: Any) -> list[str]:
+async def _emit(args: argparse.Namespace, data: Any, settings: Config) -> list[str]:
     narrator = Narrator()
     async with Client(
         args.registry,
+        limits=settings.limits_over(),
         name="jesus-cli",
         timeout=args.timeout,
         tls=_credentials(args),
@@ -234,18 +250,26 @@ async def _emit(args: argparse.Namespace, data: Any) -> list[str]:
 def check(args: argparse.Namespace) -> int:
     from jesus.compat.check import check_registry
 
+    settings = _configured(args)
     records = _run(args, _list, args.registry)
     report = check_registry(records, args.mode)
     services = sorted({r.service for r in records})
     print(f"{len(records)} instances of {len(services)} services: {', '.join(services) or 'none'}")
     print(report.text())
-    return 0 if report.ok else 1
+    drift = settings.drift(records)
+    for line in drift:
+        print(f"CONFIG       {line}")
+    if settings.overrides:
+        sources = " and ".join(settings.sources)
+        print(f"channels as configured by {sources}: {len(drift) or 'no'} difference(s)")
+    return 0 if report.ok and not drift else 1
 
 
 # ---------------------------------------------------------------- services
 
 
 def services(args: argparse.Namespace) -> int:
+    _configured(args)
     records = _run(args, _list, args.registry)
     if args.json:
         print(json.dumps([r.to_json() for r in records], indent=2))

@@ -35,7 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--registry",
             default=None,
-            help="registry URL (default: $JESUS_REGISTRY or embedded://)",
+            help="registry URL (default: $JESUS_REGISTRY, the config's, or embedded://)",
+        )
+        p.add_argument(
+            "--config",
+            default=None,
+            metavar="FILE",
+            help="TOML settings: channels of methods and listeners, limits, registry "
+            "(default: $JESUS_CONFIG; docs/configuration.md)",
         )
 
     def tls_options(p: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ from anyio.abc import TaskStatus
 
 from jesus.channel import missing, resolve_channel
 from jesus.compat.check import MODES, check_start
+from jesus.config import Config
 from jesus.errors import ConfigurationError, IncompatibleSchemas, JesusError, RegistryError
 from jesus.limits import Limits
 from jesus.messages import ResponseMode
@@ -96,6 +97,7 @@ async def serve(
     tls: Credentials | None = None,
     sealing: Credentials | None = None,
     seal_key_lifetime: float = 3600.0,
+    config: Config | str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[Node]:
     """Serve `services` until the block exits.
 
@@ -117,6 +119,12 @@ async def serve(
     `compatibility` is the rule for a new version of a running service ("backward", the
     default, keeps old callers working; "forward"; "full"; None skips every check), and
     `on_incompatible` "refuse" raises IncompatibleSchemas, "warn" logs the report.
+
+    `config` (jesus.Config, or the path of a TOML file) sets the channel of any method or
+    listener, the limits and the registry without a change to the code; the environment's
+    settings (JESUS_CONFIG, JESUS_CHANNEL__SERVICE__METHOD, ...) apply over a file, and alone
+    when no config is given (docs/configuration.md). Arguments given here win over both.
+    The configured channels are set on the services' declarations.
     """
     if compatibility is not None and compatibility not in MODES:
         raise ConfigurationError(f"compatibility must be one of {MODES} or None")
@@ -131,10 +139,20 @@ async def serve(
         if client_ssl_context is None:
             client_ssl_context = made_client = tls.client_context()
     catalog = catalog or default_catalog()
-    limits = limits or Limits()
-    schemes, sealed = _check_declarations(
-        services, catalog, protect=ssl_context is not None, plaintext=set(allow_plaintext)
-    )
+    settings = config if isinstance(config, Config) else Config.load(config)
+    configured = settings.apply(services)
+    for line in configured:
+        log.info("configured: %s", line)
+    registry = settings.registry_for(registry)
+    limits = limits or settings.limits_over()
+    try:
+        schemes, sealed = _check_declarations(
+            services, catalog, protect=ssl_context is not None, plaintext=set(allow_plaintext)
+        )
+    except ConfigurationError as exc:
+        if not configured:
+            raise
+        raise type(exc)(f"{exc} [configured: {'; '.join(configured)}]") from exc
     for scheme in bind or {}:
         if scheme not in catalog.transports:
             raise missing("transport", scheme, catalog.transports)
