@@ -37,6 +37,13 @@ def add_command(sub: Any) -> None:
     p.add_argument(
         "--registry", default=None, help="registry URL (default: $JESUS_REGISTRY or embedded://)"
     )
+    p.add_argument(
+        "--health",
+        default=os.environ.get("JESUS_DAEMON_HEALTH") or None,
+        metavar="HOST:PORT",
+        help="serve GET /livez and /readyz (ready once the registry answers) over HTTP there, "
+        "for an orchestrator's probes (default: $JESUS_DAEMON_HEALTH, else not served)",
+    )
     p.set_defaults(func=main)
 
 
@@ -58,7 +65,10 @@ async def _run(args: argparse.Namespace) -> None:
         registry=args.registry,
         socket_mode=args.socket_mode,
         tls=Credentials.from_env(),
+        health=args.health,
     ) as daemon:
         print(f"jesus daemon listening on {daemon.endpoint}", flush=True)
+        if daemon.health is not None:
+            print(f"health probes on http://{daemon.health}/livez and /readyz", flush=True)
         await until_signalled()
     print("stopped", file=sys.stderr, flush=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -16,7 +16,10 @@ from jesus.limits import Limits
 from jesus.plugins import Catalog, default_catalog
 from jesus.runtime.client import Client
 from jesus.security.credentials import Credentials
-from jesus.transport import Server, TransportOptions
+from jesus.transport import TransportOptions
+from jesus_daemon.health import HealthServer
+from jesus_daemon.local_socket import LocalSocket, open_local_socket
+from jesus_daemon.providers import Providers
 from jesus_daemon.relay import Relay
 
 DEFAULT_SOCKET = "/run/jesus/jesus.sock"
@@ -31,7 +34,8 @@ class Daemon:
     socket: str
     endpoint: str
     client: Client
-    server: Server
+    server: LocalSocket
+    health: str | None = None  # host:port of the health endpoints, when served
 
 
 @asynccontextmanager
@@ -43,25 +47,36 @@ async def run_daemon(
     limits: Limits | None = None,
     tls: Credentials | None = None,
     catalog: Catalog | None = None,
+    bind: Mapping[str, str] | None = None,
+    compatibility: str | None = "backward",
+    on_incompatible: str = "refuse",
+    health: str | None = None,
 ) -> AsyncIterator[Daemon]:
-    """Listen on `socket` until the block ends, then answer the calls in flight and close."""
+    """Listen on `socket` until the block ends, then answer the calls in flight and close.
+
+    The services local processes offer are served on the transports of their channels, at
+    the addresses of `bind` (as for jesus.serve; unnamed schemes get a free local port),
+    checked for compatibility as serve() does (`compatibility`, `on_incompatible`). With
+    `health` (HOST:PORT) the probes of jesus_daemon.health are served there too."""
     catalog = catalog or default_catalog()
-    transport = catalog.transports.get("unix")
-    if transport is None:
-        raise ConfigurationError("the daemon needs the unix transport (pip install jesus-tcp)")
     limits = limits or Limits()
     _make_directory(os.path.dirname(socket) or ".")
     options = TransportOptions(
         limits=limits, codecs=catalog.codecs, compressions=catalog.compressions
     )
     async with Client(registry, name="jesusd", limits=limits, catalog=catalog, tls=tls) as client:
-        server = await transport.listen(Relay(client), socket, options)
+        providers = Providers(registry, catalog, limits, tls, bind, compatibility, on_incompatible)
+        server = await open_local_socket(socket, socket_mode, Relay(client, providers), options)
         try:
-            if socket_mode != DEFAULT_SOCKET_MODE:
-                os.chmod(socket, socket_mode)
+            probes = None
+            if health is not None:
+                probes = await HealthServer.listen(health, client.resolver.backend)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(server.serve)
-                yield Daemon(socket, server.endpoint, client, server)
+                if probes is not None:
+                    tg.start_soon(probes.serve)
+                address = None if probes is None else probes.address
+                yield Daemon(socket, server.endpoint, client, server, address)
                 await server.aclose()
                 tg.cancel_scope.cancel()
         finally:

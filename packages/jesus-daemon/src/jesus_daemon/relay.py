@@ -28,16 +28,25 @@ from jesus.runtime.client import Client
 from jesus.runtime.context import current_deadline, current_meta
 from jesus.security.caller import Caller
 from jesus.transport import PreparedCall
+from jesus.transport.contract import ProviderLink
+from jesus_daemon.providers import Providers
 
 EMIT_PREFIX = event_names.LISTENER_PREFIX  # a REQUEST for "~order.created" emits it
 _EVENT_MODES = (ResponseMode.NO_RESPONSE, ResponseMode.ACK)
 
 
 class Relay:
-    """A CallHandler whose methods are every method and event the registry knows."""
+    """A CallHandler whose methods are every method and event the registry knows; with
+    `providers`, a process may also offer services over its connection (AcceptsProviders)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, providers: Providers | None = None) -> None:
         self.client = client
+        self.providers = providers
+
+    async def provide(self, hello: dict[str, Any], link: ProviderLink, caller: Caller) -> None:
+        if self.providers is None:
+            raise Unavailable("this daemon does not take services from its processes")
+        await self.providers.provide(hello, link, caller)
 
     def prepare(
         self, method: str, raw_meta: Any, data: Any, mode: ResponseMode, caller: Caller

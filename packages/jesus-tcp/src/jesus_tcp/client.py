@@ -62,15 +62,28 @@ class ClientConnection:
         self._unyielded = 0  # noResponse calls sent since this connection last yielded
         # Calls in flight the server accepts on this connection (from its HELLO).
         self.max_inflight = self.limits.max_inflight_calls
+        self._done = anyio.Event()  # run() returned: the connection is closed
 
     @property
     def usable(self) -> bool:
         return not self.closed and not self.draining and not self.writer.closed
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self,
+        *,
+        server_hello: dict[str, Any] | None = None,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Handshake, then read until the connection ends. Given `server_hello`, the peer
+        said HELLO first (a provider, whose HELLO the server read before handing the
+        connection over): this end only answers it."""
         try:
             # Before any task starts, so a refusal reaches the caller as itself, ungrouped.
-            await self._handshake()
+            if server_hello is None:
+                await self._handshake()
+            else:
+                await self.stream.send(self.proto.send_hello())
+                self._hello(self.proto.received_hello(server_hello))
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
                 tg.start_soon(self.writer.run, tg.cancel_scope.cancel)
@@ -81,8 +94,12 @@ class ClientConnection:
                 tg.cancel_scope.cancel()
         finally:
             self._fail_all(ConnectionLost("connection to the server was lost"))
+            self._done.set()
             with anyio.CancelScope(shield=True):
                 await self.stream.aclose()
+
+    async def wait_closed(self) -> None:
+        await self._done.wait()
 
     async def _handshake(self) -> None:
         try:
@@ -92,9 +109,7 @@ class ClientConnection:
                     data = await self.stream.receive(READ_SIZE)
                     for event in self.proto.receive_data(data):
                         if type(event) is ev.HelloReceived:
-                            announced = event.info.get("max_inflight_calls")
-                            if isinstance(announced, int) and announced > 0:
-                                self.max_inflight = announced
+                            self._hello(event)
                             return
                         if type(event) is ev.ErrorReceived:
                             error = event.error
@@ -111,6 +126,11 @@ class ClientConnection:
             raise Unavailable(
                 f"server closed the connection during the handshake: {why_broken(exc)}"
             ) from None
+
+    def _hello(self, event: ev.HelloReceived) -> None:
+        announced = event.info.get("max_inflight_calls")
+        if isinstance(announced, int) and announced > 0:
+            self.max_inflight = announced
 
     async def _read_loop(self) -> None:
         self._fed = feed(self.stream, self._on_data, self._ended.set)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -12,6 +13,7 @@ from anyio.abc import ByteStream, Listener, TaskGroup
 
 from jesus.errors import (
     BadFrame,
+    CallError,
     FrameTooLarge,
     RemoteProtocolError,
     TooLarge,
@@ -32,8 +34,9 @@ from jesus.transport import (
 )
 from jesus.transport.feed import Feed, feed
 from jesus.transport.futures import clock_factory
-from jesus.transport.server_events import handle_server_event
+from jesus.transport.server_events import PROVIDE, handle_server_event
 from jesus.transport.writer import FrameWriter
+from jesus_tcp.client import ClientConnection
 
 log = logging.getLogger("jesus.tcp.server")
 _NO_RESPONSE = ResponseMode.NO_RESPONSE
@@ -126,7 +129,17 @@ async def _refuse(stream: ByteStream, limits: Limits) -> None:
 class ServerConnection:
     """One client connection: frames in, events onto the session, answers out."""
 
-    def __init__(self, stream: ByteStream, session: Session, options: TransportOptions) -> None:
+    def __init__(
+        self,
+        stream: ByteStream,
+        session: Session,
+        options: TransportOptions,
+        offer: dict[str, Any] | None = None,
+        on_open: Callable[[], None] | None = None,
+    ) -> None:
+        """`offer`: this end opened the connection and offers services on it (PROTOCOL.md,
+        "Node daemon"), so it says HELLO first, with these keys added; `on_open` is called
+        once the peer answered with its HELLO, and a refusal instead is kept in `refusal`."""
         self.stream = stream
         self.session = session
         self.limits = options.limits
@@ -146,9 +159,15 @@ class ServerConnection:
         self._rest: list[ev.Event] = []
         self._failure: Exception | None = None
         self._ended = False
+        self._options = options
+        self._provider = False
+        self._offer = offer
+        self._on_open = on_open
+        self.refusal: CallError | None = None
 
     def goaway(self, reason: str) -> None:
-        self.writer.write(self.proto.send_goaway(reason))
+        if not self._provider:  # this end is the client of a provider's connection
+            self.writer.write(self.proto.send_goaway(reason))
 
     def close(self) -> None:
         if self._scope is not None:
@@ -171,9 +190,10 @@ class ServerConnection:
     async def _read_loop(self, tg: TaskGroup) -> None:
         proto = self.proto
         try:
-            with anyio.fail_after(self.limits.handshake_timeout):
-                while proto.peer_info == {}:
-                    await self._receive()
+            await self._handshake()
+            if PROVIDE in proto.peer_info:
+                await self._provide(tg)
+                return
             idle = self.limits.keepalive_interval * 3
             if math.isfinite(idle):
                 tg.start_soon(self._watchdog, idle)
@@ -195,6 +215,28 @@ class ServerConnection:
         except BROKEN:
             pass
 
+    async def _provide(self, tg: TaskGroup) -> None:
+        """The peer offers services (PROTOCOL.md, "Node daemon"): the handler serves them,
+        and this end becomes the client of the calls on this connection."""
+        self._provider = True
+        provide = getattr(self.session.runner.handler, "provide", None)
+        link = _ProviderLink(self, tg)
+        try:
+            if provide is None:
+                raise Unavailable("this server does not take providers")
+            await provide(dict(self.proto.peer_info), link, self.session.caller)
+            return
+        except CallError as exc:
+            refusal = exc
+        except Exception as exc:  # one provider's failure must never take the server down
+            log.exception("failed to serve a provider")
+            refusal = Unavailable(f"the provider could not be served: {exc}")
+        if link.accepted is None:
+            log.info("refused a provider: %s", refusal)
+            self.writer.end(self.proto.send_error(0, refusal))
+            with anyio.move_on_after(1, shield=True):
+                await self.writer.flush()
+
     async def _watchdog(self, idle: float) -> None:
         """Drop a peer silent this long, or not reading its answers this long (the read loop
         then waits in `drain`). One timer per connection, not a cancel scope per read."""
@@ -208,9 +250,26 @@ class ServerConnection:
 
     # ------------------------------------------------------------------ reading
 
+    async def _handshake(self) -> None:
+        proto = self.proto
+        if self._offer is not None:
+            await self.stream.send(proto.send_hello(self._offer))
+        with anyio.fail_after(self.limits.handshake_timeout):
+            while proto.peer_info == {}:
+                events = proto.receive_data(await self.stream.receive(READ_SIZE))
+                if events and type(events[0]) is ev.ErrorReceived:
+                    self.refusal = events[0].error
+                    raise anyio.EndOfStream
+                await self._handle(events)
+        if self._on_open is not None:
+            self._on_open()
+
     async def _receive(self) -> None:
-        """One read, on the reader task (the handshake; trio, TLS and unix throughout)."""
-        rest = self._take(self.proto.receive_data(await self.stream.receive(READ_SIZE)))
+        """One read, on the reader task (trio, TLS and unix throughout)."""
+        await self._handle(self.proto.receive_data(await self.stream.receive(READ_SIZE)))
+
+    async def _handle(self, events: list[ev.Event]) -> None:
+        rest = self._take(events)
         if rest or self.writer.full:
             await self._catch_up(rest, lambda: stop_reading_ahead(self.stream))
 
@@ -297,3 +356,21 @@ class ServerConnection:
 
     def _on_event(self, event: ev.Event) -> None:
         handle_server_event(event, self.session, self.proto, self.writer)
+
+
+class _ProviderLink:
+    """A provider's connection, handed over: accepting it answers its HELLO with this end's
+    own, as the client of the calls that now go to it."""
+
+    def __init__(self, conn: ServerConnection, tg: TaskGroup) -> None:
+        self._conn = conn
+        self._tg = tg
+        self.accepted: ClientConnection | None = None
+
+    async def accept(self) -> ClientConnection:
+        conn = self._conn
+        proto = conn.proto
+        client = ClientConnection(conn.stream, proto.codec, proto.compression, conn._options)
+        await self._tg.start(partial(client.run, server_hello=proto.peer_info))
+        self.accepted = client
+        return client

@@ -145,10 +145,13 @@ class ProtocolConnection:
         self.batches_items = False
         # Client: whether the server reads credit in bytes too (8-byte CREDIT payloads).
         self.credits_bytes = False
+        self.hello_sent = False
 
     # ----------------------------------------------------------------- handshake
 
-    def send_hello(self) -> bytes:
+    def send_hello(self, extra: dict[str, Any] | None = None) -> bytes:
+        """This end's HELLO; `extra` adds keys (a provider's `provide`, PROTOCOL.md "Node
+        daemon": a server may say HELLO first)."""
         info: dict[str, Any] = {
             "protocol": "jesus",
             "version": PROTOCOL_VERSION,
@@ -164,7 +167,17 @@ class ProtocolConnection:
             info["codec"] = self.codec.name
             info["compression"] = self.compression.name
             info["max_inflight_calls"] = self.limits.max_inflight_calls
+        if extra:
+            info.update(extra)
+        self.hello_sent = True
         return encode_frame(FrameType.HELLO, 0, 0, _json(info))
+
+    def received_hello(self, info: dict[str, Any]) -> ev.HelloReceived:
+        """Take the peer's HELLO, read before this connection state existed (by the server
+        that handed the connection over to this end), as if it had just arrived."""
+        if self.state is not State.AWAIT_HELLO:
+            raise LocalProtocolError("the HELLO was received already")
+        return self._receive_hello(_json(info))
 
     @property
     def peer_stream_window(self) -> int:
@@ -359,7 +372,8 @@ class ProtocolConnection:
                 )
             if self.state is State.AWAIT_HELLO:
                 if ftype != FrameType.HELLO:
-                    if ftype == FrameType.ERROR and self.role is Role.CLIENT:
+                    # The answer to this end's HELLO may be a refusal (a provider's too).
+                    if ftype == FrameType.ERROR and (self.role is Role.CLIENT or self.hello_sent):
                         out.append(ev.ErrorReceived(0, self._error(payload)))
                         continue
                     raise RemoteProtocolError(f"expected HELLO, got frame type 0x{ftype:02x}")

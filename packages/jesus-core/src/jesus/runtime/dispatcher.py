@@ -38,6 +38,8 @@ from jesus.validation.base import SchemaValidator, schema_error
 from jesus.validation.cache import ValidatorCache
 
 log = logging.getLogger("jesus.server")
+# The scheme of a handler that serves every method whatever its channels.
+ANY_TRANSPORT = "*"
 
 
 @dataclass(slots=True)
@@ -71,7 +73,9 @@ class ServedOver:
 
     def declared_mode(self, method: str) -> ResponseMode | None:
         entry = self.dispatcher.methods.get(method)
-        return entry.spec.mode if entry is not None and self.scheme in entry.transports else None
+        if entry is None or not _served(self.scheme, entry.transports):
+            return None
+        return entry.spec.mode
 
     def describe(self) -> dict[str, Any]:
         return self._description
@@ -105,6 +109,7 @@ class CallDispatcher:
                     channels=subscription.channels,
                     allow=subscription.allow,
                     seal=subscription.seal,
+                    relay=subscription.relay,
                 )
                 self._add(service, spec, validators, response=False)
             for spec in service.methods.values():
@@ -114,7 +119,8 @@ class CallDispatcher:
         self._refusals = ThrottledLog(log)
 
     def served_over(self, scheme: str) -> ServedOver:
-        """The handler for the listener of transport `scheme`."""
+        """The handler for the listener of transport `scheme` (`ANY_TRANSPORT`: for calls
+        that a node daemon forwards, which checked the channel itself)."""
         return ServedOver(self, scheme)
 
     def _add(
@@ -149,7 +155,7 @@ class CallDispatcher:
         entry = self.methods.get(method)
         if entry is None:
             raise UnknownMethod(f"no method {method!r} here", corrid=meta.corrid)
-        if scheme not in entry.transports:
+        if not _served(scheme, entry.transports):
             raise WrongChannel(
                 f"{method} is not served over {scheme}; it is served over "
                 f"{', '.join(sorted(entry.transports))}",
@@ -198,7 +204,9 @@ class CallDispatcher:
         deadline = None
         if meta.deadline_ms is not None:
             deadline = anyio.current_time() + meta.deadline_ms / 1000
-        return PreparedCall(entry.full_name, data, meta, deadline, entry, caller, sealed)
+        return PreparedCall(
+            entry.full_name, data, meta, deadline, entry, caller, sealed, entry.spec.relay
+        )
 
     def _unseal(
         self, entry: MethodEntry, method: str, meta: Meta, data: Any, caller: Caller
@@ -371,6 +379,10 @@ def _mismatch(entry: MethodEntry, meta: Meta) -> str:
     return f"request to {entry.full_name} does not match its schema"
 
 
+def _served(scheme: str, transports: frozenset[str]) -> bool:
+    return scheme in transports or scheme == ANY_TRANSPORT
+
+
 def describe(service: Service, scheme: str) -> dict[str, Any]:
     """What a service serves over transport `scheme` (the HTTP description endpoint shows
     it): each method and listener with every channel it is served on."""
@@ -381,12 +393,12 @@ def describe(service: Service, scheme: str) -> dict[str, Any]:
         "methods": {
             name: spec.record().to_json()
             for name, spec in sorted(service.methods.items())
-            if scheme in spec.transports
+            if _served(scheme, spec.transports)
         },
         "listens": {
             event: spec.record()
             for event, spec in sorted(service.listeners.items())
-            if scheme in {c.transport for c in spec.channels}
+            if _served(scheme, frozenset(c.transport for c in spec.channels))
         },
         "emits": {event: spec.record() for event, spec in sorted(service.emits.items())},
     }

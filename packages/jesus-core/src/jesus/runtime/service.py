@@ -59,6 +59,8 @@ class MethodSpec:
     description: str = ""
     allow: frozenset[str] | None = None
     seal: str | None = None
+    # The handler carries the call on to another process: an ack waits for it.
+    relay: bool = False
 
     @property
     def channel(self) -> ChannelSpec:
@@ -92,6 +94,7 @@ class ListenerSpec:
     group: str
     allow: frozenset[str] | None = None
     seal: str | None = None
+    relay: bool = False
 
     @property
     def channel(self) -> ChannelSpec:
@@ -157,13 +160,17 @@ class Service:
         description: str | None = None,
         allow: Iterable[str] | None = None,
         seal: str | None = None,
+        relay: bool = False,
     ) -> Callable[[F], F]:
         """Declare an async handler (an async generator for `mode="stream"`).
 
         `channel` is one channel or a list of them (`["tcp", "http+json"]`); the method is
         served over those transports only. `allow` lists the services that may call it.
         `seal="sign"` makes every request and answer carry a seal (who sent it, unaltered,
-        not replayed); `seal="encrypt"` also makes them readable only by the two ends."""
+        not replayed); `seal="encrypt"` also makes them readable only by the two ends.
+        `relay=True` says the handler carries the call on to another process (as the node
+        daemon does): an ack call is then acked once the handler returned, so that the ack
+        still means the process that runs it took it."""
         rmode = ResponseMode(mode)
         check_schema(request)
         check_schema(response)
@@ -196,6 +203,7 @@ class Service:
                 description=description or inspect.getdoc(fn) or "",
                 allow=allowed,
                 seal=sealed,
+                relay=relay,
             )
             return fn
 
@@ -210,12 +218,14 @@ class Service:
         group: str | None = None,
         allow: Iterable[str] | None = None,
         seal: str | None = None,
+        relay: bool = False,
     ) -> Callable[[F], F]:
         """Declare an async handler for `event` (`user.created`, or `user.*` for every event
         under `user.`). Listeners of one `group` (default: this service's name) share the
         load; each group gets every event. Published in the registry for emitters to find.
         `allow` lists the emitting services it accepts events from; `seal` is as for
-        methods (an encrypted event is readable only by this group's key holders)."""
+        methods (an encrypted event is readable only by this group's key holders), and so
+        is `relay`."""
         if not event_names.valid_pattern(event):
             raise ConfigurationError(
                 f"event pattern {event!r} is not valid: dot-separated names, optionally ending in .*"
@@ -231,7 +241,7 @@ class Service:
             if event in self.listeners:
                 raise ConfigurationError(f"{self.name} listens to {event!r} twice")
             self.listeners[event] = ListenerSpec(
-                event, fn, schema, specs, group or self.name, allowed, sealed
+                event, fn, schema, specs, group or self.name, allowed, sealed, relay
             )
             return fn
 

@@ -135,6 +135,39 @@ class TransportClient(Protocol):
     async def aclose(self) -> None: ...
 
 
+class ProvidedConnection(Protocol):
+    """The connection of a process that offers services over the connection it opened
+    (PROTOCOL.md, "Node daemon"): once accepted, calls go to it, the server's side being
+    the client of the calls."""
+
+    @property
+    def usable(self) -> bool: ...
+
+    async def request(self, call: OutgoingCall) -> Any: ...
+
+    def open_stream(self, call: OutgoingCall) -> AsyncIterator[Any]: ...
+
+    async def wait_closed(self) -> None:
+        """Return once the provider is gone."""
+
+
+class ProviderLink(Protocol):
+    """What a transport hands a handler's `provide` for a connection whose HELLO offers
+    services: nothing is answered before `accept()`."""
+
+    async def accept(self) -> ProvidedConnection:
+        """Answer the provider's HELLO: from now on calls may go to it."""
+
+
+class AcceptsProviders(Protocol):
+    """A CallHandler that also takes providers (the node daemon's). A stream transport
+    whose peer's HELLO carries `provide` calls `provide` instead of serving calls from it."""
+
+    async def provide(self, hello: dict[str, Any], link: ProviderLink, caller: Caller) -> None:
+        """Serve what `hello["provide"]` offers until the provider is gone. Raise a CallError
+        to refuse it: the transport tells the provider (an ERROR on stream 0) and closes."""
+
+
 class Transport(Protocol):
     """A transport plugin's contribution: one per URL scheme (`tcp`, `unix`, ...)."""
 

@@ -14,6 +14,8 @@ from jesus.transport.runner import Session
 from jesus.transport.writer import FrameSink
 
 log = logging.getLogger("jesus.transport")
+# The HELLO key of a process that offers services over the connection it opened.
+PROVIDE = "provide"
 _NO_RESPONSE = ResponseMode.NO_RESPONSE
 
 
@@ -44,7 +46,10 @@ def handle_server_event(
         reply = FrameReply(proto, writer, sid, mode is not _NO_RESPONSE)
         session.refuse("(undecodable)", mode, reply, event.error)  # type: ignore[union-attr]
     elif kind is ev.HelloReceived:
-        writer.write(proto.send_hello())
+        # A HELLO that offers services (`provide`) is answered by the handler the transport
+        # hands the connection to; a provider's own HELLO went first.
+        if not proto.hello_sent and PROVIDE not in event.info:  # type: ignore[union-attr]
+            writer.write(proto.send_hello())
     elif kind is ev.PingReceived:
         writer.write(proto.send_pong(event.payload))  # type: ignore[union-attr]
     elif kind is ev.ErrorReceived:
