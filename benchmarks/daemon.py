@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,9 @@ async def _provider(socket: str) -> None:
         await anyio.sleep_forever()
 
 
-def wait_for(path: Path, what: str, timeout: float = 20) -> None:
+def wait_for(ready: Callable[[], bool], what: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not ready():
         if time.monotonic() > deadline:
             raise SystemExit(f"{what} did not start")
         time.sleep(0.05)
@@ -111,10 +112,10 @@ def main() -> int:
         wait_ready(port, registry, "jesus")
         start("daemon", caller_socket)
         start("daemon", service_socket)
-        wait_for(Path(caller_socket), "the caller's daemon")
-        wait_for(Path(service_socket), "the service's daemon")
+        wait_for(Path(caller_socket).exists, "the caller's daemon")
+        wait_for(Path(service_socket).exists, "the service's daemon")
         start("provider", service_socket)
-        wait_for_record(work / "registry", "benchp")
+        wait_for(lambda: any((work / "registry").glob("benchp@*.json")), "the provider")
         for round_ in range(args.repeat):
             for concurrency in levels:
                 for path in PATHS:
@@ -149,14 +150,6 @@ def main() -> int:
                 f"{m['p99_us']:.0f} | {added} |"
             )
     return 0
-
-
-def wait_for_record(registry: Path, service: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not any(registry.glob(f"{service}@*.json")):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{service} was not registered through the daemon")
-        time.sleep(0.05)
 
 
 def _median(results: Any, path: str, concurrency: int) -> dict[str, float]:
