@@ -33,6 +33,7 @@ export function openUnix(path) {
 
 export class FrameConnection {
   #pauses = new Set();
+  #held = null;
   #lastHeard = Date.now();
   #lastPing = 0;
   #keepalive = null;
@@ -129,6 +130,32 @@ export class FrameConnection {
     this.close(errorFrame(0, error));
   }
 
+  // Read no further, from `frame` on, until release(): those frames wait, in order.
+  hold(frame) {
+    if (this.#held === null) {
+      this.#held = [];
+      this.pauseReading("hold");
+    }
+    this.#held.unshift(frame);
+  }
+
+  get holding() {
+    return this.#held !== null;
+  }
+
+  release() {
+    const held = this.#held ?? [];
+    this.#held = null;
+    while (held.length > 0 && !this.closing) {
+      if (this.#held !== null) {
+        this.#held.push(...held); // held again: the rest waits behind the frame that did it
+        return;
+      }
+      this.#dispatch(held.shift());
+    }
+    if (this.#held === null) this.resumeReading("hold");
+  }
+
   #data(chunk) {
     this.#lastHeard = Date.now();
     if (this.closing) return;
@@ -141,11 +168,16 @@ export class FrameConnection {
     }
     for (const frame of frames) {
       if (this.closing) return;
-      try {
-        this.#frame(frame);
-      } catch (err) {
-        this.abort(err instanceof JesusError ? err : new ProtocolViolation(String(err?.message)));
-      }
+      if (this.#held !== null) this.#held.push(frame);
+      else this.#dispatch(frame);
+    }
+  }
+
+  #dispatch(frame) {
+    try {
+      this.#frame(frame);
+    } catch (err) {
+      this.abort(err instanceof JesusError ? err : new ProtocolViolation(String(err?.message)));
     }
   }
 
@@ -195,6 +227,7 @@ export class FrameConnection {
   #closed() {
     this.closing = true;
     this.closed = true;
+    this.#held = null;
     clearTimeout(this.#handshakeTimer);
     clearInterval(this.#keepalive);
     const error =

@@ -84,7 +84,7 @@ export class Provider extends EventEmitter {
         this.#served = null;
         if (this.#closing) return;
         this.log(`lost the daemon at ${this.socketPath}, reconnecting`);
-        this.emit("disconnected", served.failure);
+        this.emit("disconnected", served.closedBy);
       }
       await new Promise((wake) => {
         const timer = setTimeout(wake, delay);

@@ -25,7 +25,6 @@ export class ServedConnection {
   #conn;
   #calls = new Map(); // open stream id -> its call
   #running = 0;
-  #backlog = []; // frames read while a noResponse call waits for room, kept in order
   #lastRequest = 0;
   #goingAway = false;
   #idle = [];
@@ -38,7 +37,10 @@ export class ServedConnection {
     this.maxInflight = options.maxInflightCalls ?? 64;
     this.#conn = new FrameConnection(socket, options, "client", {
       receive: (frame) => this.#receive(frame),
-      closed: () => this.#closed(),
+      closed: (error) => {
+        this.closedBy = error;
+        this.#closed();
+      },
     });
     this.#conn.write(
       helloFrame({
@@ -90,21 +92,12 @@ export class ServedConnection {
   }
 
   #receive(frame) {
-    if (this.#backlog.length > 0) {
-      this.#backlog.push(frame);
-      return;
-    }
-    this.#frame(frame);
-  }
-
-  #frame(frame) {
     const { type, stream: sid, payload } = frame;
     switch (type) {
       case Type.REQUEST:
         if (modeOf(frame.flags) === "noResponse" && this.#full && !this.#goingAway) {
           // Nobody could be told of a refusal: stop reading until a call ends.
-          this.#backlog.push(frame);
-          this.#conn.pauseReading("backlog");
+          this.#conn.hold(frame);
           return;
         }
         this.#request(frame);
@@ -267,25 +260,13 @@ export class ServedConnection {
 
   // A call ended: frames that waited for room go on, in order.
   #room() {
-    try {
-      while (this.#backlog.length > 0) {
-        const head = this.#backlog[0];
-        if (head.type === Type.REQUEST && modeOf(head.flags) === "noResponse" && this.#full) return;
-        this.#backlog.shift();
-        this.#frame(head);
-      }
-      this.#conn.resumeReading("backlog");
-    } catch (err) {
-      this.#conn.abort(err instanceof JesusError ? err : new ProtocolViolation(String(err)));
-    } finally {
-      if (this.#running === 0) this.#idle.splice(0).forEach((resolve) => resolve());
-    }
+    if (this.#conn.holding) this.#conn.release();
+    if (this.#running === 0) this.#idle.splice(0).forEach((resolve) => resolve());
   }
 
   // Nobody is left to answer: response and stream calls stop; ack and noResponse calls, which
   // were accepted, run to their end.
   #closed() {
-    this.#backlog.length = 0;
     for (const call of [...this.#calls.values()]) {
       call.stop(new JesusError("UNAVAILABLE", "the connection to the daemon was closed"));
     }

@@ -31,7 +31,7 @@ const declaration = {
 
 const handlers = {
   "nodecalc.add": async ({ a, b }, call) => {
-    report({ seen: "add", corrid: call.corrid, deadline: call.remaining() });
+    report({ seen: "add", data: { a, b }, corrid: call.corrid, deadline: call.remaining() });
     return a + b;
   },
   "nodecalc.broken": async () => "not a number",
