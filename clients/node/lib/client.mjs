@@ -90,6 +90,7 @@ export class Client {
         this.abandon(sid, record);
         reject(new JesusError("CANCELLED", `${target} was cancelled`, { corrid: meta.c }));
       };
+      if (options.signal?.aborted) onAbort();
       options.signal?.addEventListener("abort", onAbort, { once: true });
       record.finish = () => {
         clearTimeout(timer);

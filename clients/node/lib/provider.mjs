@@ -22,6 +22,7 @@ export class Provider extends EventEmitter {
   #closing = false;
   #served = null;
   #sleeping = null;
+  #drainTimeout = 0;
 
   constructor(socketPath, declaration, methods, options) {
     super();
@@ -43,6 +44,7 @@ export class Provider extends EventEmitter {
   // (for at most `drainTimeout` ms), then the connection closes and the services go.
   async close({ drainTimeout = 10_000 } = {}) {
     this.#closing = true;
+    this.#drainTimeout = drainTimeout;
     this.#sleeping?.();
     await this.#served?.shutdown(drainTimeout);
     await this.stopped;
@@ -71,7 +73,9 @@ export class Provider extends EventEmitter {
         this.log(`could not offer the services again through ${this.socketPath}: ${err.message}`);
         this.emit("retry", err);
       }
-      if (served !== null) {
+      if (served !== null && this.#closing) {
+        await served.shutdown(this.#drainTimeout); // close() came while it connected
+      } else if (served !== null) {
         this.#served = served;
         delay = RETRY_FIRST;
         if (!started) {
@@ -86,6 +90,7 @@ export class Provider extends EventEmitter {
         this.log(`lost the daemon at ${this.socketPath}, reconnecting`);
         this.emit("disconnected", served.closedBy);
       }
+      if (this.#closing) break;
       await new Promise((wake) => {
         const timer = setTimeout(wake, delay);
         this.#sleeping = () => {

@@ -38,6 +38,7 @@ export class ClientStream {
         this.#client.abandon(this.sid, this);
         this.fail(new JesusError("CANCELLED", `${this.target} was cancelled`, { corrid: this.corrid }));
       };
+      if (signal.aborted) onAbort();
       signal.addEventListener("abort", onAbort, { once: true });
       this.#unwatch = () => signal.removeEventListener("abort", onAbort);
     }
