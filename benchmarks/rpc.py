@@ -107,27 +107,32 @@ async def measure(
     stack: str, port: int, registry: str, concurrency: int, duration: float
 ) -> dict[str, float]:
     async with client_for(stack, port, registry) as call:
-        expected = stacks.answer(stacks.REQUEST)
-        assert await call() == expected  # the stacks agree on the answer
-        latencies: list[float] = []
-        stop_at = 0.0
+        return await drive(call, concurrency, duration)
 
-        async def worker(record: bool) -> None:
-            clock = time.perf_counter
-            while clock() < stop_at:
-                started = clock()
-                await call()
-                if record:
-                    latencies.append(clock() - started)
 
-        for record, seconds in ((False, 0.3), (True, duration)):  # warm up, then measure
-            latencies.clear()
-            stop_at = time.perf_counter() + seconds
-            began = time.perf_counter()
-            async with anyio.create_task_group() as tg:
-                for _ in range(concurrency):
-                    tg.start_soon(worker, record)
-            elapsed = time.perf_counter() - began
+async def drive(call: Any, concurrency: int, duration: float) -> dict[str, float]:
+    """`concurrency` callers of `call()` for `duration` seconds, after a warm-up."""
+    expected = stacks.answer(stacks.REQUEST)
+    assert await call() == expected  # the stacks agree on the answer
+    latencies: list[float] = []
+    stop_at = 0.0
+
+    async def worker(record: bool) -> None:
+        clock = time.perf_counter
+        while clock() < stop_at:
+            started = clock()
+            await call()
+            if record:
+                latencies.append(clock() - started)
+
+    for record, seconds in ((False, 0.3), (True, duration)):  # warm up, then measure
+        latencies.clear()
+        stop_at = time.perf_counter() + seconds
+        began = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(concurrency):
+                tg.start_soon(worker, record)
+        elapsed = time.perf_counter() - began
     latencies.sort()
     return {
         "calls_per_s": len(latencies) / elapsed,

@@ -3,6 +3,7 @@ every mode, its meta carried on, the daemon's own checks, and bad requests answe
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -23,6 +24,7 @@ from tests.helpers import wait_until
 from tests.helpers.services import calculator
 
 pytestmark = pytest.mark.anyio
+CURL = shutil.which("curl") or "curl"
 
 RESPONSE, ACK, NO_RESPONSE, STREAM = (
     ResponseMode.RESPONSE,
@@ -170,3 +172,48 @@ async def test_a_directory_anybody_may_write_to_is_refused(registry: str, socket
     with pytest.raises(jesus.ConfigurationError, match="writable by every user"):
         async with run_daemon(os.path.join(open_dir, "jesus.sock"), registry=registry):
             pass
+
+
+async def test_curl_calls_through_the_socket_with_no_sdk(through_daemon: Any) -> None:
+    """The same socket speaks the HTTP mapping: each connection is told by its first byte."""
+    svc, state = calculator()
+    async with through_daemon(svc) as local:
+        socket = local.socket
+        result = await anyio.run_process(
+            [
+                CURL,
+                "-s",
+                "-S",
+                "--unix-socket",
+                socket,
+                "-H",
+                "content-type: application/json",
+                "-H",
+                "x-jesus-corrid: from-curl",
+                "-d",
+                '{"a": 40, "b": 2}',
+                "http://daemon/calc/add",
+            ],
+        )
+        assert json.loads(result.stdout) == 42
+        assert state["corrids"][-1] == "from-curl"
+        bad = await anyio.run_process(
+            [
+                CURL,
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--unix-socket",
+                socket,
+                "-H",
+                "content-type: application/json",
+                "-d",
+                '{"a": "x"}',
+                "http://daemon/calc/add",
+            ],
+        )
+        assert bad.stdout == b"400"  # the daemon checked it against calc.add's schema
+        # The framed connection beside it is still served.
+        assert await local.call("calc.add", {"a": 1, "b": 2}, RESPONSE) == 3

@@ -70,8 +70,7 @@ class UnixTransport:
         self, handler: CallHandler, bind: str | None, options: TransportOptions
     ) -> StreamServer:
         path = bind or default_unix_path()
-        await _remove_stale_socket(path)
-        listener = await anyio.create_unix_listener(path, mode=0o600)
+        listener = await unix_listener(path)
         return _UnixServer(listener, Address("unix", path=path).endpoint(), handler, options, path)
 
     def client(self, options: TransportOptions, task_group: TaskGroup) -> StreamClient:
@@ -82,6 +81,13 @@ class UnixTransport:
             return await anyio.connect_unix(address.path)
 
         return StreamClient(connect, options, task_group)
+
+
+async def unix_listener(path: str, mode: int = 0o600) -> Any:
+    """A listener on the socket file `path`, created with `mode`; a stale file left by a
+    process that died is replaced, a live server's is not."""
+    await _remove_stale_socket(path)
+    return await anyio.create_unix_listener(path, mode=mode)
 
 
 async def _remove_stale_socket(path: str) -> None:

@@ -29,9 +29,10 @@ from jesus.errors import (
     TooLarge,
     Unavailable,
     UnknownMethod,
+    explained,
 )
 from jesus.limits import Limits
-from jesus.messages import Meta, ResponseMode
+from jesus.messages import Meta, ResponseMode, new_corrid
 from jesus.middleware import CallInfo, chain
 from jesus.payload import decode_payload
 from jesus.plugins import Catalog, default_catalog
@@ -317,6 +318,8 @@ class Client:
                     InvalidRequest, f"event {event} does not match its schema", check, data, None
                 )
         seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
+        parent = current_meta.get()
+        corrid = parent.corrid if parent is not None else new_corrid()  # one for every group
         deliveries: list[tuple[str, list[tuple[InstanceRecord, str]]]] = []
         for group, pattern, members in self._event_groups(event, await self.resolver.everyone()):
             if broadcast:
@@ -335,6 +338,7 @@ class Client:
                 try:
                     channel = self._listener_channel(record, pattern)
                     meta = self._meta(rmode, channel, seconds, userid, sender)
+                    meta.corrid = corrid
                     meta.event = event
                     meta.seal = seal
                     info = CallInfo(
@@ -356,7 +360,9 @@ class Client:
                 return
             failures[group] = last or Unavailable("no instance to deliver to")
             self.event_failures[group] += 1
-            log.warning("event %s not delivered to group %s: %s", event, group, failures[group])
+            log.warning(
+                "event %s not delivered to group %s: %s", event, group, explained(failures[group])
+            )
 
         if rmode is ResponseMode.ACK:
             async with anyio.create_task_group() as tg:

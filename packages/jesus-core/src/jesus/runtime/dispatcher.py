@@ -200,13 +200,7 @@ class CallDispatcher:
             )
         check = entry.request
         if check is not None and not check.is_valid(data):
-            raise schema_error(
-                InvalidRequest,
-                f"request to {method} does not match its schema",
-                check,
-                data,
-                meta.corrid,
-            )
+            raise schema_error(InvalidRequest, _mismatch(entry, meta), check, data, meta.corrid)
         deadline = None
         if meta.deadline_ms is not None:
             deadline = anyio.current_time() + meta.deadline_ms / 1000
@@ -371,6 +365,18 @@ def _failure(call: PreparedCall, exc: Exception) -> RemoteFailure:
     return RemoteFailure(
         f"{call.name} failed: {type(exc).__name__}: {exc}", corrid=call.meta.corrid
     )
+
+
+def _mismatch(entry: MethodEntry, meta: Meta) -> str:
+    """What a request its schema refused was: an event names its listener, as the emitter's
+    own check does."""
+    name = entry.spec.name
+    if meta.event is not None and name.startswith(event_names.LISTENER_PREFIX):
+        return (
+            f"event {meta.event} does not match the schema of {entry.service.name}'s "
+            f"listener {name[len(event_names.LISTENER_PREFIX) :]}"
+        )
+    return f"request to {entry.full_name} does not match its schema"
 
 
 def _served(scheme: str, transports: frozenset[str]) -> bool:
