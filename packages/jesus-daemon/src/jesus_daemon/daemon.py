@@ -15,6 +15,8 @@ import anyio
 from jesus.errors import ConfigurationError
 from jesus.limits import Limits
 from jesus.plugins import Catalog, default_catalog
+from jesus.registry.open import open_registry
+from jesus.registry.resolver import Resolver
 from jesus.runtime.client import Client
 from jesus.security.credentials import Credentials
 from jesus.transport import TransportOptions
@@ -79,8 +81,18 @@ async def run_daemon(
         limits=limits, codecs=catalog.codecs, compressions=catalog.compressions
     )
     async with contextlib.AsyncExitStack() as stack:
+        # Spread over every instance, those on this node first (those it serves itself).
+        resolver = Resolver(open_registry(registry, catalog), prefer_host=os.uname().nodename)
+        stack.push_async_callback(resolver.backend.aclose)
         client = await stack.enter_async_context(
-            Client(registry, name="jesusd", limits=limits, catalog=catalog, tls=tls)
+            Client(
+                registry,
+                name="jesusd",
+                limits=limits,
+                catalog=catalog,
+                tls=tls,
+                resolver=resolver,
+            )
         )
         clients = {}  # the Client of each service a local process may be
         for name in sorted(identities.all_names if identities else ()):
