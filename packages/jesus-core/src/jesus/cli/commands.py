@@ -18,7 +18,7 @@ import anyio
 from jesus.cli.failures import UsageError
 from jesus.cli.narrate import Narrator, narrated
 from jesus.config import Config
-from jesus.errors import EventNotDelivered, JesusError
+from jesus.errors import ConfigurationError, EventNotDelivered, JesusError
 from jesus.plugins import default_catalog
 from jesus.registry.open import open_registry, registry_url
 from jesus.runtime.client import Client
@@ -146,6 +146,9 @@ async def _serve(
     tls: Credentials | None,
     settings: Config,
 ) -> None:
+    if args.daemon is not None:
+        await _provide(services, args, settings)
+        return
     async with serve_services(
         *services,
         config=settings,
@@ -159,6 +162,22 @@ async def _serve(
     ) as node:
         names = ", ".join(f"{s.name} {s.version}" for s in services)
         print(f"serving {names} on {' '.join(node.endpoints.values())}", flush=True)
+        await until_signalled()
+    print("stopped", file=sys.stderr, flush=True)
+
+
+async def _provide(services: list[Service], args: argparse.Namespace, settings: Config) -> None:
+    try:
+        from jesus_daemon import provide
+    except ImportError:
+        raise ConfigurationError(
+            "--daemon needs the node daemon's package: pip install 'jesus-core[daemon]'"
+        ) from None
+    for line in settings.apply(services):
+        log.info("configured: %s", line)
+    async with provide(*services, socket=args.daemon, limits=settings.limits_over()):
+        names = ", ".join(f"{s.name} {s.version}" for s in services)
+        print(f"serving {names} through the daemon at {args.daemon}", flush=True)
         await until_signalled()
     print("stopped", file=sys.stderr, flush=True)
 

@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SCHEME",
         help="with TLS, serve this transport's methods unprotected anyway (e.g. udp)",
     )
+    p.add_argument(
+        "--daemon",
+        default=None,
+        metavar="SOCKET",
+        help="offer the services through the node daemon listening on SOCKET, which serves "
+        "them on their channels (jesus-core[daemon]); --bind and TLS are then the daemon's",
+    )
     tls_options(p)
     p.set_defaults(func=commands.serve)
 
