@@ -91,3 +91,29 @@ def test_identities_are_checked_at_start(pki: Pki) -> None:  # noqa: F811
         Identities.parse([f"{ME}=nobody"], pki.folder)
     parsed = Identities.parse([f"{ME}=billing,vault", f"{ME}=stranger"], pki.folder)
     assert parsed.names[ME] == {"billing", "vault", "stranger"}
+
+
+async def test_a_sealed_method_offered_through_the_daemon(
+    registry: str,
+    socket: str,  # noqa: F811
+    pki: Pki,  # noqa: F811
+) -> None:
+    svc = jesus.Service("billing", channel="tcp+msgpack")
+
+    @svc.method(seal="encrypt", allow=["vault"], response={"type": "string"})
+    async def statement(data: Any) -> str:
+        return "private"
+
+    identities = Identities({ME: frozenset({"billing"})}, pki.folder)
+    async with (
+        run_daemon(socket, registry=registry, identities=identities),
+        provide(svc, socket=socket),
+        jesus.Client(registry, tls=pki.creds("vault")) as vault_client,
+        jesus.Client(registry, tls=pki.creds("stranger")) as stranger,
+    ):
+        (record,) = await vault_client.resolver.backend.list_instances("billing")
+        assert record.methods["statement"].seal == "encrypt"
+        assert record.seal  # the daemon published billing's sealing key, signed by billing
+        assert await vault_client.call("billing.statement") == "private"
+        with pytest.raises(jesus.PermissionDenied):
+            await stranger.call("billing.statement")
