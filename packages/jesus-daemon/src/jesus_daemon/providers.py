@@ -78,7 +78,7 @@ class Providers:
                 held.ready.set()
                 log.info("%s provides %s", describe(caller), names)
                 await conn.wait_closed()
-                log.info("%s is gone: %s deregistered", describe(caller), names)
+                log.info("%s is gone: deregistering %s", describe(caller), names)
         except ConfigurationError as exc:  # incompatible schemas, a channel not installed
             raise InvalidRequest(f"cannot serve {names}: {exc}") from None
 
