@@ -22,7 +22,7 @@ from tests.helpers import wait_until
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
-CHANNELS = ["tcp+msgpack", "unix+json", "udp+msgpack", "http+json+gzip"]
+CHANNELS = ["tcp+msgpack", "unix+json", "udp+msgpack", "http+json+gzip", "zmq+msgpack"]
 USER = {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}
 
 
@@ -91,7 +91,7 @@ async def test_each_group_gets_each_event_once_spread_over_its_instances(
     }
 
 
-@pytest.mark.parametrize("channel", ["tcp+msgpack", "udp+msgpack"])
+@pytest.mark.parametrize("channel", ["tcp+msgpack", "udp+msgpack", "zmq+msgpack"])
 async def test_broadcast_reaches_every_instance(registry: str, channel: str) -> None:
     seen: list[Any] = []
     audits = [listener("audit", seen, channel) for _ in range(3)]

@@ -44,6 +44,7 @@ from jesus.sealing.envelope import CODECS, MAX_SEALED, strength
 from jesus.sealing.seal import SealedCall, Sealer, open_error, to_wire
 from jesus.security.credentials import Credentials
 from jesus.transport import OutgoingCall, TransportClient, TransportOptions
+from jesus.transport.keys import TransportKeys
 from jesus.validation.base import schema_error
 from jesus.validation.cache import ValidatorCache
 
@@ -144,6 +145,7 @@ class Client:
             ssl_context=ssl_context,
             codecs=self.catalog.codecs,
             compressions=self.catalog.compressions,
+            keys=TransportKeys.of(self._sealing),
         )
         self._owns_resolver = resolver is None
         self.resolver = resolver or Resolver(open_registry(registry, self.catalog))

@@ -35,6 +35,7 @@ from jesus.sealing.seal import Opener
 from jesus.security.credentials import Credentials
 from jesus.transport import Server, TransportOptions
 from jesus.transport.advertise import advertised
+from jesus.transport.keys import TransportKeys
 from jesus.validation.cache import ValidatorCache
 
 log = logging.getLogger("jesus.node")
@@ -115,7 +116,9 @@ async def serve(
     serve() refuses to start, naming each unprotected method and channel. A sealed method or listener is protected on
     any transport; its node makes sealing keys (published in its records, signed by the
     certificate of `sealing`, which defaults to `tls`) and replaces them every
-    `seal_key_lifetime` seconds.
+    `seal_key_lifetime` seconds. When those credentials hold a certificate, its key and a
+    CA, a keyed transport (`zmq`: CURVE) is protected too, and refuses peers without a
+    certificate the CA signed (jesus.transport.keys).
 
     `advertise` is the host the registry shows for them (default $JESUS_ADVERTISE_HOST),
     where listeners bound to every interface (`{"tcp": "0.0.0.0:4000"}`, in a container)
@@ -152,9 +155,14 @@ async def serve(
     registry = settings.registry_for(registry)
     limits = limits or settings.limits_over()
     advertise = advertise or os.environ.get("JESUS_ADVERTISE_HOST") or None
+    keys = TransportKeys.of(sealing or tls)
     try:
         schemes, sealed = _check_declarations(
-            services, catalog, protect=ssl_context is not None, plaintext=set(allow_plaintext)
+            services,
+            catalog,
+            protect=ssl_context is not None,
+            plaintext=set(allow_plaintext),
+            keyed=keys is not None,
         )
     except ConfigurationError as exc:
         if not configured:
@@ -185,6 +193,7 @@ async def serve(
         ssl_context=ssl_context,
         codecs=catalog.codecs,
         compressions=catalog.compressions,
+        keys=keys,
     )
     resolver = Resolver(backend)
     client = Client(
@@ -281,12 +290,17 @@ async def serve(
 
 
 def _check_declarations(
-    services: tuple[Service, ...], catalog: Catalog, protect: bool, plaintext: set[str]
+    services: tuple[Service, ...],
+    catalog: Catalog,
+    protect: bool,
+    plaintext: set[str],
+    keyed: bool = False,
 ) -> tuple[set[str], bool]:
     """The transports the services' channels need, and whether anything is sealed. Raises
     ConfigurationError, naming what to change: a channel not installed, a mode its transport
     cannot carry, a sealed codec sealing does not carry, or (`protect`: TLS was given) a
-    method or listener that would be served unprotected."""
+    method or listener that would be served unprotected (`keyed`: the node has keys, which
+    protect a keyed transport)."""
     schemes: set[str] = set()
     unprotected: list[str] = []
     sealed = False
@@ -315,7 +329,13 @@ def _check_declarations(
                     f"{what} is sealed over {spec}: sealing carries "
                     f"{' and '.join(SEALED_CODECS)} data, not {spec.codec}"
                 )
-            protected = channel.transport.tls or channel.transport.local or seal is not None
+            transport = channel.transport
+            protected = (
+                transport.tls
+                or transport.local
+                or seal is not None
+                or (keyed and getattr(transport, "keyed", False))
+            )
             sealed |= seal is not None
             if protect and not protected and spec.transport not in plaintext:
                 unprotected.append(f"{what} on {spec.transport}")
