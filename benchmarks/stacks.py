@@ -159,10 +159,10 @@ async def grpc_client(port: int) -> tuple[Call, Callable[[], Awaitable[None]]]:
 # ------------------------------------------------------------------ jesus
 
 
-def jesus_service() -> Any:
+def jesus_service(name: str = "bench") -> Any:
     import jesus
 
-    svc = jesus.Service("bench", channel="tcp+msgpack")
+    svc = jesus.Service(name, channel="tcp+msgpack")
 
     @svc.method(request=REQUEST_SCHEMA, response=RESPONSE_SCHEMA)
     async def call(data: dict[str, Any]) -> dict[str, Any]:

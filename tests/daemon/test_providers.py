@@ -213,3 +213,18 @@ async def test_modes_are_those_declared(registry: str, socket: str) -> None:
         methods = described[0].methods
         assert methods["count"].mode is ResponseMode.STREAM
         assert methods["record"].mode is ResponseMode.ACK
+
+
+async def test_served_on_every_interface_and_advertised_at_the_nodes_address(
+    registry: str, socket: str
+) -> None:
+    async with (
+        run_daemon(socket, registry=registry, host="0.0.0.0", advertise="127.0.0.1"),
+        provide(calc([]), socket=socket),
+        jesus.Client(registry) as client,
+    ):
+        (record,) = await client.resolver.backend.list_instances("pcalc")
+        assert record.endpoints["tcp"].startswith("tcp://127.0.0.1:")
+        assert record.endpoints["http"].startswith("http://127.0.0.1:")
+        assert record.endpoints["unix"].startswith("unix://")
+        assert await client.call("pcalc.add", {"a": 1, "b": 1}) == 2

@@ -11,9 +11,10 @@ from typing import Any
 import anyio
 
 from jesus.cli.commands import until_signalled
-from jesus.errors import JesusError
+from jesus.errors import ConfigurationError, JesusError
 from jesus.security.credentials import Credentials
-from jesus_daemon.daemon import DEFAULT_SOCKET, run_daemon
+from jesus_daemon.daemon import DEFAULT_SOCKET, daemon_socket, run_daemon
+from jesus_daemon.identity import Identities
 
 
 def add_command(sub: Any) -> None:
@@ -23,7 +24,7 @@ def add_command(sub: Any) -> None:
     )
     p.add_argument(
         "--socket",
-        default=os.environ.get("JESUS_DAEMON_SOCKET", DEFAULT_SOCKET),
+        default=daemon_socket(),
         help=f"the unix socket to listen on (default: $JESUS_DAEMON_SOCKET or {DEFAULT_SOCKET})",
     )
     p.add_argument(
@@ -36,6 +37,42 @@ def add_command(sub: Any) -> None:
     )
     p.add_argument(
         "--registry", default=None, help="registry URL (default: $JESUS_REGISTRY or embedded://)"
+    )
+    p.add_argument(
+        "--health",
+        default=os.environ.get("JESUS_DAEMON_HEALTH") or None,
+        metavar="HOST:PORT",
+        help="serve GET /livez and /readyz (ready once the registry answers) over HTTP there, "
+        "for an orchestrator's probes (default: $JESUS_DAEMON_HEALTH, else not served)",
+    )
+    p.add_argument(
+        "--host",
+        default=os.environ.get("JESUS_DAEMON_HOST") or None,
+        help="the interface on which the services that local processes offer are served to "
+        "other machines, each on a free port (default: $JESUS_DAEMON_HOST, else this "
+        "machine only); 0.0.0.0 for all",
+    )
+    p.add_argument(
+        "--advertise",
+        default=os.environ.get("JESUS_ADVERTISE_HOST") or None,
+        metavar="HOST",
+        help="the host the registry shows for them, e.g. the node's IP "
+        "(default: $JESUS_ADVERTISE_HOST)",
+    )
+    p.add_argument(
+        "--identity",
+        action="append",
+        default=[],
+        metavar="UID=NAME[,NAME]",
+        help="a local process of this uid is these services: it may offer only them, and its "
+        "calls go out with their certificate (repeatable; needs --certificates)",
+    )
+    p.add_argument(
+        "--certificates",
+        default=os.environ.get("JESUS_DAEMON_CERTIFICATES") or None,
+        metavar="DIR",
+        help="ca.pem and each identity's NAME.pem and NAME.key, as `jesus ca issue` lays them out "
+        "(default: $JESUS_DAEMON_CERTIFICATES)",
     )
     p.set_defaults(func=main)
 
@@ -53,12 +90,23 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> None:
+    identities = None
+    if args.identity:
+        if args.certificates is None:
+            raise ConfigurationError("--identity needs --certificates DIR")
+        identities = Identities.parse(args.identity, args.certificates)
     async with run_daemon(
         args.socket,
         registry=args.registry,
         socket_mode=args.socket_mode,
         tls=Credentials.from_env(),
+        health=args.health,
+        host=args.host,
+        advertise=args.advertise,
+        identities=identities,
     ) as daemon:
         print(f"jesus daemon listening on {daemon.endpoint}", flush=True)
+        if daemon.health is not None:
+            print(f"health probes on http://{daemon.health}/livez and /readyz", flush=True)
         await until_signalled()
     print("stopped", file=sys.stderr, flush=True)

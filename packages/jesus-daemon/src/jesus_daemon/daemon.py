@@ -3,9 +3,10 @@ they send to the services of the registry."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -14,9 +15,13 @@ import anyio
 from jesus.errors import ConfigurationError
 from jesus.limits import Limits
 from jesus.plugins import Catalog, default_catalog
+from jesus.registry.open import open_registry
+from jesus.registry.resolver import Resolver
 from jesus.runtime.client import Client
 from jesus.security.credentials import Credentials
 from jesus.transport import TransportOptions
+from jesus_daemon.health import HealthServer
+from jesus_daemon.identity import Identities
 from jesus_daemon.local_socket import LocalSocket, open_local_socket
 from jesus_daemon.providers import Providers
 from jesus_daemon.relay import Relay
@@ -24,6 +29,11 @@ from jesus_daemon.relay import Relay
 DEFAULT_SOCKET = "/run/jesus/jesus.sock"
 # Only the daemon's own user may connect, unless the operator opens it to a group.
 DEFAULT_SOCKET_MODE = 0o600
+
+
+def daemon_socket(given: str | None = None) -> str:
+    """The daemon's socket: `given`, else $JESUS_DAEMON_SOCKET, else the default."""
+    return given or os.environ.get("JESUS_DAEMON_SOCKET") or DEFAULT_SOCKET
 
 
 @dataclass
@@ -34,6 +44,7 @@ class Daemon:
     endpoint: str
     client: Client
     server: LocalSocket
+    health: str | None = None  # host:port of the health endpoints, when served
 
 
 @asynccontextmanager
@@ -45,28 +56,80 @@ async def run_daemon(
     limits: Limits | None = None,
     tls: Credentials | None = None,
     catalog: Catalog | None = None,
-    bind: Mapping[str, str] | None = None,
+    host: str | None = None,
+    advertise: str | None = None,
     compatibility: str | None = "backward",
     on_incompatible: str = "refuse",
+    health: str | None = None,
+    identities: Identities | None = None,
 ) -> AsyncIterator[Daemon]:
     """Listen on `socket` until the block ends, then answer the calls in flight and close.
 
-    The services local processes offer are served on the transports of their channels, at
-    the addresses of `bind` (as for jesus.serve; unnamed schemes get a free local port),
-    checked for compatibility as serve() does (`compatibility`, `on_incompatible`)."""
+    The services local processes offer are served on the transports of their channels, on
+    interface `host` (a free port each; default: this machine only), shown in the registry
+    at `advertise` (as for jesus.serve: the host other machines reach, e.g. the node's IP),
+    checked for compatibility as serve() does (`compatibility`, `on_incompatible`). With
+    `health` (HOST:PORT) the probes of jesus_daemon.health are served there too.
+
+    With `identities`, the peer credentials of a local process say which services it is
+    (jesus_daemon.identity): it may offer only those, served with their certificates, and
+    its calls go out with its service's certificate."""
     catalog = catalog or default_catalog()
     limits = limits or Limits()
     _make_directory(os.path.dirname(socket) or ".")
     options = TransportOptions(
         limits=limits, codecs=catalog.codecs, compressions=catalog.compressions
     )
-    async with Client(registry, name="jesusd", limits=limits, catalog=catalog, tls=tls) as client:
-        providers = Providers(registry, catalog, limits, tls, bind, compatibility, on_incompatible)
-        server = await open_local_socket(socket, socket_mode, Relay(client, providers), options)
+    async with contextlib.AsyncExitStack() as stack:
+        # Spread over every instance, those on this node first (those it serves itself).
+        resolver = Resolver(open_registry(registry, catalog), prefer_host=os.uname().nodename)
+        stack.push_async_callback(resolver.backend.aclose)
+        client = await stack.enter_async_context(
+            Client(
+                registry,
+                name="jesusd",
+                limits=limits,
+                catalog=catalog,
+                tls=tls,
+                resolver=resolver,
+            )
+        )
+        clients = {}  # the Client of each service a local process may be
+        for name in sorted(identities.all_names if identities else ()):
+            assert identities is not None
+            clients[name] = await stack.enter_async_context(
+                Client(
+                    registry,
+                    name=name,
+                    limits=limits,
+                    catalog=catalog,
+                    tls=identities.credentials(name),
+                    resolver=client.resolver,
+                )
+            )
+        providers = Providers(
+            registry,
+            catalog,
+            limits,
+            tls,
+            host,
+            advertise,
+            compatibility,
+            on_incompatible,
+            identities,
+        )
+        relay = Relay(client, providers, identities, clients)
+        server = await open_local_socket(socket, socket_mode, relay, options)
         try:
+            probes = None
+            if health is not None:
+                probes = await HealthServer.listen(health, client.resolver.backend)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(server.serve)
-                yield Daemon(socket, server.endpoint, client, server)
+                if probes is not None:
+                    tg.start_soon(probes.serve)
+                address = None if probes is None else probes.address
+                yield Daemon(socket, server.endpoint, client, server, address)
                 await server.aclose()
                 tg.cancel_scope.cancel()
         finally:

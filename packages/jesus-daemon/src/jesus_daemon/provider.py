@@ -22,7 +22,7 @@ from jesus.transport.peer import peer_of
 from jesus.transport.runner import CallRunner
 from jesus.transport.server_events import PROVIDE
 from jesus.validation.cache import ValidatorCache
-from jesus_daemon.daemon import DEFAULT_SOCKET
+from jesus_daemon.daemon import daemon_socket
 from jesus_daemon.declaration import declaration_of
 from jesus_tcp.server import ServerConnection
 
@@ -34,13 +34,14 @@ RETRY_FIRST, RETRY_MAX = 0.05, 2.0
 @asynccontextmanager
 async def provide(
     *services: Service,
-    socket: str = DEFAULT_SOCKET,
+    socket: str | None = None,
     codec: str = "msgpack",
     limits: Limits | None = None,
     catalog: Catalog | None = None,
     drain_timeout: float = 10.0,
 ) -> AsyncIterator[None]:
-    """Offer `services` through the daemon listening on `socket` until the block exits.
+    """Offer `services` through the daemon listening on `socket` (default:
+    $JESUS_DAEMON_SOCKET, else /run/jesus/jesus.sock) until the block exits.
 
     The daemon registers them, serves them on their channels and hands their calls to this
     process; they are checked here as well. Entering raises the daemon's refusal (e.g.
@@ -62,7 +63,7 @@ async def provide(
     )
     runner = CallRunner(dispatcher.served_over(ANY_TRANSPORT), limits)
     offering = _Offering(
-        socket,
+        daemon_socket(socket),
         runner,
         TransportOptions(limits=limits, codecs=catalog.codecs, compressions=catalog.compressions),
         {PROVIDE: [declaration_of(s) for s in services]},
