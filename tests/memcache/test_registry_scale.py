@@ -326,7 +326,7 @@ async def big_service(backend: MemcacheRegistry, service: str, count: int) -> li
     def write() -> None:
         pages_: dict[int, list[str]] = {0: [], 1: []}
         for i in ids:
-            pages_[pages.slot(i, 2)].append(i)
+            pages_[pages.slot(i, level=1)].append(i)
         store = backend.store
         for i in ids:
             backend.records.write(
@@ -335,9 +335,9 @@ async def big_service(backend: MemcacheRegistry, service: str, count: int) -> li
                 60,
             )
         key = backend.ids_key(service)
-        store.set(pages.count_key(key), b"2", 0)
+        store.set(pages.levels_key(key), b"1", 0)
         for number, members in pages_.items():
-            store.set(pages.page_key(key, number), pages.encode(members), 0)
+            store.set(pages.page_key(key, 1, number), pages.encode(members), 0)
         pages.add(store, backend.services_key(), service)
 
     await anyio.to_thread.run_sync(write)

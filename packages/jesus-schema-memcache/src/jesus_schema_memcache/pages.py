@@ -1,11 +1,12 @@
 """Sets of names on memcached, in pages of bounded size.
 
-A set at KEY is page 0 at `KEY`, pages 1... at `KEY:1`..., and their count at `KEY:pages`
-(absent: one page). Each page is a JSON list of strings of at most PAGE_BYTES. A member lives
-on page `crc32(member) % count`; a full page doubles the count, and members already placed
-stay where they are, so a member is on one of a few pages: `crc32 % c` for each count `c`
-the set had (1, 2, 4... up to now). So adding, removing or finding a member touches one page,
-or a few, whatever the size of the set, and no item nears memcached's item size limit.
+A set at KEY has levels 0, 1... L of pages, L at `KEY:levels` (absent: 0): level 0 is the
+one page at `KEY`, level l >= 1 has 2**l pages at `KEY:l:0` ... `KEY:l:(2**l - 1)`. Each page
+is a JSON list of strings of at most PAGE_BYTES. A member is added at the last level, on page
+`sha256("l:member")[:4] % 2**l` (big-endian); when that page is full, the set gets a level
+more. Members never move, so a member is on one of its L + 1 pages (one per level): adding,
+removing or finding one touches a page or those few, whatever the size of the set, and no
+item nears memcached's item size limit. A set of one page is a plain JSON list at KEY.
 
 Pages are changed by compare-and-set (`gets`, then `cas`, or `add` when missing), retried on
 conflict, so writers racing each other never lose one another. A page emptied expires after
@@ -14,8 +15,8 @@ a day (EMPTY_TTL); written again, it never expires.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,30 +24,34 @@ from jesus.errors import RegistryError, RegistryLimit
 from jesus_schema_memcache.store import Store
 
 PAGE_BYTES = 16 * 1024
-MAX_PAGES = 1 << 16
+MAX_LEVELS = 16
 CAS_ATTEMPTS = 100
 EMPTY_TTL = 86_400
 
 
-def page_key(key: str, page: int) -> str:
-    return key if page == 0 else f"{key}:{page}"
+def levels_key(key: str) -> str:
+    return f"{key}:levels"
 
 
-def count_key(key: str) -> str:
-    return f"{key}:pages"
+def slot(member: str, level: int) -> int:
+    """The page `member` goes on at `level` (of 2**level pages): a hash of its own for each
+    level, so that members sharing a full page spread over the next level."""
+    digest = hashlib.sha256(f"{level}:{member}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % (1 << level)
 
 
-def slot(member: str, pages: int) -> int:
-    return zlib.crc32(member.encode()) % pages
+def page_key(key: str, level: int, number: int) -> str:
+    return key if level == 0 else f"{key}:{level}:{number}"
 
 
-def candidates(member: str, pages: int) -> list[int]:
-    """The pages `member` may be on: where each page count the set had would put it."""
-    found, count = [], pages
-    while count >= 1:
-        found.append(slot(member, count))
-        count //= 2
-    return sorted(set(found))
+def pages_of_level(key: str, level: int) -> list[str]:
+    return [page_key(key, level, n) for n in range(1 << level)]
+
+
+def chain(key: str, member: str, levels: int) -> list[str]:
+    """The pages `member` may be on in a set of `levels` levels (0 ... levels), first to
+    last: it is added on the last."""
+    return [page_key(key, level, slot(member, level)) for level in range(levels + 1)]
 
 
 def decode(raw: bytes | None, key: str) -> list[str]:
@@ -63,13 +68,13 @@ def encode(members: Iterable[str]) -> bytes:
     return json.dumps(sorted(set(members)), separators=(",", ":")).encode()
 
 
-def page_count(raw: bytes | None, key: str) -> int:
+def level_count(raw: bytes | None, key: str) -> int:
     if raw is None:
-        return 1
-    count = int(raw)
-    if count < 1 or count > MAX_PAGES or count & (count - 1):
-        raise ValueError(f"{count_key(key)} holds {count}, not a power of two")
-    return count
+        return 0
+    levels = int(raw)
+    if not 0 <= levels <= MAX_LEVELS:
+        raise ValueError(f"{levels_key(key)} holds {levels}, not 0 to {MAX_LEVELS}")
+    return levels
 
 
 class Listing:
@@ -84,15 +89,15 @@ class Listing:
 
 
 def read(store: Store, keys: Iterable[str]) -> Listing:
-    """Every member of each set: one round trip, and a second for sets of several pages."""
+    """Every member of each set: one round trip, and a second for sets of several levels."""
     keys = list(dict.fromkeys(keys))
     listing = Listing()
-    found = store.get_many([k for key in keys for k in (key, count_key(key))])
+    found = store.get_many([k for key in keys for k in (key, levels_key(key))])
     more: list[tuple[str, str]] = []
     for key in keys:
-        for number in range(1, page_count(found.get(count_key(key)), key)):
-            more.append((key, page_key(key, number)))
-    found.update(store.get_many(p for _, p in more))
+        for level in range(1, level_count(found.get(levels_key(key)), key) + 1):
+            more += [(key, page) for page in pages_of_level(key, level)]
+    found.update(store.get_many(page for _, page in more))
     for key, page in [(key, key) for key in keys] + more:
         raw = found.get(page)
         if raw is None:
@@ -104,55 +109,53 @@ def read(store: Store, keys: Iterable[str]) -> Listing:
     return listing
 
 
-_FULL = object()
+def _write(store: Store, page: str, members: list[str], token: Any) -> bool:
+    """Compare-and-set one page; False when another writer got in between."""
+    expire = 0 if members else EMPTY_TTL
+    if token is None:
+        return not members or store.add(page, encode(members), expire)
+    return store.cas(page, encode(members), token, expire)
 
 
-def _update(
-    store: Store, page: str, change: Callable[[list[str]], list[str] | object | None]
-) -> object | list[str] | None:
+def _update(store: Store, page: str, change: Callable[[list[str]], list[str] | None]) -> Any:
     """Compare-and-set loop on one page. `change` gets its members and returns the new list,
-    None to leave it, or _FULL. Returns what `change` last returned."""
+    or None to leave it. Returns what `change` last returned."""
     for _ in range(CAS_ATTEMPTS):
         raw, token = store.gets(page)
         new = change(decode(raw, page))
-        if new is None or new is _FULL:
-            return new
-        assert isinstance(new, list)
-        data = encode(new)
-        expire = 0 if new else EMPTY_TTL
-        if token is None:
-            if not new or store.add(page, data, expire):
-                return new
-        elif store.cas(page, data, token, expire):
+        if new is None:
+            return None
+        if _write(store, page, new, token):
             return new
     raise RegistryError(f"could not update {page}: {CAS_ATTEMPTS} conflicting writes in a row")
 
 
 def add(store: Store, key: str, member: str) -> str:
-    """Put `member` in the set at `key` (nothing if its page has it already); returns the
-    key of the page it is on."""
-
-    def change(members: list[str]) -> Any:
-        if member in members:
-            return None
-        if len(encode([*members, member])) > PAGE_BYTES and members:
-            return _FULL
-        return [*members, member]
-
+    """Put `member` in the set at `key` (nothing if one of its pages has it already); returns
+    the key of the page it is on. Reads its pages (one per level) in one round trip."""
     for _ in range(CAS_ATTEMPTS):
-        raw, token = store.gets(count_key(key))
-        count = page_count(raw, key)
-        page = page_key(key, slot(member, count))
-        if _update(store, page, change) is not _FULL:
-            return page
-        if count * 2 > MAX_PAGES:
-            raise RegistryLimit(f"the index {key} has {count} full pages: it holds no more")
-        grown = str(count * 2).encode()
+        raw, token = store.gets(levels_key(key))
+        levels = level_count(raw, key)
+        pages = chain(key, member, levels)
+        got = store.gets_many(pages)
+        for page in pages:
+            if page in got and member in decode(got[page][0], page):
+                return page
+        last = pages[-1]
+        value, page_token = got.get(last, (None, None))
+        members = decode(value, last)
+        if not members or len(encode([*members, member])) <= PAGE_BYTES:
+            if _write(store, last, [*members, member], page_token):
+                return last
+            continue  # another writer got in between: read again
+        if levels >= MAX_LEVELS:
+            raise RegistryLimit(f"the index {key} has {levels} full levels: it holds no more")
+        grown = str(levels + 1).encode()
         if token is None:
-            store.add(count_key(key), grown)
+            store.add(levels_key(key), grown)
         else:
-            store.cas(count_key(key), grown, token)
-        # won or lost, the count grew: try again with it
+            store.cas(levels_key(key), grown, token)
+        # won or lost, there is a level more: try again on it
     raise RegistryError(f"could not add to {key}: {CAS_ATTEMPTS} conflicting writes in a row")
 
 
@@ -172,14 +175,14 @@ def remove(store: Store, pages: dict[str, set[str]]) -> dict[str, list[str]]:
 
 
 def pages_of(store: Store, keys: Iterable[str], member: str) -> dict[str, set[str]]:
-    """The page keys `member` may be on in each set of `keys` (page key -> {member}), for
-    `remove`: one round trip for the page counts."""
+    """The pages `member` may be on in each set of `keys` (page key -> {member}), for
+    `remove`: one round trip for the level counts."""
     keys = list(keys)
-    counts = store.get_many(count_key(key) for key in keys)
+    levels = store.get_many(levels_key(key) for key in keys)
     return {
-        page_key(key, p): {member}
+        page: {member}
         for key in keys
-        for p in candidates(member, page_count(counts.get(count_key(key)), key))
+        for page in chain(key, member, level_count(levels.get(levels_key(key)), key))
     }
 
 
@@ -188,7 +191,7 @@ def locate(store: Store, wanted: dict[tuple[str, str], str | None]) -> dict[tupl
     the set does not hold it. The page named in `wanted` (where it was seen last) is looked
     at first, then the member's other pages. Two round trips."""
     got = store.gets_many(
-        [p for p in wanted.values() if p is not None] + [count_key(k) for k, _ in wanted]
+        [p for p in wanted.values() if p is not None] + [levels_key(k) for k, _ in wanted]
     )
     found: dict[tuple[str, str], Any] = {}
     rest: dict[tuple[str, str], list[str]] = {}
@@ -196,8 +199,8 @@ def locate(store: Store, wanted: dict[tuple[str, str], str | None]) -> dict[tupl
         if hint in got and member in decode(got[hint][0], hint):
             found[(key, member)] = (hint, int(got[hint][1]))
             continue
-        count = page_count(got.get(count_key(key), (None, None))[0], key)
-        rest[(key, member)] = [page_key(key, p) for p in candidates(member, count)]
+        levels = level_count(got.get(levels_key(key), (None, None))[0], key)
+        rest[(key, member)] = chain(key, member, levels)
     got.update(store.gets_many({p for ps in rest.values() for p in ps} - set(got)))
     for (key, member), ps in rest.items():
         for page in ps:
