@@ -3,8 +3,8 @@
 Keys, under a prefix (`jesus` by default, `?prefix=` in the URL); each set is a paged set
 (jesus_schema_memcache.pages), each index entry a service name:
 
-    PREFIX:inst:SERVICE:ID      the instance record, JSON, expiring with its TTL (in
-                                chunks past 512 KiB: jesus_schema_memcache.records)
+    PREFIX:inst:SERVICE:ID      the instance record's head, expiring with its TTL, and
+                                its content in chunks (jesus_schema_memcache.records)
     PREFIX:svc:SERVICE          set of the instance ids of SERVICE
     PREFIX:services             set of the service names
     PREFIX:lsn:PATTERN          set of the services with a listener of PATTERN
@@ -17,7 +17,8 @@ Keys, under a prefix (`jesus` by default, `?prefix=` in the URL); each set is a 
 
 A heartbeat does not read indexes: it remembers the CAS value of each page its instance is
 on and asks memcached for the current ones (meta get, no values); only a page that changed
-is read again. Listing reads the sets and the records in a round trip or two each; ids whose
+is read again. A renewal writes the record's small head and touches its content; readers
+read the content of a record only when it changed. Listing reads the sets and the records in a round trip or two each; ids whose
 record is gone are taken out of their pages (one compare-and-set per page), and a service
 with no instance left is forgotten: taken out of `services` and of every index naming it.
 pymemcache blocks: every call runs in a worker thread, off the event loop.
@@ -195,7 +196,7 @@ class MemcacheRegistry:
         key = self.record_key(service, instance_id)
 
         def check() -> bool:
-            lost, present = self._confirm(wanted, [key])
+            lost, present = self._confirm(wanted, [key, *self.records.parts(key)])
             return present and not lost
 
         registered: bool = await self._run(check)
