@@ -12,8 +12,8 @@ that this script starts on a free loopback port, then:
   memcached counts them (both directions), and the total of N instances beating: a renewal
   every TTL/3 (10 s TTL) and a check every second in between;
 - gone: one service with N instances, a tenth of them vanish without deregistering; the time
-  and bytes of the first listing after they expired (it removes them from the index), then of
-  the next one.
+  and bytes of a reader's first listing after they expired (it removes them from the index),
+  then of its next one.
 
     .venv/bin/python benchmarks/registry_scale.py                 # N = 10, 100, 1000, 5000
     .venv/bin/python benchmarks/registry_scale.py --sizes 10,1000 --duration 3
@@ -270,6 +270,7 @@ async def measure(port: int, control: int, n: int, args: argparse.Namespace) -> 
     gone = max(1, n // 10)
     await populate(backend, big[gone:], ttl=600)
     await populate(backend, big[:gone], ttl=1.0)
+    await backend.list_instances("big")  # a reader that had read them all before
     await anyio.sleep(4.0)  # past their expiry in memcached too (TTL + 2 s, whole seconds)
     for label in ("gone_first", "gone_next"):
         at, t = traffic.mark(), time.perf_counter()
