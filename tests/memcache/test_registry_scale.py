@@ -21,13 +21,11 @@ import jesus
 from jesus import event_names
 from jesus.registry import lookups
 from jesus.registry.base import InstanceRecord
-from jesus.testing.registry import record
+from jesus.testing.registry import declaring, record
 from jesus_schema_memcache import MemcacheRegistry, pages
 from tests.helpers import wait_until
 from tests.memcache.conftest import Memcached
 from tests.memcache.proxy import Counting, counting_proxy
-
-CHANNEL = "tcp+msgpack+none"
 
 pytestmark = pytest.mark.anyio
 
@@ -41,21 +39,6 @@ async def proxy(memcached_address: str) -> AsyncIterator[Counting]:
 @pytest.fixture
 def backend(proxy: Counting) -> MemcacheRegistry:
     return MemcacheRegistry(f"memcache://{proxy.address}?prefix=t{uuid.uuid4().hex[:12]}")
-
-
-def declaring(
-    service: str,
-    instance: str,
-    listens: Iterable[str] = (),
-    emits: Iterable[str] = (),
-    uses: Iterable[str] = (),
-) -> InstanceRecord:
-    return dataclasses.replace(
-        record(service, instance),
-        listens={p: {"schema": True, "channel": CHANNEL, "channels": [CHANNEL]} for p in listens},
-        emits={e: {"schema": True, "mode": "noResponse"} for e in emits},
-        uses={t: {"request": True, "response": True} for t in uses},
-    )
 
 
 async def register_all(backend: MemcacheRegistry, records: Iterable[InstanceRecord]) -> None:

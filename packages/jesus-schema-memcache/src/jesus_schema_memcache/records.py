@@ -112,8 +112,10 @@ class Records:
         return found
 
     def delete(self, key: str) -> None:
-        """The head: its chunks expire with it."""
+        """The head, and the chunks this process wrote (others expire with their TTL)."""
         self.store.delete(key)
+        for chunk in self.parts(key):
+            self.store.delete(chunk)
         self._written.pop(key, None)
 
 

@@ -11,12 +11,15 @@ usual `anyio_backend` fixture), and pytest runs every check against your backend
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
 import pytest
 
 from jesus.messages import ResponseMode
+from jesus.registry import lookups
 from jesus.registry.base import InstanceRecord, MethodRecord
 
 
@@ -29,6 +32,23 @@ def record(service: str, instance: str, host: str = "elsewhere") -> InstanceReco
         methods={"m": MethodRecord({"type": "object"}, True, ResponseMode.ACK, "tcp+msgpack+none")},
         host=host,
         pid=0,
+    )
+
+
+def declaring(
+    service: str,
+    instance: str,
+    listens: Iterable[str] = (),
+    emits: Iterable[str] = (),
+    uses: Iterable[str] = (),
+) -> InstanceRecord:
+    """A record that listens to, emits and uses what it is told."""
+    channel = "tcp+msgpack+none"
+    return dataclasses.replace(
+        record(service, instance),
+        listens={p: {"schema": True, "channel": channel, "channels": [channel]} for p in listens},
+        emits={e: {"schema": True, "mode": "noResponse"} for e in emits},
+        uses={t: {"request": True, "response": True} for t in uses},
     )
 
 
@@ -75,3 +95,32 @@ class RegistryConformance:
 
     async def test_unknown_service_is_empty(self, backend: Any) -> None:
         assert await backend.list_instances("nobody") == []
+
+    async def test_an_event_finds_exactly_its_listeners(self, backend: Any) -> None:
+        for r in (
+            declaring("billing", "1", listens=("orders.created",)),
+            declaring("audit", "1", listens=("orders.*",)),
+            declaring("nosy", "1", listens=("orders",)),
+            declaring("shipping", "1", listens=("orders.shipped",)),
+        ):
+            await backend.register(r, ttl=30)
+        found = await lookups.listening(backend, "orders.created")
+        assert sorted(r.service for r in found) == ["audit", "billing"]
+        await backend.deregister("audit", "1")
+        found = await lookups.listening(backend, "orders.created")
+        assert [r.service for r in found] == ["billing"]
+
+    async def test_a_starting_service_finds_the_peers_it_touches(self, backend: Any) -> None:
+        new = declaring(
+            "orders", "new", listens=("pay.*",), emits=("orders.placed",), uses=("pay.charge",)
+        )
+        for r in (
+            declaring("orders", "old"),
+            declaring("pay", "1", emits=("pay.charged",)),
+            declaring("shop", "1", uses=("orders.place",)),
+            declaring("audit", "1", listens=("orders.*",)),
+        ):
+            await backend.register(r, ttl=30)
+        found = {(r.service, r.instance_id) for r in await lookups.related(backend, [new])}
+        # a backend without indexes lists everyone: what matters is that none is missed
+        assert {("orders", "old"), ("pay", "1"), ("shop", "1"), ("audit", "1")} <= found
