@@ -25,6 +25,10 @@ class CallInfo:
     route: Any = None
     # Server side: who the call is proven to come from (jesus.security.caller.Caller).
     caller: Any = None
+    # An event's delivery: the listener group it goes to (both sides); None for a call.
+    group: str | None = None
+    # Server side: the request's size in bytes as it came (encoded, decompressed); 0 unknown.
+    size: int = 0
 
 
 NextCall = Callable[[CallInfo], Awaitable[Any]]

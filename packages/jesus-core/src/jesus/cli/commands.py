@@ -115,9 +115,12 @@ async def _serve(
         drain_timeout=args.drain_timeout,
         tls=tls,
         allow_plaintext=args.allow_plaintext,
+        metrics=args.metrics,
     ) as node:
         names = ", ".join(f"{s.name} {s.version}" for s in services)
         print(f"serving {names} on {' '.join(node.endpoints.values())}", flush=True)
+        if node.metrics is not None:
+            print(f"metrics on {node.metrics}", flush=True)
         await until_signalled()
     print("stopped", file=sys.stderr, flush=True)
 

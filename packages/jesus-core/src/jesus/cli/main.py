@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SCHEME",
         help="with TLS, serve this transport's methods unprotected anyway (e.g. udp)",
     )
+    p.add_argument(
+        "--metrics",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (needs jesus-otel)",
+    )
     tls_options(p)
     p.set_defaults(func=commands.serve)
 

@@ -345,6 +345,7 @@ class Client:
                         rmode,
                         channel.name,
                         (record, pattern, channel),
+                        group=group,
                     )
                     await self._deliver(info)
                 except (CallError, ConfigurationError) as exc:

@@ -27,6 +27,7 @@ from jesus.registry.open import open_registry
 from jesus.registry.resolver import Resolver, bounded
 from jesus.runtime.client import Client
 from jesus.runtime.dispatcher import CallDispatcher
+from jesus.runtime.metrics import open_metrics
 from jesus.runtime.service import Service
 from jesus.sealing.envelope import CODECS as SEALED_CODECS
 from jesus.sealing.seal import Opener
@@ -55,6 +56,7 @@ class Node:
     _register: Callable[[InstanceRecord], Awaitable[None]] | None = None
     # The TLS contexts serve() made from `tls` (server, client): reload_credentials renews them.
     _contexts: tuple[Any, Any] = (None, None)
+    metrics: str | None = None  # the Prometheus endpoint's URL, with serve(metrics=...)
 
     async def reload_credentials(self, credentials: Credentials) -> None:
         """Take renewed certificates without a restart: new TLS handshakes (both ways) show
@@ -97,6 +99,7 @@ async def serve(
     sealing: Credentials | None = None,
     seal_key_lifetime: float = 3600.0,
     advertise: str | None = None,
+    metrics: str | None = None,
 ) -> AsyncIterator[Node]:
     """Serve `services` until the block exits.
 
@@ -117,6 +120,9 @@ async def serve(
     `advertise` is the host the registry shows for them (default $JESUS_ADVERTISE_HOST),
     where listeners bound to every interface (`{"tcp": "0.0.0.0:4000"}`, in a container)
     are reached from other machines, e.g. the pod's IP.
+
+    `metrics` ("HOST:PORT") serves Prometheus metrics at http://HOST:PORT/metrics while the
+    services run (`node.metrics` is the URL); it needs jesus-otel ("jesus-core[prometheus]").
 
     Before registering, the services are checked against what runs (jesus.compat.check):
     `compatibility` is the rule for a new version of a running service ("backward", the
@@ -178,7 +184,10 @@ async def serve(
         sealing=sealing,
     )
     servers: list[Server] = []
+    metrics_server = None
     try:
+        if metrics is not None:
+            metrics_server = await open_metrics(metrics, services[0].name, catalog)
         for scheme in sorted(schemes):
             transport = catalog.transports[scheme]
             handler = dispatcher.served_over(scheme)
@@ -205,6 +214,7 @@ async def serve(
             register,
             (made_server, made_client),
         )
+        node.metrics = None if metrics_server is None else metrics_server.url
         for service in services:
             service.client = client
         if compatibility is not None:
@@ -248,6 +258,8 @@ async def serve(
         with anyio.CancelScope(shield=True):
             for server in servers:
                 await server.aclose()
+            if metrics_server is not None:
+                await metrics_server.aclose()
             for service in services:
                 service.client = None
             await client.aclose()
