@@ -16,28 +16,29 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import anyio
 from opentelemetry.trace import Span, Status, StatusCode
 
 from jesus.errors import CallError
-from jesus.messages import Meta
 from jesus_otel import semconv as sc
 from jesus_otel.describe import Description
 from jesus_otel.instruments import Side
 
 
 class Recording:
-    __slots__ = ("description", "meta", "server", "side", "span", "started")
+    __slots__ = ("deadline", "description", "server", "side", "span", "started")
 
     def __init__(
         self,
         description: Description,
-        meta: Meta,
         span: Span | None,
         side: Side | None,
         server: bool,
+        deadline: float | None,
     ) -> None:
+        """`deadline`: when the call's deadline passes, on the anyio clock, if it has one."""
         self.description = description
-        self.meta = meta
+        self.deadline = deadline
         self.span = span
         self.side = side
         self.server = server
@@ -46,7 +47,7 @@ class Recording:
             side.active.add(1, description.metric)
 
     def end(self, error: BaseException | None) -> None:
-        code, error_type = _outcome(error, self.meta, self.server)
+        code, error_type = _outcome(error, self.deadline, self.server)
         description, span, side = self.description, self.span, self.side
         if span is not None:
             if code is not None and not description.event:
@@ -76,7 +77,7 @@ class Recording:
 
 
 def _outcome(
-    error: BaseException | None, meta: Meta, server: bool
+    error: BaseException | None, deadline: float | None, server: bool
 ) -> tuple[str | None, str | None]:
     """(rpc.status_code, error.type) of a call that ended with `error`."""
     if error is None:
@@ -84,20 +85,13 @@ def _outcome(
     if isinstance(error, CallError):
         return error.code, None if error.code == sc.CANCELLED else error.code
     if not isinstance(error, Exception):  # cancelled (GeneratorExit, the backend's)
-        if _deadline_passed(meta):
+        if deadline is not None and anyio.current_time() >= deadline:
             return sc.DEADLINE_EXCEEDED, sc.DEADLINE_EXCEEDED
         return sc.CANCELLED, None
     if server:
         return sc.REMOTE_FAILURE, sc.REMOTE_FAILURE
     kind = type(error)
     return None, f"{kind.__module__}.{kind.__qualname__}"
-
-
-def _deadline_passed(meta: Meta) -> bool:
-    sent = meta.req_in_ts if meta.req_in_ts is not None else meta.req_out_ts
-    if meta.deadline_ms is None or sent is None:
-        return False
-    return time.time() >= sent + meta.deadline_ms / 1000
 
 
 def _message(error: BaseException | None) -> str | None:

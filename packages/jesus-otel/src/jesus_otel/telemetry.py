@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
@@ -19,6 +20,7 @@ from opentelemetry.trace import Link, Tracer, TracerProvider
 
 from jesus.messages import ResponseMode
 from jesus.middleware import CallInfo, Middleware, NextCall
+from jesus.runtime.context import current_deadline
 from jesus_otel import propagation
 from jesus_otel.describe import describe
 from jesus_otel.instruments import Side, client_side, server_side
@@ -123,7 +125,9 @@ class Telemetry(Middleware):
             )
             context = trace.set_span_in_context(span, parent)
         propagation.inject(call.meta, context)
-        recording = Recording(description, call.meta, span, state.client, server=False)
+        ms = call.meta.deadline_ms
+        deadline = None if ms is None else anyio.current_time() + ms / 1000
+        recording = Recording(description, span, state.client, False, deadline)
         try:
             result = await call_next(call)
         except BaseException as exc:
@@ -162,7 +166,7 @@ class Telemetry(Middleware):
             # The call being handled now names this span: what the core copies from it
             # (nested calls, relays, a DaemonClient's calls) continues this trace.
             propagation.inject(call.meta, context)
-        recording = Recording(description, call.meta, span, state.server, server=True)
+        recording = Recording(description, span, state.server, True, current_deadline.get())
         server_side = state.server
         if server_side is not None and call.size and server_side.request_size is not None:
             server_side.request_size.add(call.size, description.metric)
