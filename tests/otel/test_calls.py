@@ -31,10 +31,12 @@ REMOTE_TRACE = 0x0AF7651916CD43DD8448EB211C80319C
 REMOTE_SPAN = 0xB7AD6B7169203331
 
 
-def front_and_back(channel: str) -> tuple[jesus.Service, jesus.Service, dict[str, Any]]:
+def front_and_back(
+    channel: str, back_channel: str | None = None
+) -> tuple[jesus.Service, jesus.Service, dict[str, Any]]:
     """front.relay calls back.add; back records the trace context it was called in."""
     front = jesus.Service("front", channel=channel)
-    back = jesus.Service("back", channel=channel)
+    back = jesus.Service("back", channel=back_channel or channel)
     seen: dict[str, Any] = {}
 
     @front.method()

@@ -68,6 +68,6 @@ def server_side(meter: Meter) -> Side:
         request_size=meter.create_counter(
             sc.SERVER_REQUEST_SIZE,
             unit="By",
-            description="Bytes of requests received (encoded, decompressed), by channel.",
+            description="Bytes of requests received, decompressed (tcp, udp: the envelope; http: the body).",
         ),
     )
