@@ -7,6 +7,7 @@ tracestate and baggage of the call being handled: see `Telemetry.recording`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,11 +17,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider
+from opentelemetry.metrics import _internal as _metrics_api
 from opentelemetry.trace import Link, Tracer, TracerProvider
 
 from jesus.messages import ResponseMode
 from jesus.middleware import CallInfo, Middleware, NextCall
-from jesus.runtime.context import current_deadline
+from jesus.runtime.context import current_deadline, current_meta
 from jesus_otel import propagation
 from jesus_otel.describe import describe
 from jesus_otel.instruments import Side, client_side, server_side
@@ -39,6 +41,17 @@ def records(provider: Any) -> bool:
     )
 
 
+# While no global provider is set, `get_tracer_provider()` and `get_meter_provider()` look
+# os.environ up on every call for one named there, and a key that is missing costs a KeyError
+# (about 1.5 us each, more than the rest of a call's telemetry). So the module attribute they
+# read is looked at first: None (and none named in the environment) means none is set yet.
+_PROBE = (
+    not {"OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER"} & set(os.environ)
+    and hasattr(trace, "_TRACER_PROVIDER")
+    and hasattr(_metrics_api, "_METER_PROVIDER")
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _State:
     """What the providers in use give: made again whenever they change."""
@@ -48,6 +61,7 @@ class _State:
     tracer: Tracer | None
     client: Side | None
     server: Side | None
+    on: bool
 
     @classmethod
     def of(cls, tracer_provider: Any, meter_provider: Any) -> _State:
@@ -58,11 +72,8 @@ class _State:
         if records(meter_provider):
             meter = meter_provider.get_meter(SCOPE, VERSION)
             client, server = client_side(meter), server_side(meter)
-        return cls(tracer_provider, meter_provider, tracer, client, server)
-
-    @property
-    def on(self) -> bool:
-        return self.tracer is not None or self.client is not None
+        on = tracer is not None or client is not None
+        return cls(tracer_provider, meter_provider, tracer, client, server, on)
 
 
 class Telemetry(Middleware):
@@ -79,6 +90,7 @@ class Telemetry(Middleware):
         self._tracer_provider: TracerProvider | None = None
         self._meter_provider: MeterProvider | None = None
         self._state: _State | None = None
+        self._probe = False  # whether the global providers' module attributes tell it all
         self.use(tracer_provider, meter_provider)
 
     def use(
@@ -91,9 +103,12 @@ class Telemetry(Middleware):
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._state = None
+        self._probe = _PROBE and tracer_provider is None and meter_provider is None
 
     def recording(self) -> _State | None:
         """What to record into, or None while nothing would record (no SDK configured)."""
+        if self._probe and trace._TRACER_PROVIDER is None and _metrics_api._METER_PROVIDER is None:
+            return None  # no SDK configured
         tracer_provider = self._tracer_provider or trace.get_tracer_provider()
         meter_provider = self._meter_provider or metrics.get_meter_provider()
         state = self._state
@@ -110,7 +125,8 @@ class Telemetry(Middleware):
     async def client(self, call: CallInfo, call_next: NextCall) -> Any:
         state = self.recording()
         if state is None:
-            propagation.carry_on(call.meta)
+            if current_meta.get() is not None:
+                propagation.carry_on(call.meta)
             return await call_next(call)
         description = describe(call, server=False)
         parent = _parent_context(call)
