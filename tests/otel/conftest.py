@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -70,3 +71,13 @@ def otel() -> Iterator[Recorded]:
         TELEMETRY.use()
         tracer_provider.shutdown()
         meter_provider.shutdown()
+
+
+@pytest.fixture
+def no_sdk() -> Iterator[None]:
+    """The providers of the API package alone, as in a process that configured no SDK."""
+    TELEMETRY.use(trace.NoOpTracerProvider(), metrics.NoOpMeterProvider())
+    try:
+        yield
+    finally:
+        TELEMETRY.use()

@@ -4,11 +4,9 @@ were sent. And the http mapping carries them, and only well-formed, as headers."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry import metrics, trace
 
 from jesus_http import mapping
 from jesus_otel import TELEMETRY
@@ -20,16 +18,6 @@ pytestmark = pytest.mark.anyio
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 TRACESTATE = "vendor=opaque-7,other=x"
 BAGGAGE = "tenant=acme,region=eu"
-
-
-@pytest.fixture
-def no_sdk() -> Iterator[None]:
-    """The providers of the API package alone, as in a process that configured no SDK."""
-    TELEMETRY.use(trace.NoOpTracerProvider(), metrics.NoOpMeterProvider())
-    try:
-        yield
-    finally:
-        TELEMETRY.use()
 
 
 async def test_with_no_sdk_the_context_passes_through_untouched(running: Any, no_sdk: None) -> None:
