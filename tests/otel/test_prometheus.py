@@ -19,6 +19,7 @@ import anyio
 import pytest
 
 import jesus
+import jesus_otel
 from jesus.plugins import build_catalog, get_plugin_manager
 
 pytestmark = pytest.mark.anyio
@@ -192,3 +193,13 @@ def test_jesus_serve_metrics(registry: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_without_jesus_otel_metrics_name_the_extra(
+    registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "jesus_otel.prometheus", None)  # as if not installed
+    monkeypatch.delattr(jesus_otel, "prometheus", raising=False)
+    with pytest.raises(jesus.ConfigurationError, match=r"jesus-core\[prometheus\]"):
+        async with jesus.serve(service("calcmissing"), registry=registry, metrics=":9464"):
+            pass
