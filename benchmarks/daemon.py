@@ -3,6 +3,8 @@
     direct     jesus.Client -> service
     1 hop      DaemonClient -> daemon -> service
     2 hops     DaemonClient -> daemon -> daemon -> process that provides the service
+    node 1 hop a Node.js process (clients/node) -> daemon -> service
+    node 2 hops a Node.js process -> daemon -> daemon -> process that provides the service
 
 with every server, daemon and provider in its own process, on loopback; at concurrency 1 and
 64, medians of interleaved rounds.
@@ -15,12 +17,15 @@ The added latency per hop is (p50 of the path - p50 direct) / hops, at concurren
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,10 @@ from rpc import drive, free_port, wait_ready
 os.environ["JESUS_LOAD_PLUGINS"] = "tcp,http"
 PATHS = {"direct": 0, "1 hop": 1, "2 hops": 2}
 TARGET = {"direct": "bench.call", "1 hop": "bench.call", "2 hops": "benchp.call"}
+NODE = shutil.which("node")
+if NODE is not None:  # the same paths from Node.js
+    PATHS |= {"node 1 hop": 1, "node 2 hops": 2}
+    TARGET |= {"node 1 hop": "bench.call", "node 2 hops": "benchp.call"}
 
 
 def serve(kind: str, arg: str, registry: str) -> None:
@@ -60,9 +69,9 @@ async def _provider(socket: str) -> None:
         await anyio.sleep_forever()
 
 
-def wait_for(path: Path, what: str, timeout: float = 20) -> None:
+def wait_for(ready: Callable[[], bool], what: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not ready():
         if time.monotonic() > deadline:
             raise SystemExit(f"{what} did not start")
         time.sleep(0.05)
@@ -77,6 +86,12 @@ async def measure(path: str, registry: str, socket: str, concurrency: int, durat
             return await drive(
                 partial(client.call, TARGET[path], stacks.REQUEST), concurrency, duration
             )
+    if path.startswith("node"):
+        assert NODE is not None
+        script = Path(__file__).with_name("daemon_node.mjs")
+        args = [socket, TARGET[path], str(concurrency), str(duration), json.dumps(stacks.REQUEST)]
+        done = await anyio.run_process([NODE, str(script), *args])
+        return json.loads(done.stdout)
     async with DaemonClient(socket) as daemon:
         return await drive(
             partial(daemon.call, TARGET[path], stacks.REQUEST), concurrency, duration
@@ -111,10 +126,10 @@ def main() -> int:
         wait_ready(port, registry, "jesus")
         start("daemon", caller_socket)
         start("daemon", service_socket)
-        wait_for(Path(caller_socket), "the caller's daemon")
-        wait_for(Path(service_socket), "the service's daemon")
+        wait_for(Path(caller_socket).exists, "the caller's daemon")
+        wait_for(Path(service_socket).exists, "the service's daemon")
         start("provider", service_socket)
-        wait_for_record(work / "registry", "benchp")
+        wait_for(lambda: any((work / "registry").glob("benchp@*.json")), "the provider")
         for round_ in range(args.repeat):
             for concurrency in levels:
                 for path in PATHS:
@@ -123,7 +138,7 @@ def main() -> int:
                     )
                     results.setdefault((path, concurrency), []).append(r)
                     print(
-                        f"round {round_ + 1}/{args.repeat} c={concurrency:<3} {path:<7} "
+                        f"round {round_ + 1}/{args.repeat} c={concurrency:<3} {path:<11} "
                         f"{r['calls_per_s']:>9,.0f} calls/s  p50 {r['p50_us']:>7.0f} us",
                         file=sys.stderr,
                         flush=True,
@@ -149,14 +164,6 @@ def main() -> int:
                 f"{m['p99_us']:.0f} | {added} |"
             )
     return 0
-
-
-def wait_for_record(registry: Path, service: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not any(registry.glob(f"{service}@*.json")):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{service} was not registered through the daemon")
-        time.sleep(0.05)
 
 
 def _median(results: Any, path: str, concurrency: int) -> dict[str, float]:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -218,39 +218,61 @@ def main() -> int:
     chosen = [s for s in args.stacks.split(",") if s]
     levels = [int(c) for c in args.concurrency.split(",")]
     registry = f"embedded://{tempfile.mkdtemp(prefix='jesus-bench-')}"
-    results: dict[tuple[str, int], list[dict[str, float]]] = {}
     with servers_running(__file__, {SERVER_OF[s] for s in chosen}, registry) as ports:
-        for round_ in range(args.repeat):
-            for concurrency in levels:
-                for stack in chosen:
-                    port = ports[SERVER_OF[stack]]
-                    r = run_measure(stack, port, registry, concurrency, args.duration)
-                    results.setdefault((stack, concurrency), []).append(r)
-                    print(
-                        f"round {round_ + 1}/{args.repeat} {stack:<13} c={concurrency:<3} "
-                        f"{r['calls_per_s']:>9,.0f} calls/s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+
+        def cell(stack: str, concurrency: int) -> dict[str, float]:
+            return run_measure(stack, ports[SERVER_OF[stack]], registry, concurrency, args.duration)
+
+        results = interleaved(chosen, levels, args.repeat, cell)
     report(results, chosen, levels, args)
     return 0
 
 
+Results = dict[tuple[str, int], list[dict[str, float]]]
+
+
+def interleaved(
+    chosen: list[str],
+    levels: list[int],
+    repeat: int,
+    cell: Callable[[str, int], dict[str, float]],
+) -> Results:
+    """`cell(stack, concurrency)` `repeat` times for each, a round of every cell at a time so
+    that machine noise spreads over all of them; progress on stderr."""
+    results: Results = {}
+    for round_ in range(repeat):
+        for concurrency in levels:
+            for stack in chosen:
+                r = cell(stack, concurrency)
+                results.setdefault((stack, concurrency), []).append(r)
+                print(
+                    f"round {round_ + 1}/{repeat} {stack:<16} c={concurrency:<3} "
+                    f"{r['calls_per_s']:>9,.0f} calls/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return results
+
+
 def report(
-    results: dict[tuple[str, int], list[dict[str, float]]],
+    results: Results,
     chosen: list[str],
     levels: list[int],
     args: argparse.Namespace,
+    baselines: tuple[str, ...] = ("raw-asyncio", "grpc.aio", "aiohttp"),
+    script: str = "rpc.py",
 ) -> None:
+    """The table of medians, with each stack's ratio to each of `baselines` present."""
+
     def median(stack: str, c: int, key: str) -> float:
         return statistics.median(r[key] for r in results[(stack, c)])
 
     print(
         f"\nmedian of {args.repeat} runs x {args.duration}s; python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} cores; command: python benchmarks/rpc.py "
+        f"{os.cpu_count()} cores; command: python benchmarks/{script} "
         f"--repeat {args.repeat} --duration {args.duration} --concurrency {args.concurrency}\n"
     )
-    baselines = [b for b in ("raw-asyncio", "grpc.aio", "aiohttp") if b in chosen]
+    baselines = tuple(b for b in baselines if b in chosen)
     print(
         "| stack | in flight | calls/s | p50 µs | p99 µs | "
         + " | ".join(f"vs {b}" for b in baselines)

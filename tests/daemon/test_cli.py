@@ -71,3 +71,33 @@ def test_a_socket_it_may_not_create_is_one_clear_line(registry: str) -> None:
     _, err = daemon.communicate(timeout=30)
     assert daemon.returncode == 1
     assert err.strip().startswith("jesus: ") and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.anyio
+async def test_jesus_serve_offers_through_the_daemon(
+    registry: str,
+    socket_dir: str,  # noqa: F811
+) -> None:
+    import jesus
+
+    socket = os.path.join(socket_dir, "jesus.sock")
+    daemon = _start(registry, "daemon", "--socket", socket)
+    served = None
+    try:
+        assert daemon.stdout is not None and "listening" in daemon.stdout.readline()
+        served = _start(registry, "serve", "tests.helpers.served:calc", "--daemon", socket)
+        assert served.stdout is not None
+        line = served.stdout.readline()
+        assert line.startswith("serving calc") and "through the daemon" in line, line
+        async with jesus.Client(registry) as client:
+            assert await client.call("calc.add", {"a": 20, "b": 22}) == 42
+            served.send_signal(signal.SIGTERM)
+            assert served.wait(timeout=15) == 0
+            backend = client.resolver.backend
+            with anyio.fail_after(5):  # gone with its connection to the daemon
+                while await backend.list_instances("calc"):
+                    await anyio.sleep(0.05)
+    finally:
+        if served is not None:
+            _stop(served)
+        _stop(daemon)

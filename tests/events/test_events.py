@@ -22,7 +22,7 @@ from tests.helpers import wait_until
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
-CHANNELS = ["tcp+msgpack", "unix+json", "udp+msgpack", "http+json+gzip"]
+CHANNELS = ["tcp+msgpack", "unix+json", "udp+msgpack", "http+json+gzip", "zmq+msgpack"]
 USER = {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}
 
 
@@ -91,7 +91,7 @@ async def test_each_group_gets_each_event_once_spread_over_its_instances(
     }
 
 
-@pytest.mark.parametrize("channel", ["tcp+msgpack", "udp+msgpack"])
+@pytest.mark.parametrize("channel", ["tcp+msgpack", "udp+msgpack", "zmq+msgpack"])
 async def test_broadcast_reaches_every_instance(registry: str, channel: str) -> None:
     seen: list[Any] = []
     audits = [listener("audit", seen, channel) for _ in range(3)]
@@ -224,3 +224,79 @@ async def test_two_listeners_of_one_service_both_get_a_matching_event(registry: 
         assert await client.emit("order.cancelled", {}, mode="ack") == ["shop"]
         await wait_until(lambda: len(got) == 3)
     assert sorted(got) == ["order.*", "order.*", "order.placed"]
+
+
+@pytest.mark.parametrize("broadcast", [False, True])
+async def test_one_event_keeps_one_corrid_across_every_group(
+    registry: str, broadcast: bool
+) -> None:
+    seen: list[Any] = []
+    groups = [
+        listener("audit", seen, "tcp+msgpack"),
+        listener("audit", seen, "tcp+msgpack"),
+        listener("mailer", seen, "udp+msgpack"),
+        listener("search", seen, "http+json"),
+    ]
+    async with AsyncExitStack() as stack:
+        for svc in groups:
+            await stack.enter_async_context(jesus.serve(svc, registry=registry))
+        client = await stack.enter_async_context(jesus.Client(registry))
+        expected = 4 if broadcast else 3
+        for i, mode in enumerate(["ack", "noResponse"]):
+            delivered = await client.emit("user.created", {"id": i}, mode=mode, broadcast=broadcast)
+            assert delivered == ["audit", "mailer", "search"]
+            await wait_until(lambda i=i: len([e for e in seen if e["id"] == i]) == expected)
+    by_event = {i: {e["corrid"] for e in seen if e["id"] == i} for i in (0, 1)}
+    assert len(by_event[0]) == 1 and len(by_event[1]) == 1, by_event
+    assert by_event[0] != by_event[1]  # each emit is its own
+
+
+PICKY = {"type": "object", "properties": {"email": {"type": "string"}}, "required": ["email"]}
+AT_FAULT = '/email: 5 is not of type "string"'
+
+
+@pytest.mark.parametrize("channel", ["tcp+msgpack", "udp+msgpack"])
+async def test_an_event_its_listener_refuses_names_the_fields_at_fault(
+    registry: str, channel: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    picky = jesus.Service("picky", channel=channel)
+
+    @picky.listener("user.*", schema=PICKY, channel=channel)
+    async def needs_email(data: Any) -> None: ...
+
+    async with jesus.serve(picky, registry=registry):
+        # Checked by the emitter against the listener's published schema...
+        async with jesus.Client(registry) as client:
+            with pytest.raises(jesus.EventNotDelivered) as caught:
+                await client.emit("user.created", {"email": 5}, mode="ack")
+            refused = caught.value.failures["picky"]
+            assert isinstance(refused, jesus.InvalidRequest) and not refused.remote
+            assert refused.details == [AT_FAULT]
+            assert caught.value.details == {"picky": [AT_FAULT]}
+            assert "schema of picky's listener user.*" in str(caught.value)
+            assert AT_FAULT in str(caught.value)
+            with caplog.at_level("WARNING", logger="jesus.client"):
+                assert await client.emit("user.created", {"email": 5}) == []
+            assert any(AT_FAULT in r.getMessage() for r in caplog.records)
+        # ...and by the listener itself, when the emitter does not check.
+        async with jesus.Client(registry, validate=False) as client:
+            with pytest.raises(jesus.EventNotDelivered) as caught:
+                await client.emit("user.created", {"email": 5}, mode="ack")
+            refused = caught.value.failures["picky"]
+            assert isinstance(refused, jesus.InvalidRequest) and refused.remote
+            assert refused.details == [AT_FAULT]
+            assert "event user.created does not match the schema of picky's listener user.*" in (
+                refused.message
+            )
+            caplog.clear()
+            with caplog.at_level("WARNING", logger="jesus.server"):
+                assert await client.emit("user.created", {"email": 5}) == ["picky"]
+                await wait_until(
+                    lambda: any(
+                        "refused a noResponse call" in r.getMessage() for r in caplog.records
+                    )
+                )
+            (line,) = [
+                r.getMessage() for r in caplog.records if "refused a noResponse" in r.getMessage()
+            ]
+            assert "picky.~user.*" in line and AT_FAULT in line

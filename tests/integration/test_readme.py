@@ -40,14 +40,22 @@ def test_readme_example_runs(tmp_path: Path, backend: str) -> None:
 
 
 def test_readme_cli_lines(tmp_path: Path) -> None:
-    (tmp_path / "calc.py").write_text(readme_example().replace("anyio.run(main)", ""))
+    """calc.py exactly as the README has it serves cleanly: its client code does not run."""
+    (tmp_path / "calc.py").write_text(readme_example())
     env = {**os.environ, "JESUS_REGISTRY": f"embedded://{tmp_path / 'reg'}"}
     jesus = [sys.executable, "-m", "jesus"]
     server = subprocess.Popen(
-        [*jesus, "serve", "calc:calc"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True
+        [*jesus, "serve", "calc:calc"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
-        assert server.stdout is not None and server.stdout.readline().startswith("serving calc")
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        assert first.startswith("serving calc 1.0.0 on "), first
 
         def cli(*args: str) -> str:
             out = subprocess.run(
@@ -62,7 +70,10 @@ def test_readme_cli_lines(tmp_path: Path) -> None:
         assert "transport    unix" in cli("plugins")
     finally:
         server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=30) == 0
+        out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert out == ""  # nothing but the serving line: no client output from the import
+    assert err.splitlines() == ["received SIGTERM: draining", "stopped"]
 
 
 def readme_block(name: str) -> str:

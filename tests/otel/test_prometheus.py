@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -203,3 +205,33 @@ async def test_without_jesus_otel_metrics_name_the_extra(
     with pytest.raises(jesus.ConfigurationError, match=r"jesus-core\[prometheus\]"):
         async with jesus.serve(service("calcmissing"), registry=registry, metrics=":9464"):
             pass
+
+
+async def test_jesus_serve_through_the_daemon_serves_metrics_too(registry: str) -> None:
+    from tests.daemon.test_cli import _start, _stop
+
+    socket_dir = tempfile.mkdtemp(prefix="jd-", dir="/tmp")  # a unix socket path has 108 bytes
+    socket = os.path.join(socket_dir, "jesus.sock")
+    daemon = _start(registry, "daemon", "--socket", socket)
+    served = None
+    try:
+        assert daemon.stdout is not None and "listening" in daemon.stdout.readline()
+        served = _start(
+            registry, "serve", "tests.helpers.served:calc", "--daemon", socket, "--metrics", ":0"
+        )
+        assert served.stdout is not None
+        assert "through the daemon" in served.stdout.readline()
+        shown = served.stdout.readline()
+        assert shown.startswith("metrics on http://"), shown
+        url = shown.split()[-1].replace("0.0.0.0", "127.0.0.1")
+        async with jesus.Client(registry) as client:
+            assert await client.call("calc.add", {"a": 20, "b": 22}) == 42
+        text = await anyio.to_thread.run_sync(scrape, url)
+        assert sample(text, "rpc_server_call_duration_seconds_count", rpc_method="calc/add") == 1
+        served.send_signal(signal.SIGTERM)
+        assert served.wait(timeout=15) == 0
+    finally:
+        if served is not None:
+            _stop(served)
+        _stop(daemon)
+        shutil.rmtree(socket_dir, ignore_errors=True)

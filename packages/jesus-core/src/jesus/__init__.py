@@ -1,6 +1,7 @@
 """jesus: RPC and events between services, each message on the channel it deserves."""
 
 from jesus.channel import ChannelSpec
+from jesus.config import Config
 from jesus.errors import (
     BadFrame,
     CallError,
@@ -49,6 +50,7 @@ __all__ = [
     "ChannelNotInstalled",
     "ChannelSpec",
     "Client",
+    "Config",
     "ConfigurationError",
     "Credentials",
     "DeadlineExceeded",

@@ -70,6 +70,7 @@ __all__ = [
     "UnknownMethod",
     "WrongChannel",
     "error_from_wire",
+    "explained",
     "map_exceptions",
 ]
 
@@ -124,11 +125,22 @@ class EventNotDelivered(JesusError):
     `failures` maps each such group to the error it last gave."""
 
     def __init__(self, event: str, failures: dict[str, Exception], delivered: list[str]) -> None:
-        detail = "; ".join(f"{group}: {error}" for group, error in sorted(failures.items()))
-        super().__init__(f"event {event!r} not acknowledged by {len(failures)} group(s): {detail}")
+        detail = "; ".join(
+            f"{group}: {explained(error)}" for group, error in sorted(failures.items())
+        )
+        super().__init__(f"event {event!r} not delivered to {len(failures)} group(s): {detail}")
         self.event = event
         self.failures = failures
         self.delivered = delivered
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """Per group that refused the event, the fields at fault (a schema's refusal)."""
+        return {
+            group: error.details
+            for group, error in self.failures.items()
+            if isinstance(error, CallError) and error.details
+        }
 
 
 class CallError(JesusError):
@@ -164,6 +176,16 @@ class CallError(JesusError):
         if self.details is not None:
             out["details"] = self.details
         return out
+
+
+def explained(error: BaseException) -> str:
+    """An error on one line with what it says is at fault (a CallError's `details`, e.g.
+    the fields a schema refused): for logs and summaries, where details would be lost."""
+    details = getattr(error, "details", None)
+    if not details or not isinstance(error, CallError):
+        return str(error)
+    listed = details if isinstance(details, list) else [details]
+    return f"{error}: " + "; ".join(str(d) for d in listed)
 
 
 class UnknownMethod(CallError):

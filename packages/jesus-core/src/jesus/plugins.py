@@ -66,7 +66,10 @@ def get_plugin_manager(
         return pm, failures
     allowed = os.environ.get("JESUS_LOAD_PLUGINS")
     allow = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    installed = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    if allow is not None:
+        _warn_unknown(allow, {ep.name for ep in installed})
+    for ep in installed:
         if allow is not None and ep.name not in allow:
             continue
         if pm.has_plugin(ep.name):
@@ -81,6 +84,18 @@ def get_plugin_manager(
         if trace:
             log.warning("jesus plugin %r loaded from %s", ep.name, ep.value)
     return pm, failures
+
+
+def _warn_unknown(allowed: set[str], installed: set[str]) -> None:
+    """A name in JESUS_LOAD_PLUGINS that no installed plugin has is a typo or a missing
+    install: either way what it meant to load is not there."""
+    unknown = sorted(allowed - installed - set(BUILTIN_PLUGINS))
+    if unknown:
+        log.warning(
+            "JESUS_LOAD_PLUGINS names %s, which no installed plugin is (installed: %s)",
+            ", ".join(repr(n) for n in unknown),
+            ", ".join(sorted(installed)) or "none",
+        )
 
 
 def build_catalog(pm: pluggy.PluginManager, failures: list[PluginFailure]) -> Catalog:

@@ -11,9 +11,10 @@ from typing import Any
 import anyio
 
 from jesus.cli.commands import until_signalled
-from jesus.errors import JesusError
+from jesus.errors import ConfigurationError, JesusError
 from jesus.security.credentials import Credentials
 from jesus_daemon.daemon import DEFAULT_SOCKET, daemon_socket, run_daemon
+from jesus_daemon.identity import Identities
 
 
 def add_command(sub: Any) -> None:
@@ -58,6 +59,21 @@ def add_command(sub: Any) -> None:
         help="the host the registry shows for them, e.g. the node's IP "
         "(default: $JESUS_ADVERTISE_HOST)",
     )
+    p.add_argument(
+        "--identity",
+        action="append",
+        default=[],
+        metavar="UID=NAME[,NAME]",
+        help="a local process of this uid is these services: it may offer only them, and its "
+        "calls go out with their certificate (repeatable; needs --certificates)",
+    )
+    p.add_argument(
+        "--certificates",
+        default=os.environ.get("JESUS_DAEMON_CERTIFICATES") or None,
+        metavar="DIR",
+        help="ca.pem and each identity's NAME.pem and NAME.key, as `jesus ca issue` lays them out "
+        "(default: $JESUS_DAEMON_CERTIFICATES)",
+    )
     p.set_defaults(func=main)
 
 
@@ -74,6 +90,11 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> None:
+    identities = None
+    if args.identity:
+        if args.certificates is None:
+            raise ConfigurationError("--identity needs --certificates DIR")
+        identities = Identities.parse(args.identity, args.certificates)
     async with run_daemon(
         args.socket,
         registry=args.registry,
@@ -82,6 +103,7 @@ async def _run(args: argparse.Namespace) -> None:
         health=args.health,
         host=args.host,
         advertise=args.advertise,
+        identities=identities,
     ) as daemon:
         print(f"jesus daemon listening on {daemon.endpoint}", flush=True)
         if daemon.health is not None:

@@ -3,6 +3,7 @@ they send to the services of the registry."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import AsyncIterator
@@ -14,10 +15,13 @@ import anyio
 from jesus.errors import ConfigurationError
 from jesus.limits import Limits
 from jesus.plugins import Catalog, default_catalog
+from jesus.registry.open import open_registry
+from jesus.registry.resolver import Resolver
 from jesus.runtime.client import Client
 from jesus.security.credentials import Credentials
 from jesus.transport import TransportOptions
 from jesus_daemon.health import HealthServer
+from jesus_daemon.identity import Identities
 from jesus_daemon.local_socket import LocalSocket, open_local_socket
 from jesus_daemon.providers import Providers
 from jesus_daemon.relay import Relay
@@ -57,6 +61,7 @@ async def run_daemon(
     compatibility: str | None = "backward",
     on_incompatible: str = "refuse",
     health: str | None = None,
+    identities: Identities | None = None,
 ) -> AsyncIterator[Daemon]:
     """Listen on `socket` until the block ends, then answer the calls in flight and close.
 
@@ -64,18 +69,57 @@ async def run_daemon(
     interface `host` (a free port each; default: this machine only), shown in the registry
     at `advertise` (as for jesus.serve: the host other machines reach, e.g. the node's IP),
     checked for compatibility as serve() does (`compatibility`, `on_incompatible`). With
-    `health` (HOST:PORT) the probes of jesus_daemon.health are served there too."""
+    `health` (HOST:PORT) the probes of jesus_daemon.health are served there too.
+
+    With `identities`, the peer credentials of a local process say which services it is
+    (jesus_daemon.identity): it may offer only those, served with their certificates, and
+    its calls go out with its service's certificate."""
     catalog = catalog or default_catalog()
     limits = limits or Limits()
     _make_directory(os.path.dirname(socket) or ".")
     options = TransportOptions(
         limits=limits, codecs=catalog.codecs, compressions=catalog.compressions
     )
-    async with Client(registry, name="jesusd", limits=limits, catalog=catalog, tls=tls) as client:
-        providers = Providers(
-            registry, catalog, limits, tls, host, advertise, compatibility, on_incompatible
+    async with contextlib.AsyncExitStack() as stack:
+        # Spread over every instance, those on this node first (those it serves itself).
+        resolver = Resolver(open_registry(registry, catalog), prefer_host=os.uname().nodename)
+        stack.push_async_callback(resolver.backend.aclose)
+        client = await stack.enter_async_context(
+            Client(
+                registry,
+                name="jesusd",
+                limits=limits,
+                catalog=catalog,
+                tls=tls,
+                resolver=resolver,
+            )
         )
-        server = await open_local_socket(socket, socket_mode, Relay(client, providers), options)
+        clients = {}  # the Client of each service a local process may be
+        for name in sorted(identities.all_names if identities else ()):
+            assert identities is not None
+            clients[name] = await stack.enter_async_context(
+                Client(
+                    registry,
+                    name=name,
+                    limits=limits,
+                    catalog=catalog,
+                    tls=identities.credentials(name),
+                    resolver=client.resolver,
+                )
+            )
+        providers = Providers(
+            registry,
+            catalog,
+            limits,
+            tls,
+            host,
+            advertise,
+            compatibility,
+            on_incompatible,
+            identities,
+        )
+        relay = Relay(client, providers, identities, clients)
+        server = await open_local_socket(socket, socket_mode, relay, options)
         try:
             probes = None
             if health is not None:

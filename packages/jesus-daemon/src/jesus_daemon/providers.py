@@ -9,6 +9,7 @@ connection closes, the services are deregistered at once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +31,7 @@ from jesus.transport import OutgoingCall
 from jesus.transport.contract import ProvidedConnection, ProviderLink
 from jesus.transport.server_events import PROVIDE
 from jesus_daemon.declaration import services_of
+from jesus_daemon.identity import Identities, describe
 
 log = logging.getLogger("jesus.daemon")
 
@@ -49,31 +51,47 @@ class Providers:
     advertise: str | None = None
     compatibility: str | None = "backward"
     on_incompatible: str = "refuse"
+    identities: Identities | None = None
 
     async def provide(self, hello: dict[str, Any], link: ProviderLink, caller: Caller) -> None:
         held = _Held()
         services = services_of(hello.get(PROVIDE), held.forwarder)
         names = ", ".join(s.name for s in services)
         try:
-            async with jesus.serve(
-                *services,
-                registry=self.registry,
-                bind=self._bind(services),
-                advertise=self.advertise,
-                limits=self.limits,
-                tls=self.tls,
-                catalog=self.catalog,
-                compatibility=self.compatibility,
-                on_incompatible=self.on_incompatible,
-            ):
+            async with contextlib.AsyncExitStack() as stack:
+                for group, tls in self._served_as(services, caller):
+                    await stack.enter_async_context(
+                        jesus.serve(
+                            *group,
+                            registry=self.registry,
+                            bind=self._bind(group),
+                            advertise=self.advertise,
+                            limits=self.limits,
+                            tls=tls,
+                            catalog=self.catalog,
+                            compatibility=self.compatibility,
+                            on_incompatible=self.on_incompatible,
+                        )
+                    )
                 conn = await link.accept()
                 held.connection = conn
                 held.ready.set()
-                log.info("%s provides %s", _who(caller), names)
+                log.info("%s provides %s", describe(caller), names)
                 await conn.wait_closed()
-                log.info("%s is gone: %s deregistered", _who(caller), names)
+                log.info("%s is gone: deregistering %s", describe(caller), names)
         except ConfigurationError as exc:  # incompatible schemas, a channel not installed
             raise InvalidRequest(f"cannot serve {names}: {exc}") from None
+
+    def _served_as(
+        self, services: list[Service], caller: Caller
+    ) -> list[tuple[list[Service], Credentials | None]]:
+        """The services, each with the certificate it is served with: with identities, its
+        own (and only a process that is that service may offer it); else the daemon's."""
+        if self.identities is None:
+            return [(services, self.tls)]
+        for service in services:
+            self.identities.check_offer(caller, service.name)
+        return [([s], self.identities.credentials(s.name)) for s in services]
 
     def _bind(self, services: list[Service]) -> dict[str, str] | None:
         if self.host is None:
@@ -81,10 +99,6 @@ class Providers:
         host = f"[{self.host}]" if ":" in self.host else self.host
         schemes = {scheme for service in services for scheme in service.schemes}
         return {scheme: f"{host}:0" for scheme in schemes if scheme != "unix"}
-
-
-def _who(caller: Caller) -> str:
-    return f"process {caller.pid} (uid {caller.uid})" if caller.pid else "a local process"
 
 
 class _Held:

@@ -8,7 +8,7 @@ travels on: its corrid, traceparent, userid and deadline.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
 
@@ -29,6 +29,7 @@ from jesus.runtime.context import current_deadline, current_meta
 from jesus.security.caller import Caller
 from jesus.transport import PreparedCall
 from jesus.transport.contract import ProviderLink
+from jesus_daemon.identity import Identities
 from jesus_daemon.providers import Providers
 
 EMIT_PREFIX = event_names.LISTENER_PREFIX  # a REQUEST for "~order.created" emits it
@@ -39,9 +40,28 @@ class Relay:
     """A CallHandler whose methods are every method and event the registry knows; with
     `providers`, a process may also offer services over its connection (AcceptsProviders)."""
 
-    def __init__(self, client: Client, providers: Providers | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        providers: Providers | None = None,
+        identities: Identities | None = None,
+        clients: Mapping[str, Client] | None = None,
+    ) -> None:
         self.client = client
         self.providers = providers
+        # A process's calls go out as the service it is, with that service's certificate.
+        self.identities = identities
+        self.clients = clients or {}
+
+    def _as(self, call: PreparedCall) -> tuple[Client, str | None]:
+        """The Client a call goes out with, and the name it is sent as."""
+        sender = call.meta.sender
+        if self.identities is None:
+            return self.client, sender
+        name = self.identities.acting_as(call.caller, sender)
+        if name is None:  # a process that is no service: the daemon's own, unproven
+            return self.client, sender
+        return self.clients[name], name
 
     async def provide(self, hello: dict[str, Any], link: ProviderLink, caller: Caller) -> None:
         if self.providers is None:
@@ -81,18 +101,19 @@ class Relay:
         meta = call.meta
         meta_token = current_meta.set(meta)
         deadline_token = current_deadline.set(call.deadline)
+        client, sender = self._as(call)
         try:
             if call.name.startswith(EMIT_PREFIX):
-                await self.client.emit(
+                await client.emit(
                     call.name[len(EMIT_PREFIX) :],
                     call.data,
                     mode=meta.mode,
                     userid=meta.userid,
-                    sender=meta.sender,
+                    sender=sender,
                 )
                 return None
-            return await self.client.call(
-                call.name, call.data, mode=meta.mode, userid=meta.userid, sender=meta.sender
+            return await client.call(
+                call.name, call.data, mode=meta.mode, userid=meta.userid, sender=sender
             )
         except (CallError, ConfigurationError, EventNotDelivered) as exc:
             raise _as_call_error(exc, meta) from None
@@ -105,10 +126,9 @@ class Relay:
         # The runner gives each stream a task of its own: no reset needed.
         current_meta.set(meta)
         current_deadline.set(call.deadline)
+        client, sender = self._as(call)
         try:
-            stream = self.client.stream(
-                call.name, call.data, userid=meta.userid, sender=meta.sender
-            )
+            stream = client.stream(call.name, call.data, userid=meta.userid, sender=sender)
             async with aclosing(stream) as items:  # type: ignore[type-var]
                 async for item in items:
                     yield item

@@ -16,6 +16,9 @@ from jesus.transport import CallHandler, TransportOptions, tls_listener
 from jesus_tcp.addresses import Address, default_unix_path, parse_endpoint, parse_tcp_bind
 from jesus_tcp.client import StreamClient
 from jesus_tcp.server import StreamServer
+from jesus_tcp.unix_reads import guard_unix_reads
+
+guard_unix_reads()
 
 ALL_MODES = frozenset(ResponseMode)
 

@@ -1,10 +1,15 @@
-"""Endpoints: `zmq://host:port` in the registry, `tcp://host:port` to libzmq."""
+"""Endpoints: `zmq://host:port` in the registry (`?curve=KEY` when the server speaks CURVE:
+its public key, z85 as zeromq writes keys, URL-quoted), `tcp://host:port` to libzmq."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from zmq.utils import z85
 
 from jesus.errors import ConfigurationError
+
+Z85_KEY_SIZE = 40  # a 32-byte key in z85
 
 
 def zmq_address(endpoint: str) -> str:
@@ -14,6 +19,20 @@ def zmq_address(endpoint: str) -> str:
         raise ConfigurationError(f"{endpoint!r} is not a zmq://host:port endpoint")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return f"tcp://{host}:{parts.port}"
+
+
+def server_key(endpoint: str) -> bytes | None:
+    """The CURVE public key (32 bytes) an endpoint names, None when it names none."""
+    keys = parse_qs(urlsplit(endpoint).query).get("curve")
+    if not keys:
+        return None
+    text = keys[0].encode()
+    if len(keys) != 1 or len(text) != Z85_KEY_SIZE:
+        raise ConfigurationError(f"{endpoint!r}: curve must be one {Z85_KEY_SIZE}-character key")
+    try:
+        return z85.decode(text)
+    except (ValueError, KeyError):
+        raise ConfigurationError(f"{endpoint!r}: the curve key is not z85") from None
 
 
 def parse_bind(bind: str | None) -> tuple[str, int]:
@@ -26,5 +45,8 @@ def parse_bind(bind: str | None) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def endpoint_of(host: str, port: int) -> str:
-    return f"zmq://[{host}]:{port}" if ":" in host else f"zmq://{host}:{port}"
+def endpoint_of(host: str, port: int, curve: bytes | None = None) -> str:
+    endpoint = f"zmq://[{host}]:{port}" if ":" in host else f"zmq://{host}:{port}"
+    if curve is not None:
+        endpoint += "?" + urlencode({"curve": z85.encode(curve).decode()})
+    return endpoint

@@ -16,6 +16,7 @@ from anyio.abc import TaskGroup, TaskStatus
 import zmq
 from jesus.errors import (
     CallError,
+    ConfigurationError,
     ConnectionLost,
     InvalidRequest,
     ProtocolError,
@@ -27,8 +28,10 @@ from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
 from jesus.transport import OutgoingCall, TransportOptions
 from jesus.transport.answers import Answers
+from jesus.transport.keys import KeyRefused, TransportKeys, Vouched
 from jesus.transport.pool import ConnectionPool
-from jesus_zmq.addresses import zmq_address
+from jesus_zmq.addresses import server_key, zmq_address
+from jesus_zmq.curve import HANDSHAKE_FAILED, WHY, connect_curve, server_of
 from jesus_zmq.monitor import GONE, REFUSED, watch
 from jesus_zmq.peer import one_frame
 from jesus_zmq.pump import SocketPump
@@ -37,7 +40,16 @@ log = logging.getLogger("jesus.zmq.client")
 
 
 class ZmqConnection:
-    def __init__(self, address: str, codec: Any, compression: Any, options: TransportOptions):
+    """One DEALER: a CURVE client of `server` (its public key) given one, with `keys`."""
+
+    def __init__(
+        self,
+        address: str,
+        codec: Any,
+        compression: Any,
+        options: TransportOptions,
+        server: bytes | None = None,
+    ):
         from jesus_zmq.transport import new_socket
 
         self.limits = options.limits
@@ -48,13 +60,25 @@ class ZmqConnection:
         # Messages go only to a connection that is up: a send fails at once instead of
         # queueing for a server that is not there.
         self.sock.setsockopt(zmq.IMMEDIATE, 1)
+        self._keys: TransportKeys | None = None
+        self._server = server
+        self.vouched: Vouched | None = None  # whom the server's certificate names
+        if server is not None:
+            assert options.keys is not None
+            self._keys = options.keys
+            try:
+                connect_curve(self.sock, self._keys, server)
+            except BaseException:
+                self.sock.close(linger=0)
+                raise
         self.sock.connect(address)
         self.pump = SocketPump(self.sock, self._on_message)
+        self.pump.copy = server is None  # the first answer's frame carries the server's proof
         self.answers = Answers(self.proto, self.limits, self.write)
         self.closed = False
         self.draining = False
         self._hello = self.answers.new_future()
-        self._refused = False  # a connect was refused while connecting
+        self._refused: str | None = None  # why connecting failed, as libzmq reported it
         self._last_seen = anyio.current_time()
         self._scope: anyio.CancelScope | None = None
         self.max_inflight = self.limits.max_inflight_calls
@@ -69,7 +93,7 @@ class ZmqConnection:
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
                 tg.start_soon(self.pump.run)
-                tg.start_soon(watch, self.sock, GONE | REFUSED, self._on_monitor)
+                tg.start_soon(watch, self.sock, GONE | REFUSED | HANDSHAKE_FAILED, self._on_monitor)
                 try:
                     await self._handshake()
                 except Unavailable as exc:  # raised alone, not in a group, to the caller
@@ -90,8 +114,8 @@ class ZmqConnection:
         hello = self.proto.send_hello()
         with anyio.move_on_after(self.limits.handshake_timeout):
             while not self.pump.send([hello]):
-                if self._refused:
-                    raise Unavailable("the server refused the connection")
+                if self._refused is not None:
+                    raise Unavailable(self._refused)
                 await self.pump.writable()
             hello = b""
         if hello:
@@ -101,13 +125,16 @@ class ZmqConnection:
                 await self._hello
         except TimeoutError:
             raise Unavailable("server did not complete the handshake in time") from None
+        except KeyRefused as exc:
+            raise Unavailable(f"the server did not prove its CURVE key: {exc}") from None
         except CallError as exc:
             raise Unavailable(f"server refused the handshake: {exc.message}") from None
 
     def _on_monitor(self, event: int) -> None:
         if not self._hello.done():
             # Connecting: libzmq retries a refused or closed connect for ever, we do not.
-            self._refused = True
+            if self._refused is None:
+                self._refused = WHY.get(event, "the server refused the connection")
             return
         if event & GONE:
             log.warning("lost the connection to the server")
@@ -137,7 +164,11 @@ class ZmqConnection:
 
     # ------------------------------------------------------------------ reading
 
-    def _on_message(self, parts: list[bytes]) -> None:
+    def _on_message(self, parts: list[Any]) -> None:
+        if not self.pump.copy:
+            parts = self._vouch(parts)
+            if not parts:
+                return
         self._last_seen = anyio.current_time()
         try:
             if len(parts) != 1:
@@ -149,6 +180,19 @@ class ZmqConnection:
             log.warning("server broke the protocol, dropping the connection: %s", exc)
             self._fail_all(ConnectionLost(f"server broke the protocol: {exc}"))
             self.close()
+
+    def _vouch(self, frames: list[zmq.Frame]) -> list[bytes]:
+        """The first message of a CURVE server, once its certificate proved its key: read
+        nothing from a server until then."""
+        assert self._keys is not None and self._server is not None
+        try:
+            self.vouched = server_of(frames[-1], self._keys, self._server)
+        except KeyRefused as exc:
+            if not self._hello.done():
+                self._hello.set_exception(exc)
+            return []
+        self.pump.copy = True
+        return [frame.bytes for frame in frames]
 
     def _on_event(self, event: ev.Event) -> None:
         if self.answers.on_event(event):
@@ -203,6 +247,13 @@ class ZmqConnection:
             raise Unavailable("connection to the server was lost", corrid=meta.corrid)
         if len(self.answers) >= self.max_inflight:
             raise Unavailable("too many calls in flight on this connection", corrid=meta.corrid)
+        vouched = self.vouched
+        if vouched is not None and call.target.partition(".")[0] not in vouched.names:
+            raise Unavailable(
+                f"{call.endpoint} proves itself {vouched.name!r} (its certificate), which is "
+                f"not {call.target.partition('.')[0]!r}",
+                corrid=meta.corrid,
+            )
         try:
             return self.proto.send_request(call.target, meta.to_wire(), call.data, mode)
         except TooLarge as exc:
@@ -248,7 +299,14 @@ class ZmqClient(ConnectionPool):
 
     async def connect(self, call: OutgoingCall, task_group: TaskGroup) -> ZmqConnection:
         address = zmq_address(call.endpoint)
-        conn = ZmqConnection(address, call.codec, call.compression, self._options)
+        server = server_key(call.endpoint)
+        if server is not None and self._options.keys is None:
+            raise ConfigurationError(
+                f"{call.endpoint} speaks CURVE: this client needs credentials with a "
+                "certificate, its key and a CA (jesus.Client(sealing=jesus.Credentials.load("
+                "ca, certificate, key)), or tls=)"
+            )
+        conn = ZmqConnection(address, call.codec, call.compression, self._options, server)
         # libzmq connects in the background: the call's deadline bounds the wait for it.
         timeout = math.inf if call.deadline is None else call.deadline - anyio.current_time()
         with anyio.move_on_after(timeout):

@@ -21,14 +21,15 @@ import zmq
 # Messages read before other tasks get a turn: one socket must not starve the loop.
 READ_BATCH = 64
 
-OnMessage = Callable[[list[bytes]], Awaitable[None] | None]
+OnMessage = Callable[[list[Any]], Awaitable[None] | None]
 
 
 class SocketPump:
     """Reads `sock` in `run()`, handing each multipart message to `on_message` (which may
-    return an awaitable: the reader waits for it before it reads on)."""
+    return an awaitable: the reader waits for it before it reads on): as bytes, or as
+    `zmq.Frame`s while `copy` is False (a frame carries its connection's properties)."""
 
-    __slots__ = ("_fd", "_on_message", "_wait", "_writable", "sock")
+    __slots__ = ("_fd", "_on_message", "_wait", "_writable", "copy", "sock")
 
     def __init__(self, sock: zmq.Socket[Any], on_message: OnMessage) -> None:
         self.sock = sock
@@ -36,13 +37,14 @@ class SocketPump:
         self._on_message = on_message
         self._wait: anyio.CancelScope | None = None  # the reader's wait on the FD
         self._writable: anyio.Event | None = None  # senders waiting for POLLOUT
+        self.copy = True
 
     async def run(self) -> None:
         sock, on_message = self.sock, self._on_message
         while True:
             for _ in range(READ_BATCH):
                 try:
-                    parts = sock.recv_multipart(zmq.NOBLOCK)
+                    parts = sock.recv_multipart(zmq.NOBLOCK, self.copy)
                 except zmq.Again:
                     break
                 pending = on_message(parts)

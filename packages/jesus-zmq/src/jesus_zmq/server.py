@@ -11,9 +11,21 @@ from typing import Any
 import anyio
 
 import zmq
-from jesus.errors import BadFrame, FrameTooLarge, RemoteProtocolError, TooLarge, Unavailable
+from jesus.errors import (
+    BadFrame,
+    CallError,
+    FrameTooLarge,
+    PermissionDenied,
+    RemoteProtocolError,
+    TooLarge,
+    Unavailable,
+)
+from jesus.protocol.connection import ProtocolConnection, Role
+from jesus.security.caller import ANONYMOUS, Caller
 from jesus.throttled_log import ThrottledLog
 from jesus.transport import CallHandler, CallRunner, TransportOptions
+from jesus.transport.keys import KeyRefused
+from jesus_zmq.curve import client_of, property_of, zap
 from jesus_zmq.monitor import GONE, watch
 from jesus_zmq.peer import Peer
 from jesus_zmq.pump import SocketPump
@@ -28,19 +40,33 @@ RETRY_INTERVAL = 0.005
 PROBE_DELAYS = (0.0, 0.05, 0.25, 1.0)
 # How long the last answers may take to leave once the socket is closed (in the background).
 CLOSE_LINGER_MS = 1000
+# Routing ids refused for their certificate whose further messages are dropped unread.
+MAX_REFUSED = 4096
 
 
 class ZmqServer:
-    """Serves the jesus protocol on a bound ROUTER socket."""
+    """Serves the jesus protocol on a bound ROUTER socket; a CURVE server when it has a ZAP
+    `domain` (its peers are then known by their certificates)."""
 
     def __init__(
-        self, sock: zmq.Socket[Any], endpoint: str, handler: CallHandler, options: TransportOptions
+        self,
+        sock: zmq.Socket[Any],
+        endpoint: str,
+        handler: CallHandler,
+        options: TransportOptions,
+        domain: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._sock = sock
         self._options = options
         self.runner = CallRunner(handler, options.limits)
-        self._pump = SocketPump(sock, self._on_message)
+        self._domain = domain
+        self._refused: set[bytes] = set()
+        if domain is None:
+            self._pump = SocketPump(sock, self._on_message)
+        else:  # frames: the first of a peer carries its certificate
+            self._pump = SocketPump(sock, self._on_frames)
+            self._pump.copy = False
         self._peers: dict[bytes, Peer] = {}
         self._waiting: set[Peer] = set()  # peers whose answers wait for their pipe
         self._flusher = anyio.Event()
@@ -73,7 +99,7 @@ class ZmqServer:
             with anyio.CancelScope(shield=True):
                 await self.runner.aclose()
                 # What the drain answered may still sit in libzmq's pipes: let it go out.
-                self._sock.close(linger=CLOSE_LINGER_MS)
+                self._close_socket()
 
     # ------------------------------------------------------------------ reading
 
@@ -88,6 +114,43 @@ class ZmqServer:
             peer = self._accept(identity)
             if peer is None:
                 return None
+        return self._receive(peer, message)
+
+    def _on_frames(self, frames: list[zmq.Frame]) -> Any:
+        """A message to a CURVE server: a new peer's first is checked for its certificate."""
+        if len(frames) != 2:
+            return self._on_message([frame.bytes for frame in frames])
+        identity = frames[0].bytes
+        peer = self._peers.get(identity)
+        if peer is None:
+            if identity in self._refused:
+                self.dropped_messages += 1
+                return None
+            assert self._options.keys is not None
+            try:
+                caller = client_of(frames[1], self._options.keys)
+            except KeyRefused as exc:
+                self._refuse(identity, frames[1], exc)
+                return None
+            peer = self._accept(identity, caller)
+            if peer is None:
+                return None
+        return self._receive(peer, frames[1].bytes)
+
+    def _refuse(self, identity: bytes, frame: zmq.Frame, why: KeyRefused) -> None:
+        address = (property_of(frame, "Peer-Address") or b"a peer").decode(errors="replace")
+        peer_log.warning("refused the CURVE peer at %s: %s", address, why)
+        if len(self._refused) >= MAX_REFUSED:
+            self._refused.clear()
+        self._refused.add(identity)
+        self._error(identity, PermissionDenied(f"the server does not trust this client: {why}"))
+
+    def _error(self, identity: bytes, error: CallError) -> None:
+        """ERROR on stream 0 to a routing id that is no peer (refused, or not let in)."""
+        proto = ProtocolConnection(Role.SERVER, self._options.limits)
+        self._send([identity, proto.send_error(0, error)])
+
+    def _receive(self, peer: Peer, message: bytes) -> Any:
         try:
             peer.receive(message)
         except RemoteProtocolError as exc:
@@ -104,15 +167,16 @@ class ZmqServer:
         # back-pressure a ROUTER socket has (its pipes fill up, and the senders wait).
         return peer.backlog_shrunk() if peer.backlog_full else None
 
-    def _accept(self, identity: bytes) -> Peer | None:
+    def _accept(self, identity: bytes, caller: Caller = ANONYMOUS) -> Peer | None:
         limits = self._options.limits
         tg = self._task_group
         assert tg is not None
-        peer = Peer(identity, self.runner.session(), self._options, self._send, self._stalled, tg)
         if self._closing or len(self._peers) >= limits.max_connections:
             why = "server shutting down" if self._closing else "server is at max_connections"
-            peer.write(peer.proto.send_error(0, Unavailable(f"{why} ({limits.max_connections})")))
+            self._error(identity, Unavailable(f"{why} ({limits.max_connections})"))
             return None
+        session = self.runner.session(caller)
+        peer = Peer(identity, session, self._options, self._send, self._stalled, tg)
         self._peers[identity] = peer
         return peer
 
@@ -151,6 +215,8 @@ class ZmqServer:
         try:
             return self._pump.send(parts)
         except zmq.ZMQError as exc:
+            if exc.errno == errno.ENOTSOCK:  # serve() was cancelled and closed the socket
+                return True
             if exc.errno != errno.EHOSTUNREACH:
                 raise
             peer = self._peers.get(parts[0])  # ROUTER_MANDATORY: that peer is gone
@@ -202,4 +268,9 @@ class ZmqServer:
             self._drop(peer)
         self._stopped.set()
         if not self._serving:
-            self._sock.close(linger=CLOSE_LINGER_MS)
+            self._close_socket()
+
+    def _close_socket(self) -> None:
+        self._sock.close(linger=CLOSE_LINGER_MS)
+        if self._domain is not None:
+            zap.close(self._domain)

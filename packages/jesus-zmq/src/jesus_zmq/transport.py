@@ -14,6 +14,7 @@ from jesus.protocol.frames import HEADER_SIZE, MIN_FRAME_LIMIT
 from jesus.transport import CallHandler, TransportOptions
 from jesus_zmq.addresses import endpoint_of, parse_bind
 from jesus_zmq.client import ZmqClient
+from jesus_zmq.curve import serve_curve, zap
 from jesus_zmq.server import ZmqServer
 
 # libzmq counts the heartbeat TTL in tenths of a second, in 16 bits.
@@ -21,11 +22,13 @@ MAX_HEARTBEAT_TTL = 6_553_500
 
 
 class ZmqTransport:
-    """`zmq://host:port`: calls in all four modes, streams under credit."""
+    """`zmq://host:port`: calls in all four modes, streams under credit; CURVE when given
+    keys (`zmq://host:port?curve=KEY`)."""
 
     scheme = "zmq"
     modes = frozenset(ResponseMode)
-    tls = False  # CURVE is not there yet: plaintext, like tcp without TLS
+    tls = False
+    keyed = True  # CURVE with TransportOptions.keys
     local = False
 
     async def listen(
@@ -36,16 +39,22 @@ class ZmqTransport:
         # A message to a routing id whose connection is gone fails (EHOSTUNREACH) instead of
         # vanishing, and one to a full pipe fails with EAGAIN instead of being dropped.
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        keys, domain = options.keys, None
         address = f"tcp://[{host}]" if ":" in host else f"tcp://{host}"
         try:
+            if keys is not None:
+                domain = serve_curve(sock, keys)
             if port:
                 sock.bind(f"{address}:{port}")
             else:
                 port = sock.bind_to_random_port(address)
-        except zmq.ZMQError:
+        except BaseException:
             sock.close(linger=0)
+            if domain is not None:
+                zap.close(domain)
             raise
-        return ZmqServer(sock, endpoint_of(host, port), handler, options)
+        endpoint = endpoint_of(host, port, None if keys is None else keys.public)
+        return ZmqServer(sock, endpoint, handler, options, domain)
 
     def client(self, options: TransportOptions, task_group: TaskGroup) -> ZmqClient:
         return ZmqClient(options, task_group)

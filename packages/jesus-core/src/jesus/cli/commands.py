@@ -1,33 +1,52 @@
-"""What each `jesus` subcommand does."""
+"""What each `jesus` subcommand does. A command raises what went wrong; `jesus.cli.main`
+turns it into one line (jesus.cli.failures)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import logging
 import signal
 import sys
+import time
 from functools import partial
 from typing import Any
 
 import anyio
 
-from jesus.errors import CallError, EventNotDelivered, JesusError
+from jesus.cli.failures import UsageError
+from jesus.cli.narrate import Narrator, narrated
+from jesus.config import Config
+from jesus.errors import ConfigurationError, EventNotDelivered, JesusError
 from jesus.plugins import default_catalog
 from jesus.registry.open import open_registry, registry_url
 from jesus.runtime.client import Client
+from jesus.runtime.metrics import open_metrics
 from jesus.runtime.node import serve as serve_services
 from jesus.runtime.service import Service
 from jesus.security.credentials import Credentials
+
+log = logging.getLogger("jesus.cli")
 
 
 def _run(args: argparse.Namespace, fn: Any, *fn_args: Any) -> Any:
     return anyio.run(partial(fn, *fn_args), backend=args.backend)
 
 
-def _fail(message: str, code: int = 1) -> int:
-    print(f"jesus: {message}", file=sys.stderr)
-    return code
+def _json_data(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"DATA is not JSON: {exc}") from None
+
+
+def _configured(args: argparse.Namespace) -> Config:
+    """The --config file (else $JESUS_CONFIG) and the environment's settings; the registry
+    they name becomes the command's, unless --registry or $JESUS_REGISTRY names one."""
+    settings = Config.load(args.config)
+    args.registry = settings.registry_for(args.registry)
+    return settings
 
 
 def _credentials(args: argparse.Namespace) -> Credentials | None:
@@ -72,31 +91,52 @@ def plugins(args: argparse.Namespace) -> int:
 
 def load_services(target: str) -> list[Service]:
     module_name, sep, attr = target.partition(":")
-    if not sep or not attr:
-        raise JesusError(f"{target!r} must be MODULE:ATTR")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"{target!r} must be MODULE:ATTR")
     if "" not in sys.path:
         sys.path.insert(0, "")
-    module = importlib.import_module(module_name)
-    value = getattr(module, attr)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module_name.startswith(exc.name):
+            raise JesusError(f"importing {module_name} failed: {exc}") from exc
+        raise UsageError(
+            f"no module named {exc.name!r} (run from the directory that holds it, "
+            "or add that directory to PYTHONPATH)"
+        ) from None
+    except Exception as exc:
+        raise JesusError(
+            f"importing {module_name} failed: {type(exc).__name__}: {exc} "
+            "(jesus -v ... shows the traceback)"
+        ) from exc
+    try:
+        value = getattr(module, attr)
+    except AttributeError:
+        raise UsageError(f"module {module_name} has no attribute {attr!r}") from None
     if callable(value) and not isinstance(value, Service):
         value = value()
     found = [value] if isinstance(value, Service) else list(value)
     if not found or not all(isinstance(s, Service) for s in found):
-        raise JesusError(f"{target} is not a Service or a list of Services")
+        raise UsageError(f"{target} is not a Service or a list of Services")
     return found
 
 
+def _bind(given: list[str]) -> dict[str, str]:
+    bind = {}
+    for item in given:
+        scheme, sep, address = item.partition("=")
+        if not sep or not scheme or not address:
+            raise UsageError(f"--bind {item!r} must be SCHEME=ADDRESS, e.g. tcp=127.0.0.1:4000")
+        bind[scheme] = address
+    return bind
+
+
 def serve(args: argparse.Namespace) -> int:
-    try:
-        services = load_services(args.target)
-        bind = dict(b.split("=", 1) for b in args.bind)
-        tls = _credentials(args)
-    except (JesusError, ImportError, AttributeError, ValueError) as exc:
-        return _fail(str(exc), 2)
-    try:
-        _run(args, _serve, services, args, bind, tls)
-    except JesusError as exc:
-        return _fail(str(exc))
+    settings = _configured(args)
+    services = load_services(args.target)
+    bind = _bind(args.bind)
+    tls = _credentials(args)
+    _run(args, _serve, services, args, bind, tls, settings)
     return 0
 
 
@@ -105,14 +145,19 @@ async def _serve(
     args: argparse.Namespace,
     bind: dict[str, str],
     tls: Credentials | None,
+    settings: Config,
 ) -> None:
-    # Started outside the task group, so that a refusal to start (a JesusError) comes out
-    # as itself, not wrapped in an exception group.
+    if args.daemon is not None:
+        await _provide(services, args, settings)
+        return
     async with serve_services(
         *services,
+        config=settings,
         registry=args.registry,
         bind=bind,
         drain_timeout=args.drain_timeout,
+        compatibility=None if args.compatibility == "none" else args.compatibility,
+        on_incompatible=args.on_incompatible,
         tls=tls,
         allow_plaintext=args.allow_plaintext,
         metrics=args.metrics,
@@ -122,6 +167,31 @@ async def _serve(
         if node.metrics is not None:
             print(f"metrics on {node.metrics}", flush=True)
         await until_signalled()
+    print("stopped", file=sys.stderr, flush=True)
+
+
+async def _provide(services: list[Service], args: argparse.Namespace, settings: Config) -> None:
+    try:
+        from jesus_daemon import provide
+    except ImportError:
+        raise ConfigurationError(
+            "--daemon needs the node daemon's package: pip install 'jesus-core[daemon]'"
+        ) from None
+    for line in settings.apply(services):
+        log.info("configured: %s", line)
+    metrics = None
+    if args.metrics is not None:
+        metrics = await open_metrics(args.metrics, services[0].name, default_catalog())
+    try:
+        async with provide(*services, socket=args.daemon, limits=settings.limits_over()):
+            names = ", ".join(f"{s.name} {s.version}" for s in services)
+            print(f"serving {names} through the daemon at {args.daemon}", flush=True)
+            if metrics is not None:
+                print(f"metrics on {metrics.url}", flush=True)
+            await until_signalled()
+    finally:
+        if metrics is not None:
+            await metrics.aclose()
     print("stopped", file=sys.stderr, flush=True)
 
 
@@ -137,67 +207,73 @@ async def until_signalled() -> None:
 
 
 def call(args: argparse.Namespace) -> int:
-    try:
-        data = json.loads(args.data)
-    except json.JSONDecodeError as exc:
-        return _fail(f"DATA is not JSON: {exc}", 2)
-    try:
-        return int(_run(args, _call, args, data))
-    except CallError as exc:
-        print(f"jesus: {exc}", file=sys.stderr)
-        if exc.details:
-            for line in exc.details if isinstance(exc.details, list) else [exc.details]:
-                print(f"    {line}", file=sys.stderr)
-        return 1
-    except JesusError as exc:
-        return _fail(str(exc))
+    settings = _configured(args)
+    data = _json_data(args.data)
+    return int(_run(args, _call, args, data, settings))
 
 
-async def _call(args: argparse.Namespace, data: Any) -> int:
+async def _call(args: argparse.Namespace, data: Any, settings: Config) -> int:
+    narrator = Narrator()
     async with Client(
         args.registry,
+        limits=settings.limits_over(),
         name="jesus-cli",
         timeout=args.timeout,
         userid=args.userid,
         tls=_credentials(args),
+        catalog=narrated(narrator),
     ) as client:
         service, _, method = args.target.partition(".")
         records = await client.resolver.pick(service)
         declared = next((r.methods[method] for r in records if method in r.methods), None)
         if declared is not None and declared.mode.value == "stream":
+            started = time.perf_counter()
+            count = 0
             async for item in client.stream(args.target, data):
                 print(json.dumps(item, default=repr), flush=True)
+                count += 1
+            log.info("%s: %d item(s) in %.1f ms", args.target, count, _since(started))
             return 0
         result = await client.call(args.target, data)
         print(json.dumps(result, indent=2, default=repr))
         return 0
 
 
+def _since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
 # ---------------------------------------------------------------- emit
 
 
 def emit(args: argparse.Namespace) -> int:
-    try:
-        data = json.loads(args.data)
-    except json.JSONDecodeError as exc:
-        return _fail(f"DATA is not JSON: {exc}", 2)
-    try:
-        groups = _run(args, _emit, args, data)
-    except EventNotDelivered as exc:
-        print(f"jesus: {exc}", file=sys.stderr)
-        return 1
-    except JesusError as exc:
-        return _fail(str(exc))
+    settings = _configured(args)
+    data = _json_data(args.data)
+    groups = _run(args, _emit, args, data, settings)
     print(json.dumps({"event": args.event, "delivered_to": groups}))
     return 0
 
 
-async def _emit(args: argparse.Namespace, data: Any) -> list[str]:
+async def _emit(args: argparse.Namespace, data: Any, settings: Config) -> list[str]:
+    narrator = Narrator()
     async with Client(
-        args.registry, name="jesus-cli", timeout=args.timeout, tls=_credentials(args)
+        args.registry,
+        limits=settings.limits_over(),
+        name="jesus-cli",
+        timeout=args.timeout,
+        tls=_credentials(args),
+        catalog=narrated(narrator),
     ) as client:
         mode = "ack" if args.ack else "noResponse"
-        return await client.emit(args.event, data, mode=mode, broadcast=args.broadcast)
+        groups = await client.emit(args.event, data, mode=mode, broadcast=args.broadcast)
+    if not groups:
+        if narrator.failures:
+            raise EventNotDelivered(args.event, narrator.failures, [])
+        raise JesusError(
+            f"no live service listens to {args.event!r} in {registry_url(args.registry)}: "
+            "the event went nowhere"
+        )
+    return groups
 
 
 # ---------------------------------------------------------------- check
@@ -206,25 +282,27 @@ async def _emit(args: argparse.Namespace, data: Any) -> list[str]:
 def check(args: argparse.Namespace) -> int:
     from jesus.compat.check import check_registry
 
-    try:
-        records = _run(args, _list, args.registry)
-    except JesusError as exc:
-        return _fail(str(exc))
+    settings = _configured(args)
+    records = _run(args, _list, args.registry)
     report = check_registry(records, args.mode)
     services = sorted({r.service for r in records})
     print(f"{len(records)} instances of {len(services)} services: {', '.join(services) or 'none'}")
     print(report.text())
-    return 0 if report.ok else 1
+    drift = settings.drift(records)
+    for line in drift:
+        print(f"CONFIG       {line}")
+    if settings.overrides:
+        sources = " and ".join(settings.sources)
+        print(f"channels as configured by {sources}: {len(drift) or 'no'} difference(s)")
+    return 0 if report.ok and not drift else 1
 
 
 # ---------------------------------------------------------------- services
 
 
 def services(args: argparse.Namespace) -> int:
-    try:
-        records = _run(args, _list, args.registry)
-    except JesusError as exc:
-        return _fail(str(exc))
+    _configured(args)
+    records = _run(args, _list, args.registry)
     if args.json:
         print(json.dumps([r.to_json() for r in records], indent=2))
         return 0
@@ -270,10 +348,7 @@ async def _list(url: str | None) -> list[Any]:
 def ca_init(args: argparse.Namespace) -> int:
     from jesus.security import devca
 
-    try:
-        made = devca.create_ca(args.dir)
-    except JesusError as exc:
-        return _fail(str(exc))
+    made = devca.create_ca(args.dir)
     print(f"created {made.certificate} and {made.key} (keep the key private)")
     print(f"next: jesus ca issue NAME --dir {args.dir}")
     return 0
@@ -282,10 +357,7 @@ def ca_init(args: argparse.Namespace) -> int:
 def ca_issue(args: argparse.Namespace) -> int:
     from jesus.security import devca
 
-    try:
-        made = devca.issue(args.dir, args.name, tuple(args.host), args.days)
-    except JesusError as exc:
-        return _fail(str(exc))
+    made = devca.issue(args.dir, args.name, tuple(args.host), args.days)
     print(f"issued {made.certificate} and {made.key} for {args.name!r}")
     print(f"use: --ca {args.dir}/{devca.CA_CERT} --cert {made.certificate} --key {made.key}")
     return 0

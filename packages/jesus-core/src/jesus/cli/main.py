@@ -10,14 +10,19 @@ import os
 import sys
 from importlib.metadata import entry_points
 
-from jesus.cli import commands
+from jesus.cli import commands, failures
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jesus", description="RPC and events between services over pluggable channels."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log what happens (each call and delivery), and a failure's traceback",
+    )
     parser.add_argument(
         "--backend",
         choices=("asyncio", "trio"),
@@ -30,7 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--registry",
             default=None,
-            help="registry URL (default: $JESUS_REGISTRY or embedded://)",
+            help="registry URL (default: $JESUS_REGISTRY, the config's, or embedded://)",
+        )
+        p.add_argument(
+            "--config",
+            default=None,
+            metavar="FILE",
+            help="TOML settings: channels of methods and listeners, limits, registry "
+            "(default: $JESUS_CONFIG; docs/configuration.md)",
         )
 
     def tls_options(p: argparse.ArgumentParser) -> None:
@@ -55,6 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--drain-timeout", type=float, default=10.0, help="seconds to finish calls")
     p.add_argument(
+        "--compatibility",
+        choices=("backward", "forward", "full", "none"),
+        default="backward",
+        help="rule against the running versions of these services (default: backward; "
+        "none skips the check)",
+    )
+    p.add_argument(
+        "--on-incompatible",
+        choices=("refuse", "warn"),
+        default="refuse",
+        help="refuse to start (default), or start and log the report",
+    )
+    p.add_argument(
         "--allow-plaintext",
         action="append",
         default=[],
@@ -66,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (needs jesus-otel)",
+    )
+    p.add_argument(
+        "--daemon",
+        default=None,
+        metavar="SOCKET",
+        help="offer the services through the node daemon listening on SOCKET, which serves "
+        "them on their channels (jesus-core[daemon]); --bind and TLS are then the daemon's",
     )
     tls_options(p)
     p.set_defaults(func=commands.serve)
@@ -146,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        return 130
+    except BaseException as exc:  # every failure is one line, whatever raised it
+        if isinstance(exc, SystemExit):
+            raise
+        return failures.report(exc, args.verbose)
 
 
 if __name__ == "__main__":

@@ -65,8 +65,11 @@ class Resolver:
         refresh: float = 2.0,
         penalty: float = 5.0,
         timeout: float = 2.0,
+        prefer_host: str | None = None,
     ) -> None:
         self.backend = backend
+        # Instances on this host (a record's `host`) go first: the node daemon's own.
+        self.prefer_host = prefer_host
         self.refresh = refresh
         self.penalty = penalty
         self.timeout = timeout
@@ -199,6 +202,11 @@ class Resolver:
         counter = self._rr.setdefault(service, itertools.count())
         start = (next(counter) if rotate else 0) % len(found)
         ordered = found[start:] + found[:start]
+        if self.prefer_host is not None:
+            here = self.prefer_host
+            ordered = [r for r in ordered if r.host == here] + [
+                r for r in ordered if r.host != here
+            ]
         if not self._bad:
             return ordered
         now = time.monotonic()

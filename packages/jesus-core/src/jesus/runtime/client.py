@@ -29,9 +29,10 @@ from jesus.errors import (
     TooLarge,
     Unavailable,
     UnknownMethod,
+    explained,
 )
 from jesus.limits import Limits
-from jesus.messages import Meta, ResponseMode
+from jesus.messages import Meta, ResponseMode, new_corrid
 from jesus.middleware import CallInfo, chain
 from jesus.payload import decode_payload
 from jesus.plugins import Catalog, default_catalog
@@ -43,6 +44,7 @@ from jesus.sealing.envelope import CODECS, MAX_SEALED, strength
 from jesus.sealing.seal import SealedCall, Sealer, open_error, to_wire
 from jesus.security.credentials import Credentials
 from jesus.transport import OutgoingCall, TransportClient, TransportOptions
+from jesus.transport.keys import TransportKeys
 from jesus.validation.base import schema_error
 from jesus.validation.cache import ValidatorCache
 
@@ -143,6 +145,7 @@ class Client:
             ssl_context=ssl_context,
             codecs=self.catalog.codecs,
             compressions=self.catalog.compressions,
+            keys=TransportKeys.of(self._sealing),
         )
         self._owns_resolver = resolver is None
         self.resolver = resolver or Resolver(open_registry(registry, self.catalog))
@@ -317,6 +320,8 @@ class Client:
                     InvalidRequest, f"event {event} does not match its schema", check, data, None
                 )
         seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
+        parent = current_meta.get()
+        corrid = parent.corrid if parent is not None else new_corrid()  # one for every group
         deliveries: list[tuple[str, list[tuple[InstanceRecord, str]]]] = []
         for group, pattern, members in self._event_groups(event, await self.resolver.everyone()):
             if broadcast:
@@ -335,6 +340,7 @@ class Client:
                 try:
                     channel = self._listener_channel(record, pattern)
                     meta = self._meta(rmode, channel, seconds, userid, sender)
+                    meta.corrid = corrid
                     meta.event = event
                     meta.seal = seal
                     info = CallInfo(
@@ -357,7 +363,9 @@ class Client:
                 return
             failures[group] = last or Unavailable("no instance to deliver to")
             self.event_failures[group] += 1
-            log.warning("event %s not delivered to group %s: %s", event, group, failures[group])
+            log.warning(
+                "event %s not delivered to group %s: %s", event, group, explained(failures[group])
+            )
 
         if rmode is ResponseMode.ACK:
             async with anyio.create_task_group() as tg:

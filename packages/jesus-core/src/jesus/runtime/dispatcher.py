@@ -121,7 +121,7 @@ class CallDispatcher:
 
     def served_over(self, scheme: str) -> ServedOver:
         """The handler for the listener of transport `scheme` (`ANY_TRANSPORT`: for calls
-        that a node daemon forwards, which checked the channel itself)."""
+        that a node daemon forwards, which checked the channel, seal and `allow` itself)."""
         return ServedOver(self, scheme)
 
     def _add(
@@ -168,6 +168,10 @@ class CallDispatcher:
                 f"{', '.join(sorted(entry.transports))}",
                 corrid=meta.corrid,
             )
+        if scheme == ANY_TRANSPORT:
+            # Handed on by the node daemon, which opened the seal and checked `allow` against
+            # the caller's proof; over this process's own connection to it, none is left.
+            return self._check(entry, method, meta, data, mode, caller, None, upstream=True)
         sealed = None
         if meta.seal is not None or entry.spec.seal is not None:
             data, caller, sealed = self._unseal(entry, method, meta, data, caller)
@@ -186,10 +190,12 @@ class CallDispatcher:
         mode: ResponseMode,
         caller: Caller,
         sealed: SealedCall | None,
+        upstream: bool = False,
     ) -> PreparedCall:
-        """The checks of a request that came by the right transport, opened if sealed."""
+        """The checks of a request that came by the right transport, opened if sealed
+        (`upstream`: who may call was checked before it came)."""
         allowed = entry.spec.allow
-        if allowed is not None and caller.name not in allowed:
+        if allowed is not None and not upstream and caller.name not in allowed:
             self._refusals.warning(
                 "refused %s to %s (allowed: %s) [corrid=%s]",
                 method,
@@ -207,13 +213,7 @@ class CallDispatcher:
             )
         check = entry.request
         if check is not None and not check.is_valid(data):
-            raise schema_error(
-                InvalidRequest,
-                f"request to {method} does not match its schema",
-                check,
-                data,
-                meta.corrid,
-            )
+            raise schema_error(InvalidRequest, _mismatch(entry, meta), check, data, meta.corrid)
         deadline = None
         if meta.deadline_ms is not None:
             deadline = anyio.current_time() + meta.deadline_ms / 1000
@@ -380,6 +380,18 @@ def _failure(call: PreparedCall, exc: Exception) -> RemoteFailure:
     return RemoteFailure(
         f"{call.name} failed: {type(exc).__name__}: {exc}", corrid=call.meta.corrid
     )
+
+
+def _mismatch(entry: MethodEntry, meta: Meta) -> str:
+    """What a request its schema refused was: an event names its listener, as the emitter's
+    own check does."""
+    name = entry.spec.name
+    if meta.event is not None and name.startswith(event_names.LISTENER_PREFIX):
+        return (
+            f"event {meta.event} does not match the schema of {entry.service.name}'s "
+            f"listener {name[len(event_names.LISTENER_PREFIX) :]}"
+        )
+    return f"request to {entry.full_name} does not match its schema"
 
 
 def _served(scheme: str, transports: frozenset[str]) -> bool:

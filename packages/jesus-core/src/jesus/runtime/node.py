@@ -4,6 +4,7 @@ keep it alive with heartbeats, and on the way out deregister and drain in-flight
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import time
@@ -18,7 +19,8 @@ from anyio.abc import TaskStatus
 
 from jesus.channel import missing, resolve_channel
 from jesus.compat.check import MODES, check_start
-from jesus.errors import ConfigurationError, IncompatibleSchemas, RegistryError
+from jesus.config import Config
+from jesus.errors import ConfigurationError, IncompatibleSchemas, JesusError, RegistryError
 from jesus.limits import Limits
 from jesus.messages import ResponseMode
 from jesus.plugins import Catalog, default_catalog
@@ -34,6 +36,7 @@ from jesus.sealing.seal import Opener
 from jesus.security.credentials import Credentials
 from jesus.transport import Server, TransportOptions
 from jesus.transport.advertise import advertised
+from jesus.transport.keys import TransportKeys
 from jesus.validation.cache import ValidatorCache
 
 log = logging.getLogger("jesus.node")
@@ -99,6 +102,7 @@ async def serve(
     sealing: Credentials | None = None,
     seal_key_lifetime: float = 3600.0,
     advertise: str | None = None,
+    config: Config | str | os.PathLike[str] | None = None,
     metrics: str | None = None,
 ) -> AsyncIterator[Node]:
     """Serve `services` until the block exits.
@@ -115,7 +119,9 @@ async def serve(
     serve() refuses to start, naming each unprotected method and channel. A sealed method or listener is protected on
     any transport; its node makes sealing keys (published in its records, signed by the
     certificate of `sealing`, which defaults to `tls`) and replaces them every
-    `seal_key_lifetime` seconds.
+    `seal_key_lifetime` seconds. When those credentials hold a certificate, its key and a
+    CA, a keyed transport (`zmq`: CURVE) is protected too, and refuses peers without a
+    certificate the CA signed (jesus.transport.keys).
 
     `advertise` is the host the registry shows for them (default $JESUS_ADVERTISE_HOST),
     where listeners bound to every interface (`{"tcp": "0.0.0.0:4000"}`, in a container)
@@ -128,6 +134,12 @@ async def serve(
     `compatibility` is the rule for a new version of a running service ("backward", the
     default, keeps old callers working; "forward"; "full"; None skips every check), and
     `on_incompatible` "refuse" raises IncompatibleSchemas, "warn" logs the report.
+
+    `config` (jesus.Config, or the path of a TOML file) sets the channel of any method or
+    listener, the limits and the registry without a change to the code; the environment's
+    settings (JESUS_CONFIG, JESUS_CHANNEL__SERVICE__METHOD, ...) apply over a file, and alone
+    when no config is given (docs/configuration.md). Arguments given here win over both.
+    The configured channels are set on the services' declarations.
     """
     if compatibility is not None and compatibility not in MODES:
         raise ConfigurationError(f"compatibility must be one of {MODES} or None")
@@ -142,11 +154,26 @@ async def serve(
         if client_ssl_context is None:
             client_ssl_context = made_client = tls.client_context()
     catalog = catalog or default_catalog()
-    limits = limits or Limits()
+    settings = config if isinstance(config, Config) else Config.load(config)
+    configured = settings.apply(services)
+    for line in configured:
+        log.info("configured: %s", line)
+    registry = settings.registry_for(registry)
+    limits = limits or settings.limits_over()
     advertise = advertise or os.environ.get("JESUS_ADVERTISE_HOST") or None
-    schemes, sealed = _check_declarations(
-        services, catalog, protect=ssl_context is not None, plaintext=set(allow_plaintext)
-    )
+    keys = TransportKeys.of(sealing or tls)
+    try:
+        schemes, sealed = _check_declarations(
+            services,
+            catalog,
+            protect=ssl_context is not None,
+            plaintext=set(allow_plaintext),
+            keyed=keys is not None,
+        )
+    except ConfigurationError as exc:
+        if not configured:
+            raise
+        raise type(exc)(f"{exc} [configured: {'; '.join(configured)}]") from exc
     for scheme in bind or {}:
         if scheme not in catalog.transports:
             raise missing("transport", scheme, catalog.transports)
@@ -172,6 +199,7 @@ async def serve(
         ssl_context=ssl_context,
         codecs=catalog.codecs,
         compressions=catalog.compressions,
+        keys=keys,
     )
     resolver = Resolver(backend)
     client = Client(
@@ -191,7 +219,14 @@ async def serve(
         for scheme in sorted(schemes):
             transport = catalog.transports[scheme]
             handler = dispatcher.served_over(scheme)
-            servers.append(await transport.listen(handler, (bind or {}).get(scheme), options))
+            address = (bind or {}).get(scheme)
+            try:
+                servers.append(await transport.listen(handler, address, options))
+            except Exception as exc:
+                refusal = _cannot_listen(scheme, address, exc)
+                if refusal is None:
+                    raise
+                raise refusal from exc
         endpoints = {
             scheme: advertised(server.endpoint, advertise)
             for scheme, server in zip(sorted(schemes), servers, strict=True)
@@ -267,12 +302,17 @@ async def serve(
 
 
 def _check_declarations(
-    services: tuple[Service, ...], catalog: Catalog, protect: bool, plaintext: set[str]
+    services: tuple[Service, ...],
+    catalog: Catalog,
+    protect: bool,
+    plaintext: set[str],
+    keyed: bool = False,
 ) -> tuple[set[str], bool]:
     """The transports the services' channels need, and whether anything is sealed. Raises
     ConfigurationError, naming what to change: a channel not installed, a mode its transport
     cannot carry, a sealed codec sealing does not carry, or (`protect`: TLS was given) a
-    method or listener that would be served unprotected."""
+    method or listener that would be served unprotected (`keyed`: the node has keys, which
+    protect a keyed transport)."""
     schemes: set[str] = set()
     unprotected: list[str] = []
     sealed = False
@@ -301,7 +341,13 @@ def _check_declarations(
                     f"{what} is sealed over {spec}: sealing carries "
                     f"{' and '.join(SEALED_CODECS)} data, not {spec.codec}"
                 )
-            protected = channel.transport.tls or channel.transport.local or seal is not None
+            transport = channel.transport
+            protected = (
+                transport.tls
+                or transport.local
+                or seal is not None
+                or (keyed and getattr(transport, "keyed", False))
+            )
             sealed |= seal is not None
             if protect and not protected and spec.transport not in plaintext:
                 unprotected.append(f"{what} on {spec.transport}")
@@ -313,6 +359,22 @@ def _check_declarations(
             "or name their transports in allow_plaintext to serve them so anyway"
         )
     return schemes, sealed
+
+
+def _cannot_listen(scheme: str, address: str | None, exc: Exception) -> Exception | None:
+    """What a transport's refusal to listen means, naming where: an OS error (address in
+    use, no permission, no such directory) becomes a ConfigurationError; None for others."""
+    code = getattr(exc, "errno", None)  # OSError, and libraries' own (zmq.ZMQError)
+    if isinstance(exc, JesusError) or not isinstance(code, int):
+        return None
+    where = address or "a free local address"
+    why = getattr(exc, "strerror", None) or str(exc)
+    hint = ""
+    if code == errno.EADDRINUSE:
+        hint = f" (another process listens there: stop it, or bind {scheme} elsewhere)"
+    elif code in (errno.EACCES, errno.EPERM):
+        hint = " (a port below 1024 needs privileges; a socket file, a writable directory)"
+    return ConfigurationError(f"{scheme} cannot listen on {where}: {why}{hint}")
 
 
 def _record(service: Service, endpoints: dict[str, str], opener: Opener | None) -> InstanceRecord:

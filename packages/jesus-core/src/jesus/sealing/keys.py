@@ -122,7 +122,7 @@ def check_published(seal: Any, service: str, trust: Trust) -> RecipientKey:
     if not chain:
         raise ValueError("the record publishes no certificate")
     name, leaf = trust.verify(chain)
-    if service not in {name, *_dns_names(leaf)}:
+    if service not in {name, *dns_names(leaf)}:
         raise UntrustedCertificate(f"the certificate names {name!r}, not {service!r}")
     now = time.time()
     for entry in seal["keys"]:
@@ -138,7 +138,8 @@ def check_published(seal: Any, service: str, trust: Trust) -> RecipientKey:
     raise ValueError("every published sealing key has expired")
 
 
-def _dns_names(leaf: x509.Certificate) -> list[str]:
+def dns_names(leaf: x509.Certificate) -> list[str]:
+    """The DNS names of a certificate's subjectAltName."""
     try:
         names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:

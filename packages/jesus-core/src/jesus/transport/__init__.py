@@ -15,6 +15,7 @@ pieces every transport shares, so that each rule is written once.
     reading    stop_reading_ahead: where a server stops reading from a peer
     peer       peer_of: who an accepted stream's peer is proven to be (TLS, unix credentials)
     tls        TLS listening that logs one line per refused peer, and why a handshake failed
+    keys       TransportKeys: a key pair vouched for by the sealing certificate (zmq's CURVE)
 
 A transport moves bytes and maps what arrives onto a `Session` (server side) or answers an
 `OutgoingCall` (client side); it imports only this package, never `jesus.runtime`.

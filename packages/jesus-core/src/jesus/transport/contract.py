@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from jesus.errors import CallError
     from jesus.messages import Meta, ResponseMode
     from jesus.security.caller import Caller
+    from jesus.transport.keys import TransportKeys
     from jesus.transport.outgoing import OutgoingCall
 
 
@@ -33,6 +34,8 @@ class TransportOptions:
     ssl_context: ssl.SSLContext | None = None
     codecs: Mapping[str, Codec] = field(default_factory=dict)
     compressions: Mapping[str, Compression] = field(default_factory=dict)
+    # This end's key pair and trust, for a transport declared `keyed` (jesus.transport.keys).
+    keys: TransportKeys | None = None
 
 
 @dataclass(slots=True)
@@ -171,7 +174,11 @@ class AcceptsProviders(Protocol):
 
 
 class Transport(Protocol):
-    """A transport plugin's contribution: one per URL scheme (`tcp`, `unix`, ...)."""
+    """A transport plugin's contribution: one per URL scheme (`tcp`, `unix`, ...).
+
+    A transport that secures itself with `TransportOptions.keys` when given them (zmq's
+    CURVE) says so with a class attribute `keyed = True`: given sealing credentials, the
+    core counts it as protected, like one with TLS."""
 
     scheme: str
     # Response modes this transport carries (UDP cannot stream, for instance).

@@ -32,7 +32,14 @@ from typing import Any, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-from jesus.errors import CallError, DeadlineExceeded, InvalidRequest, InvalidResponse, Unavailable
+from jesus.errors import (
+    CallError,
+    DeadlineExceeded,
+    InvalidRequest,
+    InvalidResponse,
+    Unavailable,
+    explained,
+)
 from jesus.limits import Limits
 from jesus.messages import ResponseMode
 from jesus.security.caller import ANONYMOUS, Caller
@@ -215,7 +222,7 @@ class CallRunner:
             log.warning(
                 "refused a noResponse call to %s: %s [refused so far: %s]",
                 method,
-                error,
+                explained(error),
                 dict(self.refused),
             )
 
