@@ -9,10 +9,13 @@ import jsonschema
 import pytest
 from openapi_spec_validator import validate as validate_openapi
 
-from jesus.contracts import from_services
+import jesus
+from jesus.contracts import from_records, from_services
 from jesus.contracts.asyncapi import asyncapi
 from jesus.contracts.markdown import markdown
 from jesus.contracts.openapi import openapi
+from jesus.messages import ResponseMode
+from jesus.registry.base import InstanceRecord, MethodRecord
 from tests.contracts import system
 from tests.contracts.documents import asyncapi_errors, dangling_refs
 
@@ -170,3 +173,53 @@ def test_markdown_page_per_service(contracts: list[Any]) -> None:
     assert "- `shop.order`" in page  # billing uses it
     assert '"pattern": "^[A-Z]{3}-[0-9]+$"' in page
     assert "Data: any value." in page  # audit's listener takes anything
+
+
+def test_sealed_methods_say_so() -> None:
+    vault = jesus.Service("vault", channel="http+json")
+
+    @vault.method(seal="encrypt", request={"type": "string"})
+    async def put(data: str) -> None: ...
+
+    doc = openapi(from_services([vault]))
+    validate_openapi(doc)
+    op = doc["paths"]["/vault/put"]["post"]
+    assert op["x-jesus-seal"] == "encrypt"
+    assert op["description"].startswith("Sealed (encrypt): the body is a sealed request")
+    assert asyncapi(from_services([vault]))["operations"]["vault.put"]["x-jesus-seal"] == "encrypt"
+
+
+def _instance(service: str, version: str, endpoints: dict[str, str]) -> InstanceRecord:
+    method = MethodRecord(request=True, response=True, mode=ResponseMode.RESPONSE, channel="http")
+    return InstanceRecord(
+        service=service,
+        version=version,
+        instance_id=f"{service}-{version}",
+        endpoints=endpoints,
+        methods={f"v{version.replace('.', '_')}": method},
+    )
+
+
+def test_from_records_describes_the_newest_version_where_it_runs() -> None:
+    records = [
+        _instance("a", "1.9.2", {"http": "http://127.0.0.1:1"}),
+        _instance("a", "1.10.0", {"http": "http://127.0.0.1:2", "tcp": "tcp://127.0.0.1:3"}),
+        _instance("b", "0.1.0", {"http": "https://127.0.0.1:4"}),
+    ]
+    a, b = from_records(records)
+    assert (a.service, a.version, a.other_versions) == ("a", "1.10.0", ("1.9.2",))
+    assert a.endpoints == ("http://127.0.0.1:2", "tcp://127.0.0.1:3")
+    doc = openapi([a, b])
+    validate_openapi(doc)
+    assert set(doc["paths"]) == {"/a/v1_10_0", "/b/v0_1_0"}
+    assert doc["servers"] == [{"url": "http://127.0.0.1:2"}, {"url": "https://127.0.0.1:4"}]
+    assert doc["paths"]["/a/v1_10_0"]["servers"] == [{"url": "http://127.0.0.1:2"}]
+    assert doc["paths"]["/b/v0_1_0"]["servers"] == [{"url": "https://127.0.0.1:4"}]
+    assert doc["tags"][0]["description"] == "a 1.10.0 (also running: 1.9.2)"
+    events = asyncapi([a, b])
+    assert asyncapi_errors(events) == []
+    assert events["servers"]["a-tcp-1"] == {
+        "host": "127.0.0.1:3",
+        "protocol": "tcp",
+        "title": "a over tcp",
+    }

@@ -83,20 +83,26 @@ def openapi(contracts: list[Contract], title: str | None = None) -> dict[str, An
             "responses": _error_responses(mapping),
         },
     }
-    servers = sorted(
-        {url for c in contracts for url in c.endpoints if url.startswith(("http://", "https://"))}
-    )
+    servers = sorted({url for c in contracts for url in _http_endpoints(c)})
     if servers:
         doc["servers"] = [{"url": url} for url in servers]
     tags = []
     for contract in contracts:
         paths = _paths(contract, mapping, doc["components"]["schemas"])
+        own = _http_endpoints(contract)
+        if own and own != servers:  # served by some of the servers only
+            for item in paths.values():
+                item["servers"] = [{"url": url} for url in own]
         if paths:
             doc["paths"].update(paths)
             tags.append({"name": contract.service, "description": _tag_text(contract)})
     if tags:
         doc["tags"] = tags
     return doc
+
+
+def _http_endpoints(contract: Contract) -> list[str]:
+    return sorted(url for url in contract.endpoints if url.startswith(("http://", "https://")))
 
 
 def _tag_text(contract: Contract) -> str:
@@ -218,6 +224,11 @@ def _operation(
         op["description"] = method.description
     if method.seal:
         op["x-jesus-seal"] = method.seal
+        sealed = (
+            f"Sealed ({method.seal}): the body is a sealed request (x-jesus-seal: "
+            f"{method.seal}) whose opened value follows the schema; the answer is sealed too."
+        )
+        op["description"] = f"{op.get('description', '')}\n\n{sealed}".strip()
     return op
 
 
