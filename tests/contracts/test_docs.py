@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import re
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -12,6 +14,7 @@ from openapi_spec_validator import validate as validate_openapi
 import jesus
 from jesus.contracts import from_records, from_services
 from jesus.contracts.asyncapi import asyncapi
+from jesus.contracts.graph import mermaid
 from jesus.contracts.markdown import markdown
 from jesus.contracts.openapi import openapi
 from jesus.messages import ResponseMode
@@ -223,3 +226,9 @@ def test_from_records_describes_the_newest_version_where_it_runs() -> None:
         "protocol": "tcp",
         "title": "a over tcp",
     }
+
+
+def test_the_documented_graph_is_the_drawn_one(contracts: list[Any]) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "contracts.md").read_text()
+    (drawn,) = re.findall(r"```mermaid\n(.*?)```", text, re.S)
+    assert drawn == mermaid(contracts)
