@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -232,3 +233,12 @@ def test_the_documented_graph_is_the_drawn_one(contracts: list[Any]) -> None:
     text = (Path(__file__).parents[2] / "docs" / "contracts.md").read_text()
     (drawn,) = re.findall(r"```mermaid\n(.*?)```", text, re.S)
     assert drawn == mermaid(contracts)
+
+
+def test_openapi_without_the_http_transport_says_what_to_install(
+    contracts: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "jesus_http", None)  # as if not installed
+    with pytest.raises(jesus.ConfigurationError, match=r"pip install 'jesus-core\[http\]'"):
+        openapi(contracts)
+    assert asyncapi_errors(asyncapi(contracts)) == []  # AsyncAPI needs no transport
