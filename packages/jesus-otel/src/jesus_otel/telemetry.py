@@ -141,8 +141,9 @@ class Telemetry(Middleware):
             )
             context = trace.set_span_in_context(span, parent)
         propagation.inject(call.meta, context)
-        ms = call.meta.deadline_ms
-        deadline = None if ms is None else anyio.current_time() + ms / 1000
+        deadline = call.deadline
+        if deadline is None and call.meta.deadline_ms is not None:
+            deadline = anyio.current_time() + call.meta.deadline_ms / 1000
         recording = Recording(description, span, state.client, False, deadline)
         try:
             result = await call_next(call)
