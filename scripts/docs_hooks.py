@@ -59,6 +59,6 @@ def _relink(match: re.Match[str], here: str, page_uri: str) -> str:
         site_target = repo_target.removeprefix("docs/")
     if site_target is None:
         # Outside the site (a Dockerfile, a directory): name the file instead of linking.
-        return f"{text} (`{repo_target}` in the repository)"
+        return text if repo_target in text else f"{text} (`{repo_target}` in the repository)"
     relative = posixpath.relpath(site_target, posixpath.dirname(page_uri) or ".")
     return f"[{text}]({relative}{sep}{anchor})"
