@@ -62,7 +62,15 @@ def test_the_site_builds_strict_without_warnings(tmp_path: Path) -> None:
 
 def test_the_site_has_runnable_examples() -> None:
     pages = {name.partition("#")[0] for name, _ in EXAMPLES}
-    expected = {"concepts", "channels", "modes", "registry", "security", "seed-names"}
+    expected = {
+        "concepts",
+        "channels",
+        "modes",
+        "registry",
+        "security",
+        "seed-names",
+        "compatibility",
+    }
     assert {f"docs/{name}.md" for name in expected} <= pages, pages
     for name, code in EXAMPLES:
         assert code.count("anyio.run(main)") == 1, (
