@@ -152,8 +152,11 @@ async def test_a_peer_that_never_reads_is_dropped_not_buffered(
             sock.send_multipart([HELLO])
             await wait_until(lambda: server.peers == 2)  # the client's and this one
             sent = 0
-            with anyio.fail_after(10):
-                while server.peers == 2:
+            dropped = "dropping a peer that does not read its answers"
+            # Until the drop: PINGs that follow it come as a new peer without a HELLO (each
+            # refused in turn), so the count of peers alone may be seen at 2 again.
+            with anyio.fail_after(30):
+                while dropped not in caplog.text:
                     for _ in range(100):
                         try:
                             sock.send_multipart([PING], zmq.NOBLOCK)
@@ -161,7 +164,6 @@ async def test_a_peer_that_never_reads_is_dropped_not_buffered(
                         except zmq.Again:
                             break
                     await anyio.sleep(0.001)
-            assert "dropping a peer that does not read its answers" in caplog.text
             assert sent > 1000  # it was read for as long as there was room for its answers
             await still_serving(client, registry)
 

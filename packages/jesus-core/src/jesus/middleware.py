@@ -25,6 +25,13 @@ class CallInfo:
     route: Any = None
     # Server side: who the call is proven to come from (jesus.security.caller.Caller).
     caller: Any = None
+    # An event's delivery: the listener group it goes to (both sides); None for a call.
+    group: str | None = None
+    # Server side: the request's size in bytes as it came (encoded, decompressed); 0 unknown.
+    size: int = 0
+    # Client side, a stream: when its deadline passes on the anyio clock (None: none), so
+    # that a stream closed at its deadline can be told from one the consumer left.
+    deadline: float | None = None
 
 
 NextCall = Callable[[CallInfo], Awaitable[Any]]

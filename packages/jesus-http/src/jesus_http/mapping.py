@@ -3,6 +3,7 @@ Shared by the server and the client."""
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -55,6 +56,10 @@ META_HEADERS = {
     "x-jesus-event": "e",
     "x-jesus-seal": "s",
 }
+# W3C trace context's other headers: they travel in the meta's extra map ("x") by these keys.
+# Values from another transport's peer go out only as printable ASCII (no header injection).
+EXTRA_HEADERS = ("tracestate", "baggage")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]{0,8192}")
 MODE_HEADER = "x-jesus-mode"
 ERROR_HEADER = "x-jesus-error"
 
@@ -107,11 +112,22 @@ def meta_from_headers(headers: dict[str, str]) -> dict[str, Any]:
                 meta[key] = value
         else:
             meta[key] = value
+    extra = {h: headers[h] for h in EXTRA_HEADERS if h in headers}
+    if extra:
+        meta["x"] = extra
     return meta
 
 
 def headers_from_meta(meta: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(h, str(meta[k])) for h, k in META_HEADERS.items() if meta.get(k) is not None]
+    headers = [(h, str(meta[k])) for h, k in META_HEADERS.items() if meta.get(k) is not None]
+    extra = meta.get("x")
+    if extra:
+        headers += [
+            (h, v)
+            for h in EXTRA_HEADERS
+            if isinstance(v := extra.get(h), str) and _HEADER_VALUE.fullmatch(v)
+        ]
+    return headers
 
 
 def mode_from_header(value: str | None) -> ResponseMode | None:

@@ -22,6 +22,7 @@ from jesus.errors import ConfigurationError, EventNotDelivered, JesusError
 from jesus.plugins import default_catalog
 from jesus.registry.open import open_registry, registry_url
 from jesus.runtime.client import Client
+from jesus.runtime.metrics import open_metrics
 from jesus.runtime.node import serve as serve_services
 from jesus.runtime.service import Service
 from jesus.security.credentials import Credentials
@@ -159,9 +160,12 @@ async def _serve(
         on_incompatible=args.on_incompatible,
         tls=tls,
         allow_plaintext=args.allow_plaintext,
+        metrics=args.metrics,
     ) as node:
         names = ", ".join(f"{s.name} {s.version}" for s in services)
         print(f"serving {names} on {' '.join(node.endpoints.values())}", flush=True)
+        if node.metrics is not None:
+            print(f"metrics on {node.metrics}", flush=True)
         await until_signalled()
     print("stopped", file=sys.stderr, flush=True)
 
@@ -175,10 +179,19 @@ async def _provide(services: list[Service], args: argparse.Namespace, settings: 
         ) from None
     for line in settings.apply(services):
         log.info("configured: %s", line)
-    async with provide(*services, socket=args.daemon, limits=settings.limits_over()):
-        names = ", ".join(f"{s.name} {s.version}" for s in services)
-        print(f"serving {names} through the daemon at {args.daemon}", flush=True)
-        await until_signalled()
+    metrics = None
+    if args.metrics is not None:
+        metrics = await open_metrics(args.metrics, services[0].name, default_catalog())
+    try:
+        async with provide(*services, socket=args.daemon, limits=settings.limits_over()):
+            names = ", ".join(f"{s.name} {s.version}" for s in services)
+            print(f"serving {names} through the daemon at {args.daemon}", flush=True)
+            if metrics is not None:
+                print(f"metrics on {metrics.url}", flush=True)
+            await until_signalled()
+    finally:
+        if metrics is not None:
+            await metrics.aclose()
     print("stopped", file=sys.stderr, flush=True)
 
 

@@ -11,6 +11,7 @@ import sys
 from importlib.metadata import entry_points
 
 from jesus.cli import commands, failures
+from jesus.cli import contracts as contract_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with TLS, serve this transport's methods unprotected anyway (e.g. udp)",
     )
     p.add_argument(
+        "--metrics",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (needs jesus-otel)",
+    )
+    p.add_argument(
         "--daemon",
         default=None,
         metavar="SOCKET",
@@ -156,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole demo")
     p.set_defaults(func=commands.demo)
+    contract_commands.add_parsers(sub)  # docs, graph
     for entry in entry_points(group="jesus.commands"):  # e.g. `daemon`, from jesus-daemon
         try:
             entry.load()(sub)

@@ -252,6 +252,7 @@ class Client:
         self._check_request(target, first.method, data, meta)
         check = self._response_validator(first.method)
         info = CallInfo(service, method, data, meta, ResponseMode.STREAM, first.channel.name, plan)
+        info.deadline = None if seconds is None else started + seconds
         items = await self._open_stream(info)
         # No cancel scope may span a yield (the consumer runs between items), so the deadline
         # is applied to each wait for the next item, unless the transport ends a stream at
@@ -353,6 +354,7 @@ class Client:
                         rmode,
                         channel.name,
                         (record, pattern, channel),
+                        group=group,
                     )
                     await self._deliver(info)
                 except (CallError, ConfigurationError) as exc:

@@ -51,6 +51,7 @@ class MethodEntry:
     full_name: str
     channel: str
     transports: frozenset[str]  # where it is served; a call by any other is refused
+    group: str | None = None  # a listener's group
 
 
 class ServedOver:
@@ -111,7 +112,7 @@ class CallDispatcher:
                     seal=subscription.seal,
                     relay=subscription.relay,
                 )
-                self._add(service, spec, validators, response=False)
+                self._add(service, spec, validators, response=False, group=subscription.group)
             for spec in service.methods.values():
                 self._add(service, spec, validators, response=True)
         self._run = chain(middleware or [], "server", self._invoke)
@@ -124,7 +125,12 @@ class CallDispatcher:
         return ServedOver(self, scheme)
 
     def _add(
-        self, service: Service, spec: MethodSpec, validators: ValidatorCache, response: bool
+        self,
+        service: Service,
+        spec: MethodSpec,
+        validators: ValidatorCache,
+        response: bool,
+        group: str | None = None,
     ) -> None:
         full = f"{service.name}.{spec.name}"
         self.methods[full] = MethodEntry(
@@ -135,6 +141,7 @@ class CallDispatcher:
             full_name=full,
             channel=str(spec.channel),
             transports=spec.transports,
+            group=group,
         )
 
     def prepare(
@@ -266,6 +273,8 @@ class CallDispatcher:
             mode=call.meta.mode,
             channel=entry.channel,
             caller=call.caller,
+            group=entry.group,
+            size=call.size,
         )
 
     async def run(self, call: PreparedCall) -> Any:

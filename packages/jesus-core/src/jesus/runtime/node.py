@@ -37,6 +37,7 @@ from jesus.registry.resolver import Resolver, bounded
 from jesus.runtime.client import Client
 from jesus.runtime.dispatcher import CallDispatcher
 from jesus.runtime.files import make_room_for
+from jesus.runtime.metrics import open_metrics
 from jesus.runtime.service import Service
 from jesus.sealing.envelope import CODECS as SEALED_CODECS
 from jesus.sealing.seal import Opener
@@ -66,6 +67,7 @@ class Node:
     _register: Callable[[InstanceRecord], Awaitable[None]] | None = None
     # The TLS contexts serve() made from `tls` (server, client): reload_credentials renews them.
     _contexts: tuple[Any, Any] = (None, None)
+    metrics: str | None = None  # the Prometheus endpoint's URL, with serve(metrics=...)
 
     async def reload_credentials(self, credentials: Credentials) -> None:
         """Take renewed certificates without a restart: new TLS handshakes (both ways) show
@@ -109,6 +111,7 @@ async def serve(
     seal_key_lifetime: float = 3600.0,
     advertise: str | None = None,
     config: Config | str | os.PathLike[str] | None = None,
+    metrics: str | None = None,
 ) -> AsyncIterator[Node]:
     """Serve `services` until the block exits.
 
@@ -135,6 +138,9 @@ async def serve(
     `registry` is a registry URL (default: JESUS_REGISTRY, else the embedded registry), or a
     backend to share, which serve() does not close: a process that serves many sets of
     services (the node daemon) then holds one set of registry connections for all of them.
+
+    `metrics` ("HOST:PORT") serves Prometheus metrics at http://HOST:PORT/metrics while the
+    services run (`node.metrics` is the URL); it needs jesus-otel ("jesus-core[prometheus]").
 
     Before registering, the services are checked against what runs (jesus.compat.check):
     `compatibility` is the rule for a new version of a running service ("backward", the
@@ -222,7 +228,10 @@ async def serve(
         sealing=sealing,
     )
     servers: list[Server] = []
+    metrics_server = None
     try:
+        if metrics is not None:
+            metrics_server = await open_metrics(metrics, services[0].name, catalog)
         for scheme in sorted(schemes):
             transport = catalog.transports[scheme]
             handler = dispatcher.served_over(scheme)
@@ -261,6 +270,7 @@ async def serve(
             register,
             (made_server, made_client),
         )
+        node.metrics = None if metrics_server is None else metrics_server.url
         for service in services:
             service.client = client
         if compatibility is not None:
@@ -304,6 +314,8 @@ async def serve(
         with anyio.CancelScope(shield=True):
             for server in servers:
                 await server.aclose()
+            if metrics_server is not None:
+                await metrics_server.aclose()
             for service in services:
                 service.client = None
             await client.aclose()

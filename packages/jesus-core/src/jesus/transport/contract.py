@@ -54,6 +54,8 @@ class PreparedCall:
     # An ack call acked once the handler succeeded, not before it ran: a relay's ack then
     # means the next hop accepted the call, so nothing it acked can be lost on the way.
     ack_after_run: bool = False
+    # The request's decoded size in bytes (`Session.admit`'s `size`), for middleware to see.
+    size: int = 0
 
 
 class CallHandler(Protocol):

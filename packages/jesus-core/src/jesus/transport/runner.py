@@ -169,6 +169,7 @@ class CallRunner:
             call = self.handler.prepare(method, raw_meta, data, mode, session.caller)
         except CallError as exc:
             return self._refuse(method, mode, reply, exc)
+        call.size = size
         record = _Call(session, key, call, reply, size)
         # A key may come again while an older call under it still runs (a tcp stream id is
         # free again once a noResponse call is sent or an ack call is acked): the newest
