@@ -108,7 +108,7 @@ async def run_daemon(
                 )
             )
         providers = Providers(
-            registry,
+            resolver.backend,
             catalog,
             limits,
             tls,

@@ -23,6 +23,7 @@ from jesus.errors import ConfigurationError, InvalidRequest, Unavailable
 from jesus.limits import Limits
 from jesus.messages import ResponseMode
 from jesus.plugins import Catalog
+from jesus.registry.base import RegistryBackend
 from jesus.runtime.context import current_deadline, current_meta
 from jesus.runtime.service import Service
 from jesus.security.caller import Caller
@@ -40,7 +41,8 @@ log = logging.getLogger("jesus.daemon")
 class Providers:
     """How the daemon serves what its local processes offer."""
 
-    registry: str | None
+    # One backend for every process it serves: one set of registry connections per node.
+    registry: RegistryBackend
     catalog: Catalog
     limits: Limits
     tls: Credentials | None = None
