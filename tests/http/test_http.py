@@ -408,3 +408,22 @@ async def test_a_refusal_waits_for_the_answer_under_way(running: Any) -> None:
             await raw.send(b"\x16\x03garbage that is no HTTP\r\n\r\n")
             answers = await read_answers(raw, 2)
         assert [a[:12] for a in answers] == [b"HTTP/1.1 200", b"HTTP/1.1 400"]
+
+
+async def test_meta_that_would_add_headers_is_refused_before_it_is_sent(running: Any) -> None:
+    """A userid (say, handed on from a tcp caller) with a CR LF in it would write headers of
+    its own into the request; it is refused, and the connection serves the next call."""
+    svc, state = http_calc()
+
+    @svc.method(response={"type": "string"})
+    async def who(data: Any) -> str:
+        meta = jesus.current_call()
+        return f"{meta.userid if meta else None}|{meta.extra if meta else None}"
+
+    async with running(svc) as (_, client):
+        with pytest.raises(jesus.InvalidRequest, match="cannot travel over http") as refused:
+            await client.call("calc.who", None, userid="ann\r\nx-jesus-from: vault")
+        assert refused.value.corrid
+        with pytest.raises(jesus.InvalidRequest):
+            await client.call("calc.who", None, userid="José")  # not latin-1 safe either
+        assert await client.call("calc.who", None, userid="ann") == "ann|None"

@@ -107,13 +107,18 @@ class HttpClient:
             body: bytes = codec.encode(call.data)
         except ValueError as exc:
             raise InvalidRequest(str(exc), corrid=meta.corrid) from None
+        try:
+            meta_headers = mapping.headers_from_meta(meta.to_wire())
+        except InvalidRequest as exc:
+            exc.corrid = meta.corrid
+            raise
         headers = [
             ("host", parts.netloc),
             ("content-type", mapping.CONTENT_TYPES.get(codec.name, codec.content_type)),
             ("accept", mapping.CONTENT_TYPES.get(codec.name, codec.content_type)),
             ("accept-encoding", "zstd, gzip"),
             (mapping.MODE_HEADER, mode.value),
-            *mapping.headers_from_meta(meta.to_wire()),
+            *meta_headers,
         ]
         if (
             compression.content_encoding not in (None, "identity")

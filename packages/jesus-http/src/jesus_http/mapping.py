@@ -8,7 +8,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from jesus.errors import CallError
+from jesus.errors import CallError, InvalidRequest
 from jesus.messages import ResponseMode
 
 # Error code -> HTTP status.
@@ -119,7 +119,20 @@ def meta_from_headers(headers: dict[str, str]) -> dict[str, Any]:
 
 
 def headers_from_meta(meta: dict[str, Any]) -> list[tuple[str, str]]:
-    headers = [(h, str(meta[k])) for h, k in META_HEADERS.items() if meta.get(k) is not None]
+    """The meta as request headers. A value that is not printable ASCII (a userid from a tcp
+    peer with a CR LF in it would add headers of its own) is refused: InvalidRequest."""
+    headers = []
+    for header, key in META_HEADERS.items():
+        value = meta.get(key)
+        if value is None:
+            continue
+        text = str(value)
+        if not _HEADER_VALUE.fullmatch(text):
+            raise InvalidRequest(
+                f"meta {header.removeprefix('x-jesus-')} {text[:40]!r} cannot travel over http: "
+                "a header carries printable ASCII only"
+            )
+        headers.append((header, text))
     extra = meta.get("x")
     if extra:
         headers += [
