@@ -413,7 +413,7 @@ async def test_a_refusal_waits_for_the_answer_under_way(running: Any) -> None:
 async def test_meta_that_would_add_headers_is_refused_before_it_is_sent(running: Any) -> None:
     """A userid (say, handed on from a tcp caller) with a CR LF in it would write headers of
     its own into the request; it is refused, and the connection serves the next call."""
-    svc, state = http_calc()
+    svc, _ = http_calc()
 
     @svc.method(response={"type": "string"})
     async def who(data: Any) -> str:
