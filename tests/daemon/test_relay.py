@@ -217,3 +217,22 @@ async def test_curl_calls_through_the_socket_with_no_sdk(through_daemon: Any) ->
         assert bad.stdout == b"400"  # the daemon checked it against calc.add's schema
         # The framed connection beside it is still served.
         assert await local.call("calc.add", {"a": 1, "b": 2}, RESPONSE) == 3
+
+
+async def test_a_connection_that_says_nothing_is_closed_and_the_socket_serves_on(
+    registry: str, socket_dir: str
+) -> None:
+    """The socket waits for a connection's first byte to tell its protocol: one that sends
+    none is closed after the handshake timeout, as a silent peer is anywhere."""
+    socket = os.path.join(socket_dir, "jesus.sock")
+    svc, _ = calculator()
+    limits = jesus.Limits(handshake_timeout=0.3)
+    async with (
+        jesus.serve(svc, registry=registry),
+        run_daemon(socket, registry=registry, limits=limits),
+    ):
+        async with await anyio.connect_unix(socket) as silent:
+            with anyio.fail_after(5), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                await silent.receive()
+        async with LocalProcess(socket) as local:  # the socket still serves
+            assert await local.call("calc.add", {"a": 1, "b": 2}, RESPONSE) == 3

@@ -162,7 +162,7 @@ class CallDispatcher:
         entry = self.methods.get(method)
         if entry is None:
             raise UnknownMethod(f"no method {method!r} here", corrid=meta.corrid)
-        if not _served(scheme, entry.transports):
+        if scheme not in entry.transports and scheme != ANY_TRANSPORT:  # inline: per call
             raise WrongChannel(
                 f"{method} is not served over {scheme}; it is served over "
                 f"{', '.join(sorted(entry.transports))}",
