@@ -282,9 +282,9 @@ class ServerConnection:
         except Exception as exc:  # raised on the reader task, which ends the connection
             self._failure = exc
         if self._rest or self._failure is not None or self.writer.full:
-            assert self._fed is not None
-            self._fed.pause()
-            self._turn.set()
+            if self._fed is not None:
+                self._fed.pause()
+            self._turn.set()  # (before `feed` returned: _serve_fed pauses on seeing it set)
 
     def _on_end(self) -> None:
         self._ended = True
@@ -293,6 +293,8 @@ class ServerConnection:
     async def _serve_fed(self, fed: Feed) -> None:
         """The reader task while reads are fed: it waits for what a read left to it."""
         self._fed = fed
+        if self._turn.is_set():
+            fed.pause()  # what anyio had read before the feed left work to this task
         while True:
             await self._turn.wait()
             self._turn = anyio.Event()

@@ -1,17 +1,20 @@
 """Coalescing writer for byte-stream transports: a frame goes to the socket at once when
 nothing waits before it, and what queues meanwhile goes out in as few `send()` calls as
-possible. Frames may also be deferred (`defer`): made just before the next send, so that
-what gathers until then (a stream's items) goes in one frame."""
+possible. On asyncio, the frames written after it in the same turn of the event loop (the
+answers to one read's requests, the calls of callers woken together) gather and leave in one
+send at the end of that turn. Frames may also be deferred (`defer`): made just before the
+next send, so that what gathers until then (a stream's items) goes in one frame."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 
 from jesus.transport.boundary import BROKEN
+from jesus.transport.spawner import running_asyncio_loop
 
 # Hands bytes to the socket without waiting; returns how many it took (0 when it took none).
 DirectSend = Callable[[bytes], int]
@@ -83,6 +86,9 @@ class FrameWriter:
     def __init__(self, stream: ByteStream, high_water: int) -> None:
         self._stream = stream
         self._direct = direct_send(stream)
+        # asyncio: a frame went at once this turn; those after it gather until _end_turn.
+        self._loop: Any = running_asyncio_loop() if self._direct is not None else None
+        self._corked = False
         self._queue: list[bytes] = []
         self._deferred: list[Callable[[], None]] = []
         self._queued = 0
@@ -90,8 +96,7 @@ class FrameWriter:
         self._sending = False  # the run task is inside a send: nothing may overtake it
         self._wake = anyio.Event()
         self._drained = anyio.Event()
-        self._idle = anyio.Event()  # set while nothing is queued or being sent
-        self._idle.set()
+        self._idle = anyio.Event()  # set when the queue empties, for flush()
         self.closed = False
         self._ended = False  # the last frame was written (`end`): later ones are dropped
 
@@ -108,16 +113,47 @@ class FrameWriter:
             and not self._sending
             and not self._deferred
         ):
+            if self._corked:
+                # Not the first this turn: it goes with the others at the turn's end.
+                self._queue.append(frame)
+                self._queued += len(frame)
+                return
             sent = self._direct(frame)
+            if self._loop is not None:
+                self._corked = True
+                self._loop.call_soon(self._end_turn)
             if sent == len(frame):
                 return
             frame = frame[sent:]
         self._queue.append(frame)
         self._queued += len(frame)
-        if len(self._queue) == 1:
+        if len(self._queue) == 1 and not self._corked:
             self._wake.set()
-            if self._idle.is_set():
-                self._idle = anyio.Event()
+
+    def _end_turn(self) -> None:
+        """The frames gathered this turn, in one send when nothing else waits to go first;
+        else the writer task sends them."""
+        self._corked = False
+        queue = self._queue
+        if not queue or self.closed:
+            return
+        if self._sending or self._deferred or self._direct is None:
+            self._wake.set()
+            return
+        data = b"".join(queue) if len(queue) > 1 else queue[0]
+        queue.clear()
+        was_full = self._queued > self._high_water
+        sent = self._direct(data)
+        if sent < len(data):
+            queue.append(data[sent:])
+            self._queued = len(data) - sent
+            self._wake.set()
+            return
+        self._queued = 0
+        self._idle.set()
+        if was_full:
+            self._drained.set()
+            self._drained = anyio.Event()
 
     def defer(self, produce: Callable[[], None]) -> None:
         """Call `produce` (which writes frames) just before the next send, once."""
@@ -126,8 +162,6 @@ class FrameWriter:
         self._deferred.append(produce)
         if len(self._deferred) == 1:
             self._wake.set()
-            if self._idle.is_set():
-                self._idle = anyio.Event()
 
     def end(self, frame: bytes) -> None:
         """Write `frame` as the last: the peer is told the connection ends (an ERROR on stream
@@ -147,7 +181,9 @@ class FrameWriter:
 
     async def flush(self) -> None:
         """Wait until everything queued so far was handed to the socket (before closing)."""
-        if not self.closed:
+        while not self.closed and (self._queue or self._sending or self._deferred):
+            if self._idle.is_set():
+                self._idle = anyio.Event()
             await self._idle.wait()
 
     async def run(self, on_broken: Callable[[], None]) -> None:
