@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-
 from jesus import event_names
 from jesus.errors import (
     CallError,
@@ -34,6 +32,7 @@ from jesus.sealing.seal import Opener, SealedCall, seal_error, to_wire
 from jesus.security.caller import Caller
 from jesus.throttled_log import ThrottledLog
 from jesus.transport.contract import PreparedCall
+from jesus.transport.futures import now
 from jesus.validation.base import SchemaValidator, schema_error
 from jesus.validation.cache import ValidatorCache
 
@@ -216,7 +215,7 @@ class CallDispatcher:
             raise schema_error(InvalidRequest, _mismatch(entry, meta), check, data, meta.corrid)
         deadline = None
         if meta.deadline_ms is not None:
-            deadline = anyio.current_time() + meta.deadline_ms / 1000
+            deadline = now() + meta.deadline_ms / 1000
         return PreparedCall(
             entry.full_name, data, meta, deadline, entry, caller, sealed, entry.spec.relay
         )

@@ -3,6 +3,7 @@ per backend."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +46,13 @@ def future_factory() -> Callable[[], Any]:
     EventFuture elsewhere. Call from inside the event loop."""
     loop = running_asyncio_loop()
     return loop.create_future if loop is not None else EventFuture
+
+
+def now() -> float:
+    """`anyio.current_time()`, without its backend look-up on asyncio (per call, on the
+    server's path of every request)."""
+    loop = asyncio._get_running_loop()
+    return loop.time() if loop is not None else anyio.current_time()
 
 
 def clock_factory() -> Callable[[], float]:
