@@ -1,4 +1,5 @@
-"""What a protocol connection reports after reading bytes. Frozen, slotted, cheap."""
+"""What a protocol connection reports after reading bytes. Slotted and not frozen: a frozen
+dataclass sets each field through object.__setattr__, 1.5 µs more per request. Read only."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from jesus.errors import CallError
 from jesus.messages import ResponseMode
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HelloReceived:
     info: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestReceived:
     stream_id: int
     mode: ResponseMode
@@ -24,7 +25,7 @@ class RequestReceived:
     size: int = 0  # the payload's decoded size, charged against the in-flight budgets
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HeavyRequestReceived:
     """A REQUEST frame too large to decode on the event loop: the transport decodes it in a
     worker thread with `ProtocolConnection.decode_request`."""
@@ -35,7 +36,7 @@ class HeavyRequestReceived:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestRejected:
     """A REQUEST frame whose envelope could not be read; the server must answer `error`."""
 
@@ -44,65 +45,65 @@ class RequestRejected:
     error: CallError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseReceived:
     stream_id: int
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AckReceived:
     stream_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ErrorReceived:
     stream_id: int  # 0: the peer is closing the connection because of this error
     error: CallError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ItemReceived:
     stream_id: int
     value: Any
     size: int = 0  # the frame's payload bytes, as the byte window counts them
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ItemsReceived:
     stream_id: int
     values: list[Any]  # in order, at least one
     size: int = 0  # the frame's payload bytes, as the byte window counts them
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EndReceived:
     stream_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelReceived:
     stream_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CreditReceived:
     stream_id: int
     credit: int  # items
     nbytes: int = 0  # bytes, from a client with a byte window
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PingReceived:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PongReceived:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GoAwayReceived:
     last_stream_id: int
     reason: str
