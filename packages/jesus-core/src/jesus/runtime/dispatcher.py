@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from jesus import event_names
@@ -62,6 +63,8 @@ class ServedOver:
         self.scheme = scheme
         self.run = dispatcher.run
         self.open_stream = dispatcher.open_stream
+        # A C-level partial, not a method that calls on: this runs once per request.
+        self.prepare = partial(dispatcher.prepare, scheme=scheme)  # type: ignore[method-assign]
         self._description = {
             service.name: describe(service, scheme) for service in dispatcher.services
         }
@@ -114,7 +117,10 @@ class CallDispatcher:
                 self._add(service, spec, validators, response=False, group=subscription.group)
             for spec in service.methods.values():
                 self._add(service, spec, validators, response=True)
-        self._run = chain(middleware or [], "server", self._invoke)
+        invoke = self._invoke
+        self._run = chain(middleware or [], "server", invoke)
+        # No middleware around calls: run() calls the handler itself, with no CallInfo made.
+        self._bare = self._run is invoke
         self._open = chain(middleware or [], "server", self._open_generator)
         self._refusals = ThrottledLog(log)
 
@@ -284,7 +290,11 @@ class CallDispatcher:
         deadline_token = current_deadline.set(call.deadline)
         caller_token = proven_caller.set(call.caller)
         try:
-            result = await self._run(self._info(call))
+            if self._bare:
+                entry: MethodEntry = call.entry
+                result = self._checked(entry, await entry.spec.handler(call.data), meta)
+            else:
+                result = await self._run(self._info(call))
             return result if call.seal is None else self._seal_answer(call, result, 0)
         except CallError as exc:
             if exc.corrid is None:
@@ -300,7 +310,10 @@ class CallDispatcher:
 
     async def _invoke(self, info: CallInfo) -> Any:
         entry = self.methods[f"{info.service}.{info.method}"]
-        result = await entry.spec.handler(info.data)
+        return self._checked(entry, await entry.spec.handler(info.data), info.meta)
+
+    @staticmethod
+    def _checked(entry: MethodEntry, result: Any, meta: Meta) -> Any:
         check = entry.response
         if check is not None and not check.is_valid(result):
             raise schema_error(
@@ -308,7 +321,7 @@ class CallDispatcher:
                 f"{entry.full_name} returned a value that does not match its response schema",
                 check,
                 result,
-                info.meta.corrid,
+                meta.corrid,
             )
         return result
 
