@@ -39,6 +39,7 @@ READ_SIZE = 65536
 YIELD_EVERY = 16
 
 Connector = Callable[[str], Awaitable[ByteStream]]
+_NO_RESPONSE = ResponseMode.NO_RESPONSE
 
 
 class ClientConnection:
@@ -142,7 +143,7 @@ class ClientConnection:
             while True:
                 data = await self.stream.receive(READ_SIZE)
                 self._last_seen = self._clock()
-                for event in proto.receive_data(data):
+                for event in self.answers.on_events(proto.receive_data(data)):
                     self._on_event(event)
         except ProtocolError as exc:
             log.warning("server broke the protocol, dropping the connection: %s", exc)
@@ -153,7 +154,7 @@ class ClientConnection:
         """One read, fed by the event loop's read callback (`jesus.transport.feed`)."""
         self._last_seen = self._clock()
         try:
-            for event in self.proto.receive_data(data):
+            for event in self.answers.on_events(self.proto.receive_data(data)):
                 self._on_event(event)
         except ProtocolError as exc:
             log.warning("server broke the protocol, dropping the connection: %s", exc)
@@ -168,8 +169,7 @@ class ClientConnection:
         self._ended.set()
 
     def _on_event(self, event: ev.Event) -> None:
-        if self.answers.on_event(event):
-            return
+        """What is not an answer to a call (`Answers.on_events` took those)."""
         kind = type(event)
         if kind is ev.ErrorReceived:
             error = event.error  # type: ignore[union-attr]
@@ -215,7 +215,8 @@ class ClientConnection:
 
     def _open(self, call: OutgoingCall, mode: ResponseMode) -> tuple[int, bytes]:
         meta = call.meta
-        if len(self.answers) >= self.max_inflight:
+        answers = self.answers
+        if len(answers.calls) + len(answers.streams) >= self.max_inflight:
             raise Unavailable("too many calls in flight on this connection", corrid=meta.corrid)
         try:
             return self.proto.send_request(call.target, meta.to_wire(), call.data, mode)
@@ -228,7 +229,7 @@ class ClientConnection:
     async def request(self, call: OutgoingCall) -> Any:
         mode, meta = call.mode, call.meta
         sid, frame = self._open(call, mode)
-        if mode is ResponseMode.NO_RESPONSE:
+        if mode is _NO_RESPONSE:
             self.writer.write(frame)
             self._unyielded += 1
             if self.writer.full:

@@ -9,6 +9,7 @@ import anyio
 
 from jesus.messages import Meta
 from jesus.security.caller import Caller
+from jesus.transport.futures import now
 
 current_meta: contextvars.ContextVar[Meta | None] = contextvars.ContextVar(
     "jesus_current_meta", default=None
@@ -42,7 +43,7 @@ def remaining_seconds(timeout: float | None) -> float | None:
     inherited = current_deadline.get()
     if inherited is not None:
         deadline = min(deadline, inherited)
-    left = deadline - anyio.current_time() if math.isfinite(deadline) else None
+    left = deadline - now() if math.isfinite(deadline) else None
     if timeout is not None:
         left = timeout if left is None else min(left, timeout)
     return left

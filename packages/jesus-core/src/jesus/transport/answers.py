@@ -22,6 +22,7 @@ from jesus.transport.futures import clock_factory, future_factory
 log = logging.getLogger("jesus.transport")
 
 _ITEMS, _END, _ERROR = 0, 1, 2
+_RESPONSE_RECEIVED = ev.ResponseReceived
 
 # Writes a control frame (CANCEL, CREDIT) to the server without waiting.
 Write = Callable[[bytes], None]
@@ -126,6 +127,20 @@ class Answers:
             self._deadline_added.set()  # the expiry task must wake earlier
 
     # ------------------------------------------------------------------ reading
+
+    def on_events(self, events: list[ev.Event]) -> list[ev.Event]:
+        """`on_event` for each event of a read, the common one (an answer) without a call per
+        event; returns those that are not answers, for the transport."""
+        rest = []
+        calls = self.calls
+        for event in events:
+            if type(event) is _RESPONSE_RECEIVED:
+                future = calls.pop(event.stream_id, None)
+                if future is not None and not future.done():
+                    future.set_result(event.value)
+            elif not self.on_event(event):
+                rest.append(event)
+        return rest
 
     def on_event(self, event: ev.Event) -> bool:
         """Hand an answer to its call or stream; False for what is not an answer to a call
