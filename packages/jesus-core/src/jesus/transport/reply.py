@@ -37,6 +37,7 @@ class FrameReply:
         "_event",
         "_first",
         "_owns_sid",
+        "_streaming",
         "open",
         "proto",
         "sid",
@@ -54,11 +55,19 @@ class FrameReply:
         # Whether the stream id is this call's until its final frame (a noResponse call never
         # opens one; once answered, the client may reuse the id for another call).
         self._owns_sid = opened
+        self._event: anyio.Event | None = None
+        # A stream's state, set by its first item or CREDIT (_open_stream): most calls are
+        # not streams, and this is made for every request.
+        self._streaming = False
+        self._batch: list[bytes] | None = None
+
+    def _open_stream(self) -> None:
+        proto = self.proto
+        self._streaming = True
         self._credit = proto.peer_stream_window  # items it may send before a CREDIT
         self._byte_credit = proto.peer_stream_window_bytes  # and payload bytes
-        self._event: anyio.Event | None = None
         # Encoded items not yet framed (None: one frame per item), and their size.
-        self._batch: list[bytes] | None = [] if proto.batches_items else None
+        self._batch = [] if proto.batches_items else None
         self._batched = 0
         self._batch_limit = min(BATCH_BYTES, proto.max_outgoing)
         self._deferred = False  # the writer will call _on_send before its next send
@@ -80,6 +89,8 @@ class FrameReply:
         self.writer.write(self.proto.send_error(self.sid, error))
 
     def item(self, value: Any) -> Awaitable[None] | None:
+        if not self._streaming:
+            self._open_stream()
         if self._credit <= 0 or self._byte_credit <= self._batched:
             return self._item_later(value)
         if self._batch is None:
@@ -143,6 +154,8 @@ class FrameReply:
                 await pending
 
     def grant(self, credit: int, nbytes: int = 0) -> None:
+        if not self._streaming:
+            self._open_stream()
         self._credit += credit
         self._byte_credit += nbytes
         if self._event is not None:
