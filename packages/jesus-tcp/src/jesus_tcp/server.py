@@ -310,7 +310,7 @@ class ServerConnection:
         """Hand a read's events to the session, up to the first that must wait: a request to
         decode in a worker thread, or a noResponse call while the session is full (refused,
         it would be lost). Returns that one and those after it."""
-        session = self.session
+        session, proto, writer = self.session, self.proto, self.writer
         for i, event in enumerate(events):
             kind = type(event)
             if kind is ev.HeavyRequestReceived or (
@@ -319,7 +319,7 @@ class ServerConnection:
                 and session.full
             ):
                 return events[i:]
-            self._on_event(event)
+            handle_server_event(event, session, proto, writer)  # _on_event, inline: per request
         return []
 
     async def _catch_up(self, rest: list[ev.Event], stop_reading: Callable[[], None]) -> None:

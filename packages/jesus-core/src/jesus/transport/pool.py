@@ -3,7 +3,7 @@ and compression are a connection's, fixed by its HELLO. A transport says how to 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Protocol
 
 import anyio
@@ -18,7 +18,7 @@ class PooledConnection(Protocol):
         """Open, and not told to go away: new calls may use it."""
         ...
 
-    async def request(self, call: OutgoingCall) -> Any: ...
+    def request(self, call: OutgoingCall) -> Coroutine[Any, Any, Any]: ...
 
     def open_stream(self, call: OutgoingCall) -> AsyncIterator[Any]: ...
 
@@ -53,11 +53,16 @@ class ConnectionPool:
             conn = self._pool[key] = await self.connect(call, self._tg)
             return conn
 
-    async def request(self, call: OutgoingCall) -> Any:
-        # The pool look-up inline: this runs once per call.
+    def request(self, call: OutgoingCall) -> Coroutine[Any, Any, Any]:
+        # The pool look-up inline, and no coroutine of its own around the connection's when
+        # it is pooled: this runs once per call.
         conn = self._pool.get((call.endpoint, call.channel.name))
         if conn is None or not conn.usable:
-            conn = await self._get(call)
+            return self._connect_and_request(call)
+        return conn.request(call)
+
+    async def _connect_and_request(self, call: OutgoingCall) -> Any:
+        conn = await self._get(call)
         return await conn.request(call)
 
     def stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
