@@ -1,6 +1,7 @@
 """CPU time per call at each end of tcp+msgpack (validation on), the figure that a busy
 machine disturbs least: calls/s move with whatever else runs, the CPU a call costs much less.
-The server and the client run in processes of their own, as in `rpc.py`.
+The server (on asyncio) and the client (`--backend`) run in processes of their own, as in
+`rpc.py`.
 
     .venv/bin/python benchmarks/cpu.py --concurrency 64 --duration 2 --repeat 3
     git archive BASE_COMMIT packages | tar -x -C /tmp/base       # the tree to compare with
@@ -33,7 +34,7 @@ os.environ["JESUS_LOAD_PLUGINS"] = "tcp,http"
 from functools import partial
 import anyio, rpc, stacks
 
-port, registry, concurrency, duration, server_pid = sys.argv[2:7]
+port, registry, concurrency, duration, server_pid, backend = sys.argv[2:8]
 
 def cpu_of(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
@@ -52,11 +53,11 @@ async def main():
         result["server_us"] = (server1 - server0) / calls * 1e6
         return result
 
-print(json.dumps(anyio.run(main)))
+print(json.dumps(anyio.run(main, backend=backend)))
 """
 
 
-def measure(pythonpath: str, concurrency: int, duration: float) -> dict[str, float]:
+def measure(pythonpath: str, concurrency: int, duration: float, backend: str) -> dict[str, float]:
     sys.path.insert(0, str(HERE))
     from rpc import free_port, wait_ready
 
@@ -72,6 +73,7 @@ def measure(pythonpath: str, concurrency: int, duration: float) -> dict[str, flo
         wait_ready(port, registry, "jesus")
         time.sleep(0.3)
         argv = [str(HERE), str(port), registry, str(concurrency), str(duration), str(server.pid)]
+        argv.append(backend)
         out = subprocess.run(
             [sys.executable, "-c", CLIENT, *argv],
             env=env,
@@ -93,6 +95,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--base", type=Path, help="a tree to compare with (DIR/packages/...)")
+    parser.add_argument(
+        "--backend", default="asyncio", choices=["asyncio", "trio"], help="the client's"
+    )
     args = parser.parse_args()
     trees = {"this tree": ""}
     if args.base is not None:
@@ -101,7 +106,7 @@ def main() -> int:
     results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     for round_ in range(args.repeat):
         for name, pythonpath in trees.items():
-            r = measure(pythonpath, args.concurrency, args.duration)
+            r = measure(pythonpath, args.concurrency, args.duration, args.backend)
             results[name].append(r)
             print(
                 f"round {round_ + 1}/{args.repeat} {name}: {r['calls_per_s']:,.0f} calls/s, "
@@ -109,7 +114,10 @@ def main() -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    print(f"\nmedians of {args.repeat}, {args.concurrency} in flight, {args.duration}s each\n")
+    print(
+        f"\nmedians of {args.repeat}, {args.concurrency} in flight, {args.duration}s each, "
+        f"client on {args.backend}, server on asyncio\n"
+    )
     print("| tree | calls/s | client CPU µs/call | server CPU µs/call | p50 µs |")
     print("|---|---:|---:|---:|---:|")
     for name, rs in results.items():
