@@ -119,9 +119,13 @@ class FrameWriter:
                 self._queued += len(frame)
                 return
             sent = self._direct(frame)
+            self._corked = True
             if self._loop is not None:
-                self._corked = True
                 self._loop.call_soon(self._end_turn)
+            else:
+                # trio: the writer task, woken now, runs after the tasks already runnable,
+                # and sends what they write.
+                self._wake.set()
             if sent == len(frame):
                 return
             frame = frame[sent:]
@@ -190,6 +194,7 @@ class FrameWriter:
         """Flush until the stream breaks (then call `on_broken`) or the task is cancelled."""
         try:
             while True:
+                self._corked = False
                 if self._deferred:
                     deferred, self._deferred = self._deferred, []
                     for produce in deferred:
