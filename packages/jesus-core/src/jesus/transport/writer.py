@@ -1,9 +1,10 @@
 """Coalescing writer for byte-stream transports: a frame goes to the socket at once when
 nothing waits before it, and what queues meanwhile goes out in as few `send()` calls as
-possible. On asyncio, the frames written after it in the same turn of the event loop (the
-answers to one read's requests, the calls of callers woken together) gather and leave in one
-send at the end of that turn. Frames may also be deferred (`defer`): made just before the
-next send, so that what gathers until then (a stream's items) goes in one frame."""
+possible. The frames written after it in the same turn of the event loop (the answers to
+one read's requests, the calls of callers woken together) gather and leave in one send at the
+end of that turn (on trio: once the tasks already runnable ran, from the writer task).
+Frames may also be deferred (`defer`): made just before the next send, so that what gathers
+until then (a stream's items) goes in one frame."""
 
 from __future__ import annotations
 
@@ -86,7 +87,8 @@ class FrameWriter:
     def __init__(self, stream: ByteStream, high_water: int) -> None:
         self._stream = stream
         self._direct = direct_send(stream)
-        # asyncio: a frame went at once this turn; those after it gather until _end_turn.
+        # A frame went at once this turn; those after it gather until _end_turn (asyncio) or
+        # the writer task's next round (trio).
         self._loop: Any = running_asyncio_loop() if self._direct is not None else None
         self._corked = False
         self._queue: list[bytes] = []
