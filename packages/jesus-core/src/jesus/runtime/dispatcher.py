@@ -27,6 +27,7 @@ from jesus.limits import Limits
 from jesus.messages import Meta, ResponseMode
 from jesus.middleware import CallInfo, Middleware, chain
 from jesus.payload import decode_payload
+from jesus.runtime.bulkhead import Bulkhead
 from jesus.runtime.context import current_deadline, current_meta, proven_caller
 from jesus.runtime.service import MethodSpec, Service
 from jesus.sealing.envelope import CODEC_NAMES, MAX_SEALED
@@ -52,6 +53,7 @@ class MethodEntry:
     channel: str
     transports: frozenset[str]  # where it is served; a call by any other is refused
     group: str | None = None  # a listener's group
+    bulkhead: Bulkhead | None = None  # the method's concurrency limit
 
 
 class ServedOver:
@@ -142,6 +144,7 @@ class CallDispatcher:
             channel=str(spec.channel),
             transports=spec.transports,
             group=group,
+            bulkhead=None if spec.concurrency is None else Bulkhead(full, spec.concurrency),
         )
 
     def prepare(
@@ -217,9 +220,12 @@ class CallDispatcher:
         deadline = None
         if meta.deadline_ms is not None:
             deadline = anyio.current_time() + meta.deadline_ms / 1000
-        return PreparedCall(
+        call = PreparedCall(
             entry.full_name, data, meta, deadline, entry, caller, sealed, entry.spec.relay
         )
+        if entry.bulkhead is not None:
+            call.release = entry.bulkhead.enter(meta.corrid)  # last: nothing else can refuse
+        return call
 
     def _unseal(
         self, entry: MethodEntry, method: str, meta: Meta, data: Any, caller: Caller

@@ -8,7 +8,7 @@ carries `OutgoingCall`s that the core planned.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -56,6 +56,8 @@ class PreparedCall:
     ack_after_run: bool = False
     # The request's decoded size in bytes (`Session.admit`'s `size`), for middleware to see.
     size: int = 0
+    # Called by the runner once the call ended, however it ended (a bulkhead's slot).
+    release: Callable[[], None] | None = None
 
 
 class CallHandler(Protocol):

@@ -245,6 +245,8 @@ class CallRunner:
             # still gets its answer.
             self._maybe_deadline(record.call, record.reply)
         record.reply.close()
+        if record.call.release is not None:
+            record.call.release()
 
     # ------------------------------------------------------------------ running
 
