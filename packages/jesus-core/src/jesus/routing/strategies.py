@@ -60,6 +60,8 @@ class _Turns:
 
 
 def _rotated(choices: Sequence[C], turn: int) -> list[C]:
+    if not choices:
+        return []
     start = turn % len(choices)
     return [*choices[start:], *choices[:start]]
 

@@ -206,12 +206,12 @@ class Client:
         self._strategies: dict[str, Strategy] = {}
         self.retry_budget = retry_budget or RetryBudget()
         self._uses: dict[str | None, dict[str, Any]] = {}
-        if uses:
-            self.declare_uses(name, uses)
         self._compatible = CompatibilityFilter()
         self._transports: dict[str, TransportClient] = {}
         self._channels: dict[str, Channel] = {}
         self._plans: dict[tuple[Any, ...], tuple[list[InstanceRecord], list[Candidate]]] = {}
+        if uses:
+            self.declare_uses(name, uses)
         self._send = chain(self.catalog.middleware, "client", self._send_innermost)
         self._open_stream = chain(self.catalog.middleware, "client", self._stream_innermost)
         self._deliver = chain(self.catalog.middleware, "client", self._deliver_innermost)
