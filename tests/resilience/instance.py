@@ -70,8 +70,7 @@ def build(name: str, version: str, behaviour: str, state: Path) -> jesus.Service
     async def charge(data: Any) -> Any:
         arrived["charge"] += 1
         await anyio.sleep(0.1)
-        with open(state / f"{name}.charges", "a") as ran:
-            ran.write(f"{data['id']}\n")
+        _ran(state / f"{name}.charges", data["id"])
         return name
 
     @svc.method()
@@ -79,6 +78,11 @@ def build(name: str, version: str, behaviour: str, state: Path) -> jesus.Service
         return dict(arrived)
 
     return svc
+
+
+def _ran(path: Path, key: str) -> None:
+    with open(path, "a") as ran:  # a line is written whole before the answer leaves
+        ran.write(f"{key}\n")
 
 
 async def main(registry: str, name: str, version: str, behaviour: str, state: Path) -> None:

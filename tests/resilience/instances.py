@@ -23,6 +23,13 @@ class Instances:
         self.processes: dict[str, subprocess.Popen[str]] = {}
 
     async def start(self, name: str, version: str = "1.0.0", behaviour: str = "ok") -> None:
+        process = self._spawn(name, version, behaviour)
+        assert process.stdout is not None
+        with anyio.fail_after(30):
+            line = await anyio.to_thread.run_sync(process.stdout.readline)
+        assert json.loads(line)["name"] == name, line
+
+    def _spawn(self, name: str, version: str, behaviour: str) -> subprocess.Popen[str]:
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -40,10 +47,7 @@ class Instances:
             text=True,
         )
         self.processes[name] = process
-        assert process.stdout is not None
-        with anyio.fail_after(30):
-            line = await anyio.to_thread.run_sync(process.stdout.readline)
-        assert json.loads(line)["name"] == name, line
+        return process
 
     def kill(self, name: str) -> None:
         process = self.processes.pop(name)
