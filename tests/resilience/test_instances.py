@@ -109,9 +109,7 @@ async def test_kills_under_load_are_retried_for_idempotent_methods_and_never_rep
             running.kill("b")  # kill -9, with calls in flight
         assert len(quotes) == 240 and all(q["by"] in "abc" for q in quotes)
         lost = {k: v for k, v in charged.items() if isinstance(v, BaseException)}
-        assert all(isinstance(e, jesus.Unavailable) and e.may_have_run for e in lost.values()), (
-            lost
-        )
+        assert all(isinstance(e, jesus.Unavailable) and e.may_have_run for e in lost.values()), lost
         ran = Counter(running.charges())
         assert max(ran.values()) == 1, ran  # not one charge ran twice
         assert all(ran[k] == 1 for k, v in charged.items() if isinstance(v, str))
