@@ -141,11 +141,13 @@ class PreferLocal:
     def order(self, key: str, choices: Sequence[C], health: HealthBook) -> list[C]:
         if len(choices) < 2:
             return list(choices)
-        ordered = _rotated(choices, self._turns.next(key))
+        turn = self._turns.next(key)
         here = self.host
-        return [c for c in ordered if c.record.host == here] + [
-            c for c in ordered if c.record.host != here
-        ]
+        local = [c for c in choices if c.record.host == here]
+        if len(local) == len(choices) or not local:
+            return _rotated(choices, turn)
+        others = [c for c in choices if c.record.host != here]
+        return _rotated(local, turn) + _rotated(others, turn)
 
 
 BUILTIN: dict[str, Callable[[], Strategy]] = {

@@ -13,6 +13,7 @@ from jesus.errors import ResourceExhausted
 # Weight of each call's duration in the moving average behind the retry-after hint.
 WEIGHT = 0.2
 MAX_HINT_MS = 60_000
+FIRST_HINT_MS = 50  # before any call of the method has ended
 
 
 class Bulkhead:
@@ -27,7 +28,8 @@ class Bulkhead:
     def enter(self, corrid: str | None) -> Callable[[], None]:
         """Take a slot, or raise ResourceExhausted; call what it returns once the call ends."""
         if self.active >= self.limit:
-            hint = min(MAX_HINT_MS, max(1, round(self.mean * 1000)))
+            known = round(self.mean * 1000) if self.mean else FIRST_HINT_MS
+            hint = min(MAX_HINT_MS, max(1, known))
             raise ResourceExhausted(
                 f"{self.method} runs {self.active} calls, its limit (concurrency={self.limit}); "
                 f"retry after {hint} ms",

@@ -131,7 +131,7 @@ def parse_target(target: str) -> tuple[str, str, str | None]:
     else:
         pinned = None
         service, sep, method = target.partition(".")
-    if not sep or not service or not method or "." in service:
+    if not sep or not service or not method or "." in service or pinned == "":
         raise ConfigurationError(
             f"call target {target!r} must be 'service.method' (or 'service@VERSION.method')"
         )
