@@ -75,7 +75,7 @@ async def test_a_bulkhead_refuses_past_its_limit_with_a_hint_and_retries_wait_fo
         await anyio.sleep(0.02)
         return data
 
-    async with running(svc) as (node, client):
+    async with running(svc) as (_, client):
         results: list[Any] = []
         async with anyio.create_task_group() as tg:
 

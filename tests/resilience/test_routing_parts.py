@@ -158,7 +158,7 @@ def test_latest_keeps_only_the_highest_version_and_bad_ranges_are_named() -> Non
     assert parse_target("calc@^1.2.add") == ("calc", "add", "^1.2")
     assert parse_target("calc.add") == ("calc", "add", None)
     for bad in ("calc", "calc@^1", ".add", "calc@.add"):
-        with pytest.raises(jesus.ConfigurationError, match="must be 'service.method'"):
+        with pytest.raises(jesus.ConfigurationError, match=r"must be 'service\.method'"):
             parse_target(bad)
 
 
