@@ -111,13 +111,14 @@ def test_response_mode_wire_values() -> None:
 
 
 def test_what_a_caller_may_do_next_is_a_property_of_the_error_class() -> None:
-    from jesus.errors import ConnectionLost
+    from jesus.errors import ConnectionLost, HandshakeRefused
 
     # (retryable, may_have_run) of every error a call can end with
     table = {
         jesus.Unavailable: (True, False),  # refused before it ran, or unreachable
         jesus.ServiceNotFound: (True, False),
         jesus.ResourceExhausted: (True, False),  # the method's bulkhead was full
+        HandshakeRefused: (False, False),  # TLS refused: the same again would fail the same
         ConnectionLost: (True, True),  # sent, then the connection broke
         jesus.DeadlineExceeded: (False, True),  # the one deadline is spent
         jesus.RemoteFailure: (False, True),  # the handler raised

@@ -19,6 +19,7 @@
         ├── Unavailable             UNAVAILABLE (retryable: no instance, refused, overloaded)
         │   ├── ServiceNotFound     no live instance in the registry (or none that fits)
         │   ├── ResourceExhausted   RESOURCE_EXHAUSTED (a method's concurrency limit; retry after)
+        │   ├── HandshakeRefused    TLS refused the connection (another instance may take it)
         │   └── ConnectionLost      the connection broke with the call in flight (may have run)
         ├── WrongChannel            WRONG_CHANNEL (not served over the transport it came by)
         ├── PermissionDenied        PERMISSION_DENIED (the proven caller is not allowed)
@@ -54,6 +55,7 @@ __all__ = [
     "DeadlineExceeded",
     "EventNotDelivered",
     "FrameTooLarge",
+    "HandshakeRefused",
     "IncompatibleSchemas",
     "InvalidRequest",
     "InvalidResponse",
@@ -244,6 +246,13 @@ class ResourceExhausted(Unavailable):
         if not isinstance(value, int | float) or isinstance(value, bool):
             return 0.0
         return min(max(float(value), 0.0), 60_000.0) / 1000
+
+
+class HandshakeRefused(Unavailable):
+    """TLS refused the connection (a certificate not trusted, or missing): another instance
+    may take the call, but trying this one again would fail the same way."""
+
+    retryable = False
 
 
 class ConnectionLost(Unavailable):

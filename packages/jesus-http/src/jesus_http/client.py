@@ -24,7 +24,14 @@ from jesus.errors import (
 )
 from jesus.limits import check_message_size
 from jesus.messages import Meta, ResponseMode
-from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors, explain_tls
+from jesus.transport import (
+    BROKEN,
+    OutgoingCall,
+    TransportOptions,
+    connect_errors,
+    explain_tls,
+    unreachable,
+)
 from jesus_http import mapping
 from jesus_http.parser import Message, ResponseParser
 
@@ -156,10 +163,9 @@ class HttpClient:
             except BROKEN as exc:
                 if conn.reused and attempt == 0 and not conn.parser.partial:
                     continue  # a kept-alive connection the server had closed: try a fresh one
-                refusal = explain_tls(exc)
-                if refusal is not None:  # TLS 1.3 tells of a refused certificate this late
-                    raise Unavailable(
-                        f"{endpoint} refused the connection: {refusal}", corrid=meta.corrid
+                if explain_tls(exc) is not None:  # TLS 1.3 tells of a refused certificate late
+                    raise unreachable(
+                        f"{endpoint} refused the connection", exc, meta.corrid
                     ) from None
                 raise ConnectionLost(
                     f"connection to {endpoint} broke: {str(exc) or type(exc).__name__}",

@@ -24,7 +24,7 @@ from jesus.errors import (
 from jesus.messages import ResponseMode
 from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
-from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors, why_broken
+from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors, unreachable
 from jesus.transport.answers import Answers
 from jesus.transport.feed import Feed, feed
 from jesus.transport.futures import clock_factory
@@ -123,9 +123,7 @@ class ClientConnection:
         except ProtocolError as exc:
             raise Unavailable(f"server broke the handshake: {exc}") from None
         except BROKEN as exc:
-            raise Unavailable(
-                f"server closed the connection during the handshake: {why_broken(exc)}"
-            ) from None
+            raise unreachable("server closed the connection during the handshake", exc) from None
 
     def _hello(self, event: ev.HelloReceived) -> None:
         announced = event.info.get("max_inflight_calls")

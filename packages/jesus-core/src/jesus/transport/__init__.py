@@ -21,7 +21,13 @@ A transport moves bytes and maps what arrives onto a `Session` (server side) or 
 `OutgoingCall` (client side); it imports only this package, never `jesus.runtime`.
 """
 
-from jesus.transport.boundary import BROKEN, CONNECT_ERRORS, connect_errors, why_broken
+from jesus.transport.boundary import (
+    BROKEN,
+    CONNECT_ERRORS,
+    connect_errors,
+    unreachable,
+    why_broken,
+)
 from jesus.transport.contract import (
     CallHandler,
     PreparedCall,
@@ -55,5 +61,6 @@ __all__ = [
     "peer_of",
     "stop_reading_ahead",
     "tls_listener",
+    "unreachable",
     "why_broken",
 ]
