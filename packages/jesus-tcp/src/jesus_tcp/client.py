@@ -24,6 +24,7 @@ from jesus.errors import (
 from jesus.messages import ResponseMode
 from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
+from jesus.protocol.frames import HEADER_SIZE
 from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors, why_broken
 from jesus.transport.answers import Answers
 from jesus.transport.feed import Feed, feed
@@ -218,12 +219,14 @@ class ClientConnection:
         if len(self.answers) >= self.max_inflight:
             raise Unavailable("too many calls in flight on this connection", corrid=meta.corrid)
         try:
-            return self.proto.send_request(call.target, meta.to_wire(), call.data, mode)
+            sid, frame = self.proto.send_request(call.target, meta.to_wire(), call.data, mode)
         except TooLarge as exc:
             exc.corrid = meta.corrid
             raise
         except ValueError as exc:
             raise InvalidRequest(str(exc), corrid=meta.corrid) from None
+        call.meter().sent += len(frame) - HEADER_SIZE
+        return sid, frame
 
     async def request(self, call: OutgoingCall) -> Any:
         mode, meta = call.mode, call.meta
@@ -240,7 +243,7 @@ class ClientConnection:
                 await anyio.lowlevel.checkpoint_if_cancelled()
             return None
         answers = self.answers
-        future = answers.expect(sid, call.deadline)
+        future = answers.expect(sid, call.deadline, call.meter())
         self.writer.write(frame)
         try:
             return await future
@@ -257,6 +260,7 @@ class ClientConnection:
             self.writer.write,
             call.deadline,
             call.meta.corrid,
+            call.meter(),
         )
 
 

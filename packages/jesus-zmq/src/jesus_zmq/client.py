@@ -26,6 +26,7 @@ from jesus.errors import (
 from jesus.messages import ResponseMode
 from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
+from jesus.protocol.frames import HEADER_SIZE
 from jesus.transport import OutgoingCall, TransportOptions
 from jesus.transport.answers import Answers
 from jesus.transport.keys import KeyRefused, TransportKeys, Vouched
@@ -255,12 +256,14 @@ class ZmqConnection:
                 corrid=meta.corrid,
             )
         try:
-            return self.proto.send_request(call.target, meta.to_wire(), call.data, mode)
+            sid, frame = self.proto.send_request(call.target, meta.to_wire(), call.data, mode)
         except TooLarge as exc:
             exc.corrid = meta.corrid
             raise
         except ValueError as exc:
             raise InvalidRequest(str(exc), corrid=meta.corrid) from None
+        call.meter().sent += len(frame) - HEADER_SIZE
+        return sid, frame
 
     async def request(self, call: OutgoingCall) -> Any:
         mode, meta = call.mode, call.meta
@@ -270,7 +273,7 @@ class ZmqConnection:
             await anyio.lowlevel.checkpoint()
             return None
         answers = self.answers
-        future = answers.expect(sid, call.deadline)
+        future = answers.expect(sid, call.deadline, call.meter())
         try:
             await self._send(frame, future)
             return await future
@@ -287,6 +290,7 @@ class ZmqConnection:
             self._send,
             call.deadline,
             call.meta.corrid,
+            call.meter(),
         )
 
 

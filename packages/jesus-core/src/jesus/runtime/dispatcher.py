@@ -34,6 +34,7 @@ from jesus.sealing.seal import Opener, SealedCall, seal_error, to_wire
 from jesus.security.caller import Caller
 from jesus.throttled_log import ThrottledLog
 from jesus.transport.contract import PreparedCall
+from jesus.transport.traffic import SERVER, TRAFFIC, UNCOUNTED, Meter
 from jesus.validation.base import SchemaValidator, schema_error
 from jesus.validation.cache import ValidatorCache
 
@@ -52,6 +53,7 @@ class MethodEntry:
     channel: str
     transports: frozenset[str]  # where it is served; a call by any other is refused
     group: str | None = None  # a listener's group
+    meter: Meter = UNCOUNTED  # the bytes of its calls
 
 
 class ServedOver:
@@ -142,6 +144,7 @@ class CallDispatcher:
             channel=str(spec.channel),
             transports=spec.transports,
             group=group,
+            meter=TRAFFIC.meter(SERVER, str(spec.channel), full),
         )
 
     def prepare(
@@ -218,7 +221,15 @@ class CallDispatcher:
         if meta.deadline_ms is not None:
             deadline = anyio.current_time() + meta.deadline_ms / 1000
         return PreparedCall(
-            entry.full_name, data, meta, deadline, entry, caller, sealed, entry.spec.relay
+            entry.full_name,
+            data,
+            meta,
+            deadline,
+            entry,
+            caller,
+            sealed,
+            entry.spec.relay,
+            meter=entry.meter,
         )
 
     def _unseal(

@@ -18,6 +18,7 @@ from jesus.limits import Limits
 from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import UNLIMITED, ProtocolConnection
 from jesus.transport.futures import clock_factory, future_factory
+from jesus.transport.traffic import UNCOUNTED, Meter
 
 log = logging.getLogger("jesus.transport")
 
@@ -93,6 +94,7 @@ class Answers:
         self.write = write
         self.calls: dict[int, Any] = {}  # stream id -> future of the answer
         self.streams: dict[int, StreamInbox] = {}
+        self.meters: dict[int, Meter] = {}  # stream id -> where its call's answer is counted
         self.new_future = future_factory()
         self._deadlines: dict[int, float] = {}  # stream id -> deadline, of calls and streams
         self._expired: set[int] = set()  # streams whose deadline passed
@@ -104,10 +106,12 @@ class Answers:
 
     # ------------------------------------------------------------------ calls
 
-    def expect(self, sid: int, deadline: float | None) -> Any:
-        """The future of the answer on `sid`, failed with DeadlineExceeded past `deadline`."""
+    def expect(self, sid: int, deadline: float | None, meter: Meter = UNCOUNTED) -> Any:
+        """The future of the answer on `sid`, failed with DeadlineExceeded past `deadline`;
+        the bytes of a response are added to `meter`."""
         future = self.new_future()
         self.calls[sid] = future
+        self.meters[sid] = meter
         if deadline is not None:
             self._watch(sid, deadline)
         return future
@@ -116,6 +120,7 @@ class Answers:
         """After the wait for `future` (answered, failed or cancelled): a call its caller gave
         up on is cancelled at the server."""
         self._deadlines.pop(sid, None)
+        self.meters.pop(sid, None)
         if self.calls.get(sid) is future:
             del self.calls[sid]
             self.write(self.proto.send_cancel(sid))
@@ -132,9 +137,11 @@ class Answers:
         (HELLO, PING, GOAWAY, an ERROR on stream 0), which is the transport's to handle."""
         kind = type(event)
         if kind is ev.ResponseReceived:
-            future = self.calls.pop(event.stream_id, None)  # type: ignore[union-attr]
+            sid = event.stream_id  # type: ignore[union-attr]
+            future = self.calls.pop(sid, None)
             if future is not None and not future.done():
                 future.set_result(event.value)  # type: ignore[union-attr]
+                self.meters.get(sid, UNCOUNTED).received += event.size  # type: ignore[union-attr]
         elif kind is ev.ItemsReceived:
             self._items(event.stream_id, event.values, event.size)  # type: ignore[union-attr]
         elif kind is ev.ItemReceived:
@@ -213,10 +220,12 @@ class Answers:
         send: Callable[[bytes], Awaitable[None] | None],
         deadline: float | None,
         corrid: str | None,
+        meter: Meter = UNCOUNTED,
     ) -> AsyncIterator[Any]:
         """The items of a stream: `request()` makes its stream id and request frame (once
         the iteration starts, so that a refusal is raised there), `send` writes the frame
-        and may return what to await before it went out."""
+        and may return what to await before it went out; the bytes of its items are added
+        to `meter` as they are taken."""
         sid, frame = request()
         window = self.limits.stream_window
         # A server that does not read byte credit does not keep to a byte window either.
@@ -245,6 +254,7 @@ class Answers:
                     # Its bytes are given back as it is taken: the consumer holds one frame
                     # beyond the window at most.
                     consumed_bytes += size
+                    meter.received += size
                     for item in value:
                         # The deadline is this loop's (and the expiry task's, while it
                         # waits): a cancel scope per item would cost more than the item.

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jesus.messages import Meta, ResponseMode
+from jesus.transport.traffic import CLIENT, TRAFFIC, Meter
 
 
 @dataclass(slots=True)
@@ -20,6 +21,17 @@ class OutgoingCall:
     mode: ResponseMode
     # Absolute deadline on the anyio clock, None for none; meta.deadline_ms carries it across.
     deadline: float | None
+    _meter: Meter | None = field(default=None, init=False, repr=False, compare=False)
+
+    def meter(self) -> Meter:
+        """Where the bytes of this call are counted, both ways (looked up once)."""
+        meter = self._meter
+        if meter is None:
+            # A call handed to a provider's connection has no channel of its own: the meta
+            # names the one it came by.
+            channel = self.meta.channel if self.channel is None else self.channel.name
+            meter = self._meter = TRAFFIC.meter(CLIENT, channel or "", self.target)
+        return meter
 
     @property
     def codec(self) -> Any:
