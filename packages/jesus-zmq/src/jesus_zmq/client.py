@@ -256,33 +256,37 @@ class ZmqConnection:
                 corrid=meta.corrid,
             )
         try:
-            sid, frame = self.proto.send_request(call.target, meta.to_wire(), call.data, mode)
+            return self.proto.send_request(call.target, meta.to_wire(), call.data, mode)
         except TooLarge as exc:
             exc.corrid = meta.corrid
             raise
         except ValueError as exc:
             raise InvalidRequest(str(exc), corrid=meta.corrid) from None
-        call.meter().sent += len(frame) - HEADER_SIZE
-        return sid, frame
 
     async def request(self, call: OutgoingCall) -> Any:
         mode, meta = call.mode, call.meta
         sid, frame = self._open(call, mode)
+        meter = call.meter()
+        meter.sent += len(frame) - HEADER_SIZE
         if mode is ResponseMode.NO_RESPONSE:
             await self._send(frame)
             await anyio.lowlevel.checkpoint()
             return None
         answers = self.answers
-        future = answers.expect(sid, call.deadline, call.meter())
+        future = answers.expect(sid, call.deadline)
         try:
             await self._send(frame, future)
-            return await future
+            answer = await future
         except CallError as exc:
             if exc.corrid is None:
                 exc.corrid = meta.corrid
             raise
         finally:
             answers.settle(sid, future)
+        if answer is None:  # acked
+            return None
+        meter.received += answer.size
+        return answer.value
 
     def open_stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
         return self.answers.stream(

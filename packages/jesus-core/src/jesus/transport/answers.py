@@ -17,6 +17,7 @@ from jesus.errors import CallError, DeadlineExceeded
 from jesus.limits import Limits
 from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import UNLIMITED, ProtocolConnection
+from jesus.protocol.frames import HEADER_SIZE
 from jesus.transport.futures import clock_factory, future_factory
 from jesus.transport.traffic import UNCOUNTED, Meter
 
@@ -94,7 +95,6 @@ class Answers:
         self.write = write
         self.calls: dict[int, Any] = {}  # stream id -> future of the answer
         self.streams: dict[int, StreamInbox] = {}
-        self.meters: dict[int, Meter] = {}  # stream id -> where its call's answer is counted
         self.new_future = future_factory()
         self._deadlines: dict[int, float] = {}  # stream id -> deadline, of calls and streams
         self._expired: set[int] = set()  # streams whose deadline passed
@@ -106,12 +106,11 @@ class Answers:
 
     # ------------------------------------------------------------------ calls
 
-    def expect(self, sid: int, deadline: float | None, meter: Meter = UNCOUNTED) -> Any:
-        """The future of the answer on `sid`, failed with DeadlineExceeded past `deadline`;
-        the bytes of a response are added to `meter`."""
+    def expect(self, sid: int, deadline: float | None) -> Any:
+        """The future of the answer on `sid`: the ResponseReceived (its value and size, for
+        the caller to count), None for an ack; failed with DeadlineExceeded past `deadline`."""
         future = self.new_future()
         self.calls[sid] = future
-        self.meters[sid] = meter
         if deadline is not None:
             self._watch(sid, deadline)
         return future
@@ -120,7 +119,6 @@ class Answers:
         """After the wait for `future` (answered, failed or cancelled): a call its caller gave
         up on is cancelled at the server."""
         self._deadlines.pop(sid, None)
-        self.meters.pop(sid, None)
         if self.calls.get(sid) is future:
             del self.calls[sid]
             self.write(self.proto.send_cancel(sid))
@@ -137,11 +135,9 @@ class Answers:
         (HELLO, PING, GOAWAY, an ERROR on stream 0), which is the transport's to handle."""
         kind = type(event)
         if kind is ev.ResponseReceived:
-            sid = event.stream_id  # type: ignore[union-attr]
-            future = self.calls.pop(sid, None)
+            future = self.calls.pop(event.stream_id, None)  # type: ignore[union-attr]
             if future is not None and not future.done():
-                future.set_result(event.value)  # type: ignore[union-attr]
-                self.meters.get(sid, UNCOUNTED).received += event.size  # type: ignore[union-attr]
+                future.set_result(event)
         elif kind is ev.ItemsReceived:
             self._items(event.stream_id, event.values, event.size)  # type: ignore[union-attr]
         elif kind is ev.ItemReceived:
@@ -224,9 +220,10 @@ class Answers:
     ) -> AsyncIterator[Any]:
         """The items of a stream: `request()` makes its stream id and request frame (once
         the iteration starts, so that a refusal is raised there), `send` writes the frame
-        and may return what to await before it went out; the bytes of its items are added
-        to `meter` as they are taken."""
+        and may return what to await before it went out; the bytes of its request and of its
+        items (as they are taken) are added to `meter`."""
         sid, frame = request()
+        meter.sent += len(frame) - HEADER_SIZE
         window = self.limits.stream_window
         # A server that does not read byte credit does not keep to a byte window either.
         window_bytes = self.limits.stream_window_bytes if self.proto.credits_bytes else UNLIMITED

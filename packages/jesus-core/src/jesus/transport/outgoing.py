@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from jesus.messages import Meta, ResponseMode
 from jesus.transport.traffic import CLIENT, TRAFFIC, Meter
+
+_CLIENT = TRAFFIC.sides[CLIENT]
 
 
 @dataclass(slots=True)
@@ -21,17 +23,17 @@ class OutgoingCall:
     mode: ResponseMode
     # Absolute deadline on the anyio clock, None for none; meta.deadline_ms carries it across.
     deadline: float | None
-    _meter: Meter | None = field(default=None, init=False, repr=False, compare=False)
 
     def meter(self) -> Meter:
-        """Where the bytes of this call are counted, both ways (looked up once)."""
-        meter = self._meter
-        if meter is None:
-            # A call handed to a provider's connection has no channel of its own: the meta
-            # names the one it came by.
-            channel = self.meta.channel if self.channel is None else self.channel.name
-            meter = self._meter = TRAFFIC.meter(CLIENT, channel or "", self.target)
-        return meter
+        """Where the bytes of this call are counted, both ways: look it up once a call."""
+        channel = self.channel
+        # A call handed to a provider's connection has no channel of its own: the meta
+        # names the one it came by.
+        name = (self.meta.channel or "") if channel is None else channel.name
+        try:
+            return _CLIENT[name][self.target]
+        except KeyError:  # the first call of its kind
+            return TRAFFIC.meter(CLIENT, name, self.target)
 
     @property
     def codec(self) -> Any:

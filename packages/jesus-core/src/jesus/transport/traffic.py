@@ -27,21 +27,26 @@ class Meter:
 
 
 class Traffic:
-    """Every meter of this process, by side, channel and target."""
+    """Every meter of this process: side -> channel -> target -> Meter."""
 
     def __init__(self) -> None:
-        self._meters: dict[tuple[str, str, str], Meter] = {}
+        self.sides: dict[str, dict[str, dict[str, Meter]]] = {SERVER: {}, CLIENT: {}}
 
     def meter(self, side: str, channel: str, target: str) -> Meter:
-        key = (side, channel, target)
-        meter = self._meters.get(key)
+        by_target = self.sides[side].setdefault(channel, {})
+        meter = by_target.get(target)
         if meter is None:
-            meter = self._meters[key] = Meter(side, channel, target)
+            meter = by_target[target] = Meter(side, channel, target)
         return meter
 
     def meters(self) -> list[Meter]:
-        # Read from an exporter's thread: list() copies the values in one step.
-        return list(self._meters.values())
+        # Read from an exporter's thread: list() copies in one step what a call may add to.
+        return [
+            meter
+            for channels in self.sides.values()
+            for by_target in list(channels.values())
+            for meter in list(by_target.values())
+        ]
 
 
 TRAFFIC = Traffic()
