@@ -119,3 +119,24 @@ async def test_stream_items_count_on_both_ends(running: Any, otel: Recorded, cha
     # 100 bytes an item, and a little framing each (many items go in one frame).
     assert 20_000 <= sent < 30_000, sent
     assert 20_000 <= received <= sent, (received, sent)
+
+
+@pytest.mark.parametrize("channel", ["tcp+msgpack", "udp+msgpack", "http+json"])
+async def test_an_event_counts_under_its_listener_method(
+    running: Any, otel: Recorded, channel: str
+) -> None:
+    emitter = jesus.Service(f"shop{secrets.token_hex(4)}", channel=channel)
+    listener = jesus.Service(f"audit{secrets.token_hex(4)}", channel=channel)
+    got: list[str] = []
+
+    @listener.listener("order.*")
+    async def note(data: str) -> None:
+        got.append(data)
+
+    async with running(emitter, listener):
+        assert await emitter.emit("order.placed", "p" * LARGE, mode="ack") == [listener.name]
+    assert got == ["p" * LARGE]
+    count = Bytes(otel, listener)
+    assert count("client.request", "~order.*") >= LARGE  # the emitter's end
+    assert count("server.request", "~order.*") >= LARGE
+    assert count("server.response", "~order.*") == count("client.response", "~order.*")

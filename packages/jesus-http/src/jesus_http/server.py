@@ -396,7 +396,9 @@ class HttpReply:
     def ack(self) -> None:
         self.open = False
         body = {"accepted": True, "corrid": self.corrid}
-        self.conn.writer.write(json_response(202, body, self._corrid(), self.keep))
+        response = json_response(202, body, self._corrid(), self.keep)
+        self.meter.sent += _body_size(response)
+        self.conn.writer.write(response)
         self.close()
 
     def result(self, value: Any) -> Awaitable[None] | None:
@@ -429,7 +431,7 @@ class HttpReply:
             self.conn.writer.write(chunk + END_OF_CHUNKS)
         else:
             response = error_response(error, keep_alive=self.keep)
-            self.meter.sent += len(response) - response.index(b"\r\n\r\n") - 4  # its body
+            self.meter.sent += _body_size(response)
             self.conn.writer.write(response)
 
     def _head(self) -> None:
@@ -468,3 +470,8 @@ class HttpReply:
         if not self._done:
             self._done = True
             self.conn.request_done(self.keep)
+
+
+def _body_size(response: bytes) -> int:
+    """The size of a whole response's body: what is counted of it, as on the client."""
+    return len(response) - response.index(b"\r\n\r\n") - 4

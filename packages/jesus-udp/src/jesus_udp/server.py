@@ -212,6 +212,7 @@ class DatagramReply:
         self.open = False
         dg = self.dg
         datagram = self.codec.pack(FrameType.ACK, dg.message_id, None, dg.mode)
+        self.meter.sent += len(datagram)
         self.server.answer(self.key, self.address, datagram)
 
     def result(self, value: Any) -> None:
