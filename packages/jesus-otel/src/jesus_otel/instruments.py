@@ -104,7 +104,12 @@ def server_side(meter: OtelMeter) -> Side:
 # metrics are collected, by (side, direction).
 _BYTES = (
     (sc.SERVER_REQUEST_SIZE, SERVER, False, "Bytes of requests received, decompressed."),
-    (sc.SERVER_RESPONSE_SIZE, SERVER, True, "Bytes of answers sent (results, items, errors)."),
+    (
+        sc.SERVER_RESPONSE_SIZE,
+        SERVER,
+        True,
+        "Bytes of answers sent (results, acks, items, errors).",
+    ),
     (sc.CLIENT_REQUEST_SIZE, CLIENT, True, "Bytes of requests sent."),
     (sc.CLIENT_RESPONSE_SIZE, CLIENT, False, "Bytes of answers received (results, items)."),
 )
