@@ -120,7 +120,12 @@ def counting_ns(calls: int = 200_000, rounds: int = 5) -> float:
     call = OutgoingCall("tcp://x", channel, "bench.echo", None, meta, meta.mode, None)
     prepared = PreparedCall("bench.echo", None, meta, None)
     prepared.meter = TRAFFIC.meter(SERVER, channel.name, "bench.echo")
-    reply = types.SimpleNamespace(meter=UNCOUNTED)
+
+    class Reply:  # slotted, as the transports' replies are
+        __slots__ = ("meter",)
+
+    reply = Reply()
+    reply.meter = UNCOUNTED
     frame, size = b"x" * 40, 30
 
     def bare() -> None:
