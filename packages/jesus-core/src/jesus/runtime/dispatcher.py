@@ -35,6 +35,7 @@ from jesus.sealing.seal import Opener, SealedCall, seal_error, to_wire
 from jesus.security.caller import Caller
 from jesus.throttled_log import ThrottledLog
 from jesus.transport.contract import PreparedCall
+from jesus.transport.traffic import SERVER, TRAFFIC, UNCOUNTED, Meter
 from jesus.validation.base import SchemaValidator, schema_error
 from jesus.validation.cache import ValidatorCache
 
@@ -54,6 +55,7 @@ class MethodEntry:
     transports: frozenset[str]  # where it is served; a call by any other is refused
     group: str | None = None  # a listener's group
     bulkhead: Bulkhead | None = None  # the method's concurrency limit
+    meter: Meter = UNCOUNTED  # the bytes of its calls
 
 
 class ServedOver:
@@ -145,6 +147,7 @@ class CallDispatcher:
             transports=spec.transports,
             group=group,
             bulkhead=None if spec.concurrency is None else Bulkhead(full, spec.concurrency),
+            meter=TRAFFIC.meter(SERVER, str(spec.channel), full),
         )
 
     def prepare(
@@ -221,7 +224,15 @@ class CallDispatcher:
         if meta.deadline_ms is not None:
             deadline = anyio.current_time() + meta.deadline_ms / 1000
         call = PreparedCall(
-            entry.full_name, data, meta, deadline, entry, caller, sealed, entry.spec.relay
+            entry.full_name,
+            data,
+            meta,
+            deadline,
+            entry,
+            caller,
+            sealed,
+            entry.spec.relay,
+            meter=entry.meter,
         )
         if entry.bulkhead is not None:
             call.release = entry.bulkhead.enter(meta.corrid)  # last: nothing else can refuse

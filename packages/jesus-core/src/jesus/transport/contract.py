@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from jesus.limits import Limits
+from jesus.transport.traffic import UNCOUNTED, Meter
 
 if TYPE_CHECKING:
     import ssl
@@ -58,6 +59,8 @@ class PreparedCall:
     size: int = 0
     # Called by the runner once the call ended, however it ended (a bulkhead's slot).
     release: Callable[[], None] | None = None
+    # Where the bytes of its request and answers are counted (the handler's, per method).
+    meter: Meter = UNCOUNTED
 
 
 class CallHandler(Protocol):
@@ -91,6 +94,9 @@ class Reply(Protocol):
     always_answers: ClassVar[bool]
     # True until the call got its final answer, or the peer cancelled it.
     open: bool
+    # Where the bytes of its answers are added, as written (`meter.sent`): set by the runner
+    # once the call is admitted, UNCOUNTED until then.
+    meter: Meter
 
     def ack(self) -> None: ...
 
