@@ -198,10 +198,13 @@ class HealthBook:
     def _ended(self, state: InstanceState, now: float, seconds: float) -> None:
         state.inflight = max(0, state.inflight - 1)
         if seconds > 0:
-            previous = state.latency_now(now)
-            state.latency = (
-                seconds if not previous else previous + LATENCY_WEIGHT * (seconds - previous)
-            )
+            latency = state.latency
+            if not latency:
+                state.latency = seconds
+            else:
+                if now - state.sampled_at > 1.0:
+                    latency = state.latency_now(now)
+                state.latency = latency + LATENCY_WEIGHT * (seconds - latency)
             state.sampled_at = now
         if now - state.window_start >= self.policy.window:
             state.window_start = now

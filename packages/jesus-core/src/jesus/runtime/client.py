@@ -72,15 +72,50 @@ class Candidate:
 
 
 class Route(list[Candidate]):
-    """The candidates of one call in the order to try them, with the callee's retry rules."""
+    """The candidates of one call in the order to try them, with the callee's retry rules.
+    `uniform`: they all publish the same request schema (one check does for all)."""
 
-    __slots__ = ("idempotent", "retry", "target")
+    __slots__ = ("idempotent", "retry", "target", "uniform")
 
-    def __init__(self, candidates: list[Candidate], target: str, retry: Retry) -> None:
+    def __init__(
+        self, candidates: list[Candidate], target: str, retry: Retry, uniform: bool
+    ) -> None:
         super().__init__(candidates)
         self.target = target
         self.retry = retry
         self.idempotent = candidates[0].method.idempotent
+        self.uniform = uniform
+
+
+class TargetPlan:
+    """What a call target resolves to, worked out once: the service and method, the version
+    range and declared use that filter its instances, and the candidates while the resolver
+    hands out the same records (a single one: its route, ready)."""
+
+    __slots__ = (
+        "candidates",
+        "method",
+        "name",
+        "pinned",
+        "records",
+        "service",
+        "single",
+        "uniform",
+        "use",
+    )
+
+    def __init__(
+        self, service: str, method: str, pinned: str | None, use: dict[str, Any] | None
+    ) -> None:
+        self.service = service
+        self.method = method
+        self.name = f"{service}.{method}"
+        self.pinned = pinned
+        self.use = use
+        self.records: list[InstanceRecord] | None = None
+        self.candidates: list[Candidate] = []
+        self.uniform = True
+        self.single: Route | None = None
 
 
 # Event names whose listener groups a client keeps worked out (see Client._event_groups).
@@ -209,7 +244,7 @@ class Client:
         self._compatible = CompatibilityFilter()
         self._transports: dict[str, TransportClient] = {}
         self._channels: dict[str, Channel] = {}
-        self._plans: dict[tuple[Any, ...], tuple[list[InstanceRecord], list[Candidate]]] = {}
+        self._plans: dict[Any, TargetPlan] = {}
         if uses:
             self.declare_uses(name, uses)
         self._send = chain(self.catalog.middleware, "client", self._send_innermost)
@@ -583,14 +618,11 @@ class Client:
         seal = _stronger(declared, info.meta.seal)
         if seal is not None:
             data, sealed = self._seal(info, channel, record, seal)
+        deadline = None if ms is None else anyio.current_time() + ms / 1000
+        if info.deadline is None:
+            info.deadline = deadline  # the first attempt's: every retry keeps within it
         call = OutgoingCall(
-            endpoint,
-            channel,
-            f"{info.service}.{info.method}",
-            data,
-            info.meta,
-            info.mode,
-            None if ms is None else anyio.current_time() + ms / 1000,
+            endpoint, channel, f"{info.service}.{info.method}", data, info.meta, info.mode, deadline
         )
         return call, sealed
 
@@ -719,23 +751,47 @@ class Client:
     ) -> Route:
         """The instances that may take a call, in the order the strategy and their health
         give, with the callee's retry rules."""
-        service, method, pinned = parse_target(target)
-        records = await self.resolver.instances(service)
-        if not records:
-            self.resolver.forget(service)
-            raise ServiceNotFound(f"no live instance of service {service!r} in the registry")
-        uses = self._uses.get(sender or self.name)
-        use = None if uses is None else uses.get(f"{service}.{method}")
-        candidates = self._plan(records, service, method, version or pinned, use)
+        key = target if sender is None and version is None else (target, sender, version)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._target_plan(target, sender, version)
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()  # targets are the caller's: keep the memory bounded
+            self._plans[key] = plan
+        records = await self.resolver.instances(plan.service)
+        if plan.records is not records:
+            self._replan(plan, records)
+        parent = current_meta.get()
+        nested = parent is not None and parent.retries is not None and parent.retries > 1
+        if plan.single is not None and not nested:
+            return plan.single
         chosen = self.strategy if strategy is None else self._strategy(strategy)
         health = self.resolver.health
-        ordered = health.arrange(chosen.order(f"{service}.{method}", candidates, health))
-        first = ordered[0].method
-        retry = first.retry
-        parent = current_meta.get()
-        if parent is not None and parent.retries is not None and parent.retries > 1:
-            retry = NO_RETRY  # the call being handled may be retried: that retry covers this
-        return Route(ordered, f"{service}.{method}", retry)
+        ordered = health.arrange(chosen.order(plan.name, plan.candidates, health))
+        # A call made while handling one its caller may retry is not retried: that covers it.
+        retry = NO_RETRY if nested else ordered[0].method.retry
+        return Route(ordered, plan.name, retry, plan.uniform)
+
+    def _target_plan(self, target: str, sender: str | None, version: str | None) -> TargetPlan:
+        service, method, pinned = parse_target(target)
+        uses = self._uses.get(sender or self.name)
+        use = None if uses is None else uses.get(f"{service}.{method}")
+        return TargetPlan(service, method, version or pinned, use)
+
+    def _replan(self, plan: TargetPlan, records: list[InstanceRecord]) -> None:
+        if not records:
+            self.resolver.forget(plan.service)
+            raise ServiceNotFound(f"no live instance of service {plan.service!r} in the registry")
+        candidates = self._plan_route(
+            records, plan.service, plan.method, self._range(plan.service, plan.pinned), plan.use
+        )
+        first = candidates[0].request_check
+        plan.uniform = all(c.request_check is first for c in candidates)
+        plan.candidates = candidates
+        plan.single = None
+        if len(candidates) == 1:
+            plan.single = Route(candidates, plan.name, candidates[0].method.retry, True)
+        plan.records = records
 
     def _strategy(self, spec: str | Strategy) -> Strategy:
         if not isinstance(spec, str):
@@ -764,7 +820,7 @@ class Client:
         if not self.validate:
             return route
         first = route[0].request_check
-        if all(c.request_check is first for c in route):
+        if route.uniform:
             if first is not None and not first.is_valid(data):
                 raise self._refused(route, first, data, meta)
             return route
@@ -783,9 +839,7 @@ class Client:
             raise self._refused(route, first, data, meta)
         if len(fit) == len(route):
             return route
-        narrowed = Route(fit, route.target, route.retry)
-        narrowed.idempotent = route.idempotent
-        return narrowed
+        return Route(fit, route.target, route.retry, True)
 
     @staticmethod
     def _refused(route: Route, check: Any, data: Any, meta: Meta) -> CallError:
@@ -809,7 +863,6 @@ class Client:
         version: str | None = None,
         strategy: str | Strategy | None = None,
     ) -> Any:
-        started = anyio.current_time()
         route = await self._route(target, data, sender, version, strategy)
         method_rec, channel = route[0].method, route[0].channel
         mode = force_mode or method_rec.mode
@@ -823,33 +876,11 @@ class Client:
             meta.retries = route.retry.attempts
         service, method = route.target.split(".")
         info = CallInfo(service, method, data, meta, mode, channel.name, route)
-        info.deadline = None if seconds is None else started + seconds
         try:
             return await self._send(info)
         except DeadlineExceeded as exc:
             _name_deadline(exc, target, seconds)
             raise
-
-    def _plan(
-        self,
-        records: list[InstanceRecord],
-        service: str,
-        method: str,
-        pinned: str | None,
-        use: dict[str, Any] | None,
-    ) -> list[Candidate]:
-        """Every instance able to take `method` (in the version range, fitting the caller's
-        declared use, with an endpoint on a channel this client has). Kept while the resolver
-        hands out the same records (until its cache refreshes)."""
-        key = (service, method, pinned, 0 if use is None else id(use))
-        cached = self._plans.get(key)
-        if cached is not None and cached[0] is records:
-            return cached[1]
-        plan = self._plan_route(records, service, method, self._range(service, pinned), use)
-        if len(self._plans) >= MAX_PLANS:
-            self._plans.clear()
-        self._plans[key] = (records, plan)
-        return plan
 
     def _plan_route(
         self,
