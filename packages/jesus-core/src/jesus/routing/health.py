@@ -159,8 +159,10 @@ class HealthBook:
         state.inflight += 1
         return state
 
-    def succeeded(self, state: InstanceState, seconds: float) -> None:
-        now = time.monotonic()
+    def succeeded(self, state: InstanceState, seconds: float, now: float | None = None) -> None:
+        """A call ended well after `seconds` (0: no latency sample); `now`, time.monotonic()."""
+        if now is None:
+            now = time.monotonic()
         self._ended(state, now, seconds)
         state.consecutive = 0
         if state.ejected_until:
@@ -172,8 +174,11 @@ class HealthBook:
         elif state.ejections and now - state.readmitted_at > self.policy.window:
             state.ejections = 0
 
-    def failed(self, state: InstanceState, seconds: float, error: BaseException) -> None:
-        now = time.monotonic()
+    def failed(
+        self, state: InstanceState, seconds: float, error: BaseException, now: float | None = None
+    ) -> None:
+        if now is None:
+            now = time.monotonic()
         self._ended(state, now, seconds if counts_against(error) else 0.0)
         if not counts_against(error):
             state.probing = False

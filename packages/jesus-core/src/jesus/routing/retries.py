@@ -109,8 +109,8 @@ class RetryBudget:
         self._at = now
 
     def deposit(self) -> None:
-        """A call was made."""
-        self._tokens = min(self.capacity, self._tokens + self.percent)
+        """A call was made (the cap is applied when a retry is taken)."""
+        self._tokens += self.percent
 
     def withdraw(self) -> bool:
         """Take one retry, if the budget has it."""

@@ -949,7 +949,8 @@ class Client:
         """Send to the instances of the route in turn (jesus.routing.retries): a request
         that never left moves to the next one at once; another failure is tried again only
         when its error says it is safe, within the callee's attempts, the call's deadline
-        and the client's retry budget."""
+        and the client's retry budget. Each answer is opened (sealed) and checked against
+        the schema of the instance that gave it."""
         route: Route = info.route
         health = self.resolver.health
         self.retry_budget.deposit()
@@ -961,10 +962,32 @@ class Client:
             state = health.started(candidate.record.instance_id)
             began = time.monotonic()
             try:
-                result = await self._attempt(info, candidate)
+                call, sealed = self._outgoing(
+                    info,
+                    candidate.channel,
+                    candidate.endpoint,
+                    candidate.record,
+                    candidate.method.seal,
+                )
+                try:
+                    result = await candidate.transport.request(call)
+                except CallError as exc:
+                    raise exc if sealed is None else open_error(sealed, exc) from None
+                if info.mode is ResponseMode.RESPONSE:
+                    if sealed is not None:
+                        result = self._opened(sealed, candidate.channel, result, 0)
+                    check = candidate.response_check
+                    if check is not None and not check.is_valid(result):
+                        raise schema_error(
+                            InvalidResponse,
+                            f"{route.target} answered with a value that does not match its schema",
+                            check,
+                            result,
+                            info.meta.corrid,
+                        )
             except CallError as exc:
-                took = time.monotonic() - began
-                health.failed(state, took, exc)
+                now = time.monotonic()
+                health.failed(state, now - began, exc, now)
                 unsent = isinstance(exc, Unavailable) and not (exc.remote or exc.may_have_run)
                 if unsent:
                     self.resolver.mark_failed(candidate.record)
@@ -987,23 +1010,10 @@ class Client:
                     left = info.deadline - anyio.current_time()
                     info.meta.deadline_ms = max(0, int(left * 1000))
                 continue
-            if info.mode is ResponseMode.NO_RESPONSE:
-                health.succeeded(state, 0.0)
-            else:
-                health.succeeded(state, time.monotonic() - began)
-            return result
-
-    async def _attempt(self, info: CallInfo, candidate: Candidate) -> Any:
-        """One attempt on one instance: sent (sealed to it), the answer opened and checked
-        against that instance's own response schema."""
-        call, sealed = self._outgoing(
-            info, candidate.channel, candidate.endpoint, candidate.record, candidate.method.seal
-        )
-        try:
-            result = await candidate.transport.request(call)
-        except CallError as exc:
-            raise exc if sealed is None else open_error(sealed, exc) from None
-        if info.mode is not ResponseMode.RESPONSE:
+            now = time.monotonic()
+            # A noResponse call returns once written: its time says nothing of the instance.
+            took = 0.0 if info.mode is ResponseMode.NO_RESPONSE else now - began
+            health.succeeded(state, took, now)
             return result
         if sealed is not None:
             result = self._opened(sealed, candidate.channel, result, 0)
