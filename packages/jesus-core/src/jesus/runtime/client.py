@@ -952,14 +952,17 @@ class Client:
         and the client's retry budget. Each answer is opened (sealed) and checked against
         the schema of the instance that gave it."""
         route: Route = info.route
-        health = self.resolver.health
+        # One instance has no other to be chosen over: what health tells would change nothing.
+        health = self.resolver.health if len(route) > 1 else None
         self.retry_budget.deposit()
         attempt = 1
         index = 0
+        state = None
         while True:
             candidate = route[index]
             index += 1
-            state = health.started(candidate.record.instance_id)
+            if health is not None:
+                state = health.started(candidate.record.instance_id)
             began = time.monotonic()
             try:
                 call, sealed = self._outgoing(
@@ -986,8 +989,9 @@ class Client:
                             info.meta.corrid,
                         )
             except CallError as exc:
-                now = time.monotonic()
-                health.failed(state, now - began, exc, now)
+                if state is not None:
+                    now = time.monotonic()
+                    self.resolver.health.failed(state, now - began, exc, now)
                 unsent = isinstance(exc, Unavailable) and not (exc.remote or exc.may_have_run)
                 if unsent:
                     self.resolver.mark_failed(candidate.record)
@@ -1010,10 +1014,11 @@ class Client:
                     left = info.deadline - anyio.current_time()
                     info.meta.deadline_ms = max(0, int(left * 1000))
                 continue
-            now = time.monotonic()
-            # A noResponse call returns once written: its time says nothing of the instance.
-            took = 0.0 if info.mode is ResponseMode.NO_RESPONSE else now - began
-            health.succeeded(state, took, now)
+            if state is not None:
+                now = time.monotonic()
+                # A noResponse call returns once written: its time says nothing of the instance.
+                took = 0.0 if info.mode is ResponseMode.NO_RESPONSE else now - began
+                self.resolver.health.succeeded(state, took, now)
             return result
         if sealed is not None:
             result = self._opened(sealed, candidate.channel, result, 0)
