@@ -128,9 +128,7 @@ def main() -> int:
         for name, runs in results.items()
     }
     for name, m in medians.items():
-        print(
-            f"| {name} | {m['calls_per_s']:,.0f} | {m['client_us']:.1f} | {m['server_us']:.1f} |"
-        )
+        print(f"| {name} | {m['calls_per_s']:,.0f} | {m['client_us']:.1f} | {m['server_us']:.1f} |")
     if "baseline" in medians:
         b, t = medians["baseline"], medians["this"]
         print(

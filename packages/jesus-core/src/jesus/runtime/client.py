@@ -364,7 +364,7 @@ class Client:
     ) -> AsyncIterator[Any]:
         """Iterate a stream method's items; breaking out cancels the stream at the server."""
         started = anyio.current_time()
-        route = await self._route(target, data, sender, version, strategy)
+        route = await self._route(target, sender, version, strategy)
         first = route[0]
         if first.method.mode is not ResponseMode.STREAM:
             raise InvalidRequest(f"{target} is declared {first.method.mode.value!r}, not 'stream'")
@@ -744,7 +744,6 @@ class Client:
     async def _route(
         self,
         target: str,
-        data: Any,
         sender: str | None,
         version: str | None,
         strategy: str | Strategy | None,
@@ -863,7 +862,7 @@ class Client:
         version: str | None = None,
         strategy: str | Strategy | None = None,
     ) -> Any:
-        route = await self._route(target, data, sender, version, strategy)
+        route = await self._route(target, sender, version, strategy)
         method_rec, channel = route[0].method, route[0].channel
         mode = force_mode or method_rec.mode
         if mode is ResponseMode.STREAM:
