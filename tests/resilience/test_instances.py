@@ -46,7 +46,7 @@ async def test_an_instance_failing_half_its_calls_is_ejected_then_readmitted(
     async with instances(registry, tmp_path) as running, jesus.Client(registry) as client:
         await running.start("good", version="1.0.1")
         await running.start("flaky", version="1.0.2", behaviour="flaky")
-        client.resolver.health.policy = Ejection(ejection=0.5, max_ejection=1.0)
+        client.resolver.health.policy = Ejection(ejection=2.0, max_ejection=2.0)
         # Its failures are the handler's (REMOTE_FAILURE: not retried, it may have run): the
         # error rate (half of at least 10 calls) ejects it.
         first = await served_by(client, 30, failing=True)
@@ -56,7 +56,7 @@ async def test_an_instance_failing_half_its_calls_is_ejected_then_readmitted(
         while_out = await served_by(client, 20)
         assert while_out["flaky"] <= 2, while_out  # at most a half-open probe or two
         (tmp_path / "flaky").unlink()  # it heals
-        await anyio.sleep(1.2)  # past the longest ejection: the next call probes it
+        await anyio.sleep(2.2)  # past the ejection: the next call probes it
         after = await served_by(client, 20)
         assert after["flaky"] >= 6, after  # readmitted, taking its turns again
         records = await client.resolver.instances("pricing")
