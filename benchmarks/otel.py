@@ -2,7 +2,7 @@
 process, so both ends' middleware is counted) without the plugin, with it and no SDK
 configured, and with it recording into an SDK (spans batched to an exporter that drops them,
 metrics aggregated in memory); and the plugin's own work per call with no SDK, both ends,
-without a socket.
+without a socket, and that of counting a call's bytes (which the transports do, plugin or not).
 
     .venv/bin/python benchmarks/otel.py --repeat 3 --duration 2
 
@@ -16,6 +16,7 @@ import os
 import statistics
 import tempfile
 import time
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,9 @@ os.environ["JESUS_LOAD_PLUGINS"] = "tcp,otel"
 import jesus
 from jesus.middleware import CallInfo
 from jesus.plugins import build_catalog, get_plugin_manager
+from jesus.protocol.frames import HEADER_SIZE
+from jesus.transport import OutgoingCall, PreparedCall
+from jesus.transport.traffic import SERVER, TRAFFIC, UNCOUNTED
 from jesus_otel import TELEMETRY
 
 VARIANTS = ("no plugin", "plugin, no SDK", "plugin + SDK")
@@ -107,6 +111,46 @@ async def middleware_ns(calls: int = 50_000, rounds: int = 5) -> float:
     return best[wrapped] - best[bare]
 
 
+def counting_ns(calls: int = 200_000, rounds: int = 5) -> float:
+    """What counting a call's bytes adds on both ends, as the transports do it whether or not
+    the plugin is loaded: a meter lookup at the client, an integer add per message (request
+    and response, each end), less the same loop without: the best of `rounds`."""
+    meta = jesus.Meta()
+    channel = types.SimpleNamespace(name="tcp+msgpack+none")
+    call = OutgoingCall("tcp://x", channel, "bench.echo", None, meta, meta.mode, None)
+    prepared = PreparedCall("bench.echo", None, meta, None)
+    prepared.meter = TRAFFIC.meter(SERVER, channel.name, "bench.echo")
+
+    class Reply:  # slotted, as the transports' replies are
+        __slots__ = ("meter",)
+
+    reply = Reply()
+    reply.meter = UNCOUNTED
+    frame, size = b"x" * 40, 30
+
+    def bare() -> None:
+        for _ in range(calls):
+            len(frame)
+
+    def counted() -> None:
+        for _ in range(calls):
+            meter = call.meter()  # client: the request, then its response
+            meter.sent += len(frame) - HEADER_SIZE
+            meter.received += size
+            served = prepared.meter  # server: the runner, then the reply
+            served.received += size
+            reply.meter = served
+            reply.meter.sent += len(frame) - HEADER_SIZE
+
+    best = {bare: float("inf"), counted: float("inf")}
+    for _ in range(rounds):
+        for run in best:
+            started = time.perf_counter()
+            run()
+            best[run] = min(best[run], (time.perf_counter() - started) / calls * 1e9)
+    return best[counted] - best[bare]
+
+
 async def main(repeat: int, duration: float) -> None:
     tables = catalogs()
     providers = sdk()
@@ -129,6 +173,7 @@ async def main(repeat: int, duration: float) -> None:
         print(f"{variant:<16} {rate:>9.0f} {1e6 / rate:>8.1f} {extra:>+9.2f} {rate / bare:>8.3f}")
     alone = await middleware_ns()
     print(f"\nthe plugin's own work with no SDK, client and server ends: {alone:.0f} ns/call")
+    print(f"counting the bytes of a call (always on), both ends: {counting_ns():.0f} ns/call")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import anyio
 import pytest
@@ -22,6 +24,7 @@ from tests.contracts.documents import asyncapi_errors, dangling_refs
 ROOT = Path(__file__).resolve().parents[2]
 JESUS = [sys.executable, "-m", "jesus"]
 MODULE = "tests.contracts.system:services"
+SVG = "http://www.w3.org/2000/svg"
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -48,6 +51,13 @@ def mermaid_edges(text: str) -> set[tuple[str, str, str]]:
 def dot_edges(text: str) -> set[tuple[str, str, str]]:
     found = re.findall(r'^\s+(\w+) -> (\w+) \[label="([^"]+)"', text, re.M)
     return {(source, label, target) for source, target, label in found}
+
+
+def svg_texts(text: str) -> set[str]:
+    """The text of an SVG document's <text> elements; fails unless it is well-formed SVG."""
+    root = ElementTree.fromstring(text)
+    assert root.tag == f"{{{SVG}}}svg"
+    return {node.text or "" for node in root.iter(f"{{{SVG}}}text")}
 
 
 EDGES = {
@@ -95,6 +105,12 @@ async def test_docs_and_graph_from_the_registry_of_a_running_system(
         assert graph.count("{") == graph.count("}")
         assert dot_edges(graph) == EDGES
         assert re.search(r"subgraph cluster_s_billing \{[^}]*m_billing_2e_invoice", graph)
+
+        # Laid out by the real Graphviz (scripts/system-deps installs it).
+        assert shutil.which("dot"), "the tests need Graphviz's dot: bash scripts/system-deps"
+        drawn = svg_texts(await arun("graph", "--format", "svg", *source))
+        assert {"shop", "billing", "audit"} <= drawn
+        assert {"shop.catalog [stream]", "order.created", "order.*", "listened by"} <= drawn
 
 
 def test_docs_from_a_module_to_a_file(tmp_path: Path) -> None:

@@ -111,14 +111,47 @@ def test_response_mode_wire_values() -> None:
 
 
 def test_what_a_caller_may_do_next_is_a_property_of_the_error_class() -> None:
-    from jesus.errors import ConnectionLost
+    from jesus.errors import ConnectionLost, HandshakeRefused
 
-    assert jesus.Unavailable.retryable and not jesus.Unavailable.may_have_run
-    assert jesus.ServiceNotFound.retryable and not jesus.ServiceNotFound.may_have_run
-    # Sent, then the connection broke: the handler may have run, so nobody replays it.
-    assert ConnectionLost.may_have_run and not ConnectionLost.retryable
+    # (retryable, may_have_run) of every error a call can end with
+    table = {
+        jesus.Unavailable: (True, False),  # refused before it ran, or unreachable
+        jesus.ServiceNotFound: (True, False),
+        jesus.ResourceExhausted: (True, False),  # the method's bulkhead was full
+        HandshakeRefused: (False, False),  # TLS refused: the same again would fail the same
+        ConnectionLost: (True, True),  # sent, then the connection broke
+        jesus.DeadlineExceeded: (False, True),  # the one deadline is spent
+        jesus.RemoteFailure: (False, True),  # the handler raised
+        jesus.InvalidResponse: (False, True),  # the handler ran, its answer was wrong
+        jesus.Cancelled: (False, True),
+        jesus.InvalidRequest: (False, False),
+        jesus.UnknownMethod: (False, False),
+        jesus.WrongChannel: (False, False),
+        jesus.PermissionDenied: (False, False),
+        jesus.SealRefused: (False, False),
+        jesus.TooLarge: (False, False),
+        jesus.BadFrame: (False, False),
+    }
+    for cls, (retryable, may_have_run) in table.items():
+        assert (cls.retryable, cls.may_have_run) == (retryable, may_have_run), cls
+        # Tried again only when transient, and either idempotent or sure not to have run.
+        assert cls.safe_to_retry(False) == (retryable and not may_have_run), cls
+        assert cls.safe_to_retry(True) == retryable, cls
     assert issubclass(ConnectionLost, jesus.Unavailable)
-    assert not jesus.RemoteFailure.retryable
+    assert issubclass(jesus.ResourceExhausted, jesus.Unavailable)
+
+
+def test_resource_exhausted_carries_its_retry_after_hint_over_the_wire() -> None:
+    sent = jesus.ResourceExhausted("full", details={"retry_after_ms": 250})
+    back = error_from_wire(sent.to_wire())
+    assert type(back) is jesus.ResourceExhausted and back.remote
+    assert back.retry_after == 0.25
+    # A peer's hint is bounded and typed: nonsense is no hint, a huge one is a minute.
+    assert error_from_wire({"code": "RESOURCE_EXHAUSTED", "message": "m"}).retry_after == 0.0
+    odd = {"code": "RESOURCE_EXHAUSTED", "message": "m", "details": {"retry_after_ms": "9"}}
+    assert error_from_wire(odd).retry_after == 0.0
+    huge = {"code": "RESOURCE_EXHAUSTED", "message": "m", "details": {"retry_after_ms": 1e12}}
+    assert error_from_wire(huge).retry_after == 60.0
 
 
 def test_map_exceptions_translates_library_errors_at_a_boundary() -> None:

@@ -21,7 +21,7 @@ from jesus.protocol.connection import (
     ProtocolConnection,
     Role,
 )
-from jesus.protocol.frames import MAX_STREAM_ID, Flag, FrameType, encode_frame
+from jesus.protocol.frames import HEADER_SIZE, MAX_STREAM_ID, Flag, FrameType, encode_frame
 
 CODECS = {"msgpack": MsgpackCodec(), "json": JsonCodec()}
 COMPRESSIONS = {"none": NoCompression(), "zstd": ZstdCompression()}
@@ -59,8 +59,9 @@ def test_call_and_response(codec: str, compression: str) -> None:
         big,
         ResponseMode.RESPONSE,
     )
-    (resp,) = client.receive_data(server.send_response(sid, [1, 2]))
-    assert resp == ev.ResponseReceived(sid, [1, 2])
+    answer = server.send_response(sid, [1, 2])
+    (resp,) = client.receive_data(answer)
+    assert resp == ev.ResponseReceived(sid, [1, 2], len(answer) - HEADER_SIZE)  # its payload
     assert client.open_streams == {} and server.open_streams == {}
 
 

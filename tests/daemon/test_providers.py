@@ -228,3 +228,43 @@ async def test_served_on_every_interface_and_advertised_at_the_nodes_address(
         assert record.endpoints["http"].startswith("http://127.0.0.1:")
         assert record.endpoints["unix"].startswith("unix://")
         assert await client.call("pcalc.add", {"a": 1, "b": 1}) == 2
+
+
+async def test_what_a_provider_declares_for_its_callers_is_published_and_kept(
+    registry: str, socket: str
+) -> None:
+    release = anyio.Event()
+    started = anyio.Event()
+    svc = jesus.Service("pvault")
+
+    @svc.method(idempotent=True, retry=4, timeout=3.5)
+    async def read(data: Any) -> Any:
+        return data
+
+    @svc.method(concurrency=1, retry=1)
+    async def hold(data: Any) -> Any:
+        started.set()
+        await release.wait()
+        return "held"
+
+    async with (
+        run_daemon(socket, registry=registry),
+        provide(svc, socket=socket),
+        jesus.Client(registry) as client,
+    ):
+        method = (await client.resolver.backend.list_instances("pvault"))[0].methods["read"]
+        assert (method.idempotent, method.retry.attempts, method.timeout) == (True, 4, 3.5)
+        async with anyio.create_task_group() as tg:
+            held: list[Any] = []
+
+            async def holding() -> None:
+                held.append(await client.call("pvault.hold"))
+
+            tg.start_soon(holding)
+            with anyio.fail_after(10):
+                await started.wait()  # the call holds the slot
+            # The daemon keeps the process's bulkhead: a second call is refused at once.
+            with pytest.raises(jesus.ResourceExhausted, match="concurrency=1"):
+                await client.call("pvault.hold")
+            release.set()
+        assert held == ["held"]

@@ -71,6 +71,16 @@ def test_serve_call_services_and_graceful_stop(
     assert invalid.returncode == 1
     assert "INVALID_REQUEST" in invalid.stderr and "/a" in invalid.stderr
 
+    pinned = run(
+        "call", "calc@^0.1.add", '{"a": 1, "b": 1}', "--strategy", "latency", registry=registry
+    )
+    assert pinned.returncode == 0 and json.loads(pinned.stdout) == 2, pinned.stderr
+    unmatched = run("call", "calc@^9.add", '{"a": 1, "b": 1}', registry=registry)
+    assert unmatched.returncode == 1
+    assert "in version range ^9 (running: 0.1.0)" in unmatched.stderr, unmatched.stderr
+    unknown = run("call", "calc.add", "{}", "--strategy", "nope", registry=registry)
+    assert unknown.returncode == 1 and "unknown load-balancing strategy 'nope'" in unknown.stderr
+
     bad_json = run("call", "calc.add", "{nope", registry=registry)
     assert bad_json.returncode == 2 and "not JSON" in bad_json.stderr
 

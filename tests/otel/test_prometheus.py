@@ -100,6 +100,9 @@ async def test_serve_exposes_the_conventions_names_to_prometheus(registry: str) 
         )
         == received
     )
+    for name in ("server_response", "client_request", "client_response"):
+        bytes_total = f"jesus_{name}_size_bytes_total"
+        assert sample(text, bytes_total, jesus_channel="tcp+msgpack+none", rpc_method=add) > 0
     assert re.search(r'^target_info\{.*service_name="', text, re.M)
 
     with pytest.raises(OSError):  # served only while the services are

@@ -21,6 +21,7 @@ from jesus.errors import (
     RegistryLimit,
     RemoteFailure,
     RemoteProtocolError,
+    ResourceExhausted,
     SchemaError,
     SealRefused,
     ServiceNotFound,
@@ -33,6 +34,8 @@ from jesus.hookspecs import hookimpl
 from jesus.limits import Limits
 from jesus.messages import Meta, Msg, ResponseMode
 from jesus.middleware import CallInfo, Middleware
+from jesus.routing.health import Ejection
+from jesus.routing.retries import Retry, RetryBudget
 from jesus.runtime.client import Client
 from jesus.runtime.context import current_call, current_caller
 from jesus.runtime.node import Node, serve
@@ -55,6 +58,7 @@ __all__ = [
     "ConfigurationError",
     "Credentials",
     "DeadlineExceeded",
+    "Ejection",
     "EventNotDelivered",
     "IncompatibleSchemas",
     "InvalidRequest",
@@ -72,7 +76,10 @@ __all__ = [
     "RegistryLimit",
     "RemoteFailure",
     "RemoteProtocolError",
+    "ResourceExhausted",
     "ResponseMode",
+    "Retry",
+    "RetryBudget",
     "SchemaError",
     "SealRefused",
     "Service",

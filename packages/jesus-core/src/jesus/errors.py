@@ -17,7 +17,9 @@
         ├── InvalidResponse         INVALID_RESPONSE
         ├── DeadlineExceeded        DEADLINE_EXCEEDED (also a TimeoutError)
         ├── Unavailable             UNAVAILABLE (retryable: no instance, refused, overloaded)
-        │   ├── ServiceNotFound     no live instance in the registry
+        │   ├── ServiceNotFound     no live instance in the registry (or none that fits)
+        │   ├── ResourceExhausted   RESOURCE_EXHAUSTED (a method's concurrency limit; retry after)
+        │   ├── HandshakeRefused    TLS refused the connection (another instance may take it)
         │   └── ConnectionLost      the connection broke with the call in flight (may have run)
         ├── WrongChannel            WRONG_CHANNEL (not served over the transport it came by)
         ├── PermissionDenied        PERMISSION_DENIED (the proven caller is not allowed)
@@ -28,9 +30,10 @@
         └── RemoteFailure           REMOTE_FAILURE (the handler raised)
 
 A `CallError` carries the corrid of the call and, when it came from a peer, `remote=True`.
-Two class properties say what a caller may do next: `retryable` (another attempt, maybe on
-another instance, can succeed) and `may_have_run` (the handler may have run, so replaying a
-non-idempotent call is unsafe).
+Two class properties say what a caller may do next: `retryable` (the failure is transient:
+another attempt, maybe on another instance, can succeed) and `may_have_run` (the handler may
+have run, so replaying a non-idempotent call is unsafe). A call may be tried again when
+`safe_to_retry(idempotent)`: retryable, and either idempotent or sure not to have run.
 
 Exceptions of the libraries below (anyio, ssl, socket, httptools, pymemcache) never reach a
 user: each boundary translates them with `map_exceptions`.
@@ -52,6 +55,7 @@ __all__ = [
     "DeadlineExceeded",
     "EventNotDelivered",
     "FrameTooLarge",
+    "HandshakeRefused",
     "IncompatibleSchemas",
     "InvalidRequest",
     "InvalidResponse",
@@ -62,6 +66,7 @@ __all__ = [
     "RegistryError",
     "RemoteFailure",
     "RemoteProtocolError",
+    "ResourceExhausted",
     "SchemaError",
     "SealRefused",
     "ServiceNotFound",
@@ -170,6 +175,11 @@ class CallError(JesusError):
         self.details = details
         self.remote = remote
 
+    @classmethod
+    def safe_to_retry(cls, idempotent: bool) -> bool:
+        """Whether another attempt of a call that failed so may be made."""
+        return cls.retryable and (idempotent or not cls.may_have_run)
+
     def __str__(self) -> str:
         where = " (remote)" if self.remote else ""
         corrid = f" [corrid={self.corrid}]" if self.corrid else ""
@@ -204,10 +214,14 @@ class InvalidRequest(CallError):
 
 class InvalidResponse(CallError):
     code = "INVALID_RESPONSE"
+    may_have_run = True
 
 
 class DeadlineExceeded(CallError, TimeoutError):
+    """Not retryable: the deadline is the whole call's, every attempt's included."""
+
     code = "DEADLINE_EXCEEDED"
+    may_have_run = True
 
 
 class Unavailable(CallError):
@@ -219,10 +233,32 @@ class ServiceNotFound(Unavailable):
     pass
 
 
-class ConnectionLost(Unavailable):
-    """The connection broke while the call was in flight: the server may have run it."""
+class ResourceExhausted(Unavailable):
+    """The method runs as many calls as its `concurrency` allows; the handler did not run.
+    `retry_after` (seconds, from `details`) is when a slot is likely free."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+    @property
+    def retry_after(self) -> float:
+        details = self.details if isinstance(self.details, dict) else {}
+        value = details.get("retry_after_ms")
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return 0.0
+        return min(max(float(value), 0.0), 60_000.0) / 1000
+
+
+class HandshakeRefused(Unavailable):
+    """TLS refused the connection (a certificate not trusted, or missing): another instance
+    may take the call, but trying this one again would fail the same way."""
 
     retryable = False
+
+
+class ConnectionLost(Unavailable):
+    """The connection broke while the call was in flight: the server may have run it, so
+    only an idempotent call is tried again."""
+
     may_have_run = True
 
 
@@ -251,6 +287,7 @@ class TooLarge(CallError):
 
 class Cancelled(CallError):
     code = "CANCELLED"
+    may_have_run = True
 
 
 class BadFrame(CallError):
@@ -259,6 +296,7 @@ class BadFrame(CallError):
 
 class RemoteFailure(CallError):
     code = "REMOTE_FAILURE"
+    may_have_run = True
 
 
 _BY_CODE: dict[str, type[CallError]] = {
@@ -269,6 +307,7 @@ _BY_CODE: dict[str, type[CallError]] = {
         InvalidResponse,
         DeadlineExceeded,
         Unavailable,
+        ResourceExhausted,
         WrongChannel,
         PermissionDenied,
         SealRefused,

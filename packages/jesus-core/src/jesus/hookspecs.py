@@ -87,3 +87,15 @@ def jesus_register_middleware(register: Callable[[Any], None]) -> None:
     opening of the stream. Middleware runs in registration order, outermost first.
     Return nothing.
     """
+
+
+@hookspec
+def jesus_register_strategies(register: Callable[[str, Any], None]) -> None:
+    """Contribute load-balancing strategies.
+
+    Called once when the catalog is built. Call `register(name, factory)`: `factory()`
+    returns a `jesus.routing.strategies.Strategy`, whose `order(key, choices, health)` puts
+    the candidates of one call (`service.method` as `key`, each with a `.record`) in the
+    order to try them; `health` (jesus.routing.health.HealthBook) gives each instance's calls
+    in flight and latency. Callers choose it by name: `Client(strategy=name)`. Return nothing.
+    """

@@ -52,7 +52,8 @@ MAX_DEADLINE_MS = 2**32 - 1
 
 # Short wire keys keep the envelope small; PROTOCOL.md lists them: c corrid, u userid,
 # f from, o reqOutTimestamp, d deadline (ms), t traceparent, h channel, e event, x extra,
-# s seal (the protection of a sealed request: "sign" or "encrypt").
+# s seal (the protection of a sealed request: "sign" or "encrypt"), r retries (the attempts
+# the caller may make of this call, when more than one).
 
 
 @dataclass(slots=True)
@@ -78,6 +79,9 @@ class Meta:
     extra: dict[str, Any] | None = None
     # How the data is sealed ("sign" or "encrypt"), None when it is not.
     seal: str | None = None
+    # Attempts the caller may make of this call (set when more than one): the calls its
+    # handler makes are then not retried themselves (jesus.routing.retries).
+    retries: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """Compact map for the envelope; absent fields are left out."""
@@ -100,6 +104,8 @@ class Meta:
             out["x"] = self.extra
         if self.seal is not None:
             out["s"] = self.seal
+        if self.retries is not None:
+            out["r"] = self.retries
         return out
 
     @classmethod
@@ -154,6 +160,7 @@ _WIRE_FIELDS: dict[str, tuple[str, type | tuple[type, ...]]] = {
     "e": ("event", str),
     "x": ("extra", dict),
     "s": ("seal", str),
+    "r": ("retries", int),
 }
 
 

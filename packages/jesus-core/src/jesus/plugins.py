@@ -18,6 +18,7 @@ import pluggy
 
 from jesus import hookspecs
 from jesus.errors import ConfigurationError
+from jesus.routing.strategies import BUILTIN as BUILTIN_STRATEGIES
 
 log = logging.getLogger("jesus.plugins")
 
@@ -41,6 +42,8 @@ class Catalog:
     validators: list[Any] = field(default_factory=list)
     registries: dict[str, Any] = field(default_factory=dict)
     middleware: list[Any] = field(default_factory=list)
+    # load-balancing strategy name -> factory (jesus.routing.strategies)
+    strategies: dict[str, Any] = field(default_factory=dict)
     # plugin name -> list of "kind:name" it contributed
     contributions: dict[str, list[str]] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
@@ -142,6 +145,12 @@ def build_catalog(pm: pluggy.PluginManager, failures: list[PluginFailure]) -> Ca
             catalog.registries[scheme] = factory
             _c.append(f"registry:{scheme}")
 
+        def register_strategy(name: str, factory: Any, _c: list[str] = contributed) -> None:
+            if name in catalog.strategies or name in BUILTIN_STRATEGIES:
+                raise ConfigurationError(f"strategy {name!r} is already registered")
+            catalog.strategies[name] = factory
+            _c.append(f"strategy:{name}")
+
         def register_middleware(obj: Any, _c: list[str] = contributed) -> None:
             catalog.middleware.append(obj)
             _c.append(f"middleware:{getattr(obj, 'name', type(obj).__name__)}")
@@ -152,6 +161,7 @@ def build_catalog(pm: pluggy.PluginManager, failures: list[PluginFailure]) -> Ca
         call("jesus_register_validators", register_validator)
         call("jesus_register_registries", register_registry)
         call("jesus_register_middleware", register_middleware)
+        call("jesus_register_strategies", register_strategy)
 
     catalog.validators.sort(key=lambda b: -b.priority)
     return catalog

@@ -31,6 +31,11 @@ _METHOD = {
         "description": {"type": "string"},
         "allow": _ALLOW,
         "seal": _SEAL,
+        # What callers follow and the daemon enforces (docs/resilience.md).
+        "idempotent": {"type": "boolean"},
+        "retry": {"type": "integer", "minimum": 1},
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+        "concurrency": {"type": "integer", "minimum": 1},
     },
     "additionalProperties": False,
 }
@@ -118,6 +123,10 @@ def _service(decl: dict[str, Any], forwarder: Forwarder) -> Service:
             allow=spec.get("allow"),
             seal=spec.get("seal"),
             relay=True,
+            idempotent=spec.get("idempotent", False),
+            retry=spec.get("retry"),
+            timeout=spec.get("timeout"),
+            concurrency=spec.get("concurrency"),
         )(forwarder(f"{name}.{method}", mode))
     for pattern, spec in decl.get("listens", {}).items():
         service.listener(
@@ -152,6 +161,10 @@ def declaration_of(service: Service) -> dict[str, Any]:
                 "description": spec.description,
                 **({"allow": sorted(spec.allow)} if spec.allow is not None else {}),
                 **({"seal": spec.seal} if spec.seal else {}),
+                **({"idempotent": True} if spec.idempotent else {}),
+                "retry": spec.retry.attempts,
+                **({"timeout": spec.timeout} if spec.timeout is not None else {}),
+                **({"concurrency": spec.concurrency} if spec.concurrency else {}),
             }
             for name, spec in service.methods.items()
         },

@@ -24,7 +24,14 @@ from jesus.errors import (
 )
 from jesus.limits import check_message_size
 from jesus.messages import Meta, ResponseMode
-from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors, explain_tls
+from jesus.transport import (
+    BROKEN,
+    OutgoingCall,
+    TransportOptions,
+    connect_errors,
+    explain_tls,
+    unreachable,
+)
 from jesus_http import mapping
 from jesus_http.parser import Message, ResponseParser
 
@@ -132,6 +139,7 @@ class HttpClient:
             exc.corrid = meta.corrid
             raise
         headers.append(("content-length", str(len(body))))
+        call.meter().sent += len(body)
         head = f"POST /{service}/{name} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
         return head.encode("latin-1") + b"\r\n" + body
 
@@ -156,10 +164,9 @@ class HttpClient:
             except BROKEN as exc:
                 if conn.reused and attempt == 0 and not conn.parser.partial:
                     continue  # a kept-alive connection the server had closed: try a fresh one
-                refusal = explain_tls(exc)
-                if refusal is not None:  # TLS 1.3 tells of a refused certificate this late
-                    raise Unavailable(
-                        f"{endpoint} refused the connection: {refusal}", corrid=meta.corrid
+                if explain_tls(exc) is not None:  # TLS 1.3 tells of a refused certificate late
+                    raise unreachable(
+                        f"{endpoint} refused the connection", exc, meta.corrid
                     ) from None
                 raise ConnectionLost(
                     f"connection to {endpoint} broke: {str(exc) or type(exc).__name__}",
@@ -167,6 +174,7 @@ class HttpClient:
                 ) from None
             finally:
                 await self._release(endpoint, conn, keep)
+            call.meter().received += len(head.body)
             # Outside the timeout's try: a DEADLINE_EXCEEDED the server sent is a TimeoutError.
             return self._result(head, meta)
         raise Unavailable(f"cannot reach {endpoint}")  # pragma: no cover - loop always returns
@@ -228,8 +236,10 @@ class HttpClient:
                 raise ConnectionLost(
                     f"connection to {endpoint} broke: {exc}", corrid=meta.corrid
                 ) from None
+            meter = call.meter()
             if head.status != 200:
                 await conn.read_rest(head)
+                meter.received += len(head.body)
                 self._result(head, meta)  # raises the error the server sent
                 raise RemoteFailure(
                     f"HTTP {head.status} where a stream was expected", corrid=meta.corrid
@@ -238,6 +248,7 @@ class HttpClient:
             json_lines = answer.name == "json"
             buffer = bytearray()
             while True:
+                meter.received += len(head.body)
                 buffer += bytes(head.body)
                 head.body.clear()
                 for obj in _split(buffer, json_lines, answer, self._limits.max_message_size):

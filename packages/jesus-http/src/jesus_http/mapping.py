@@ -18,6 +18,7 @@ STATUS_OF = {
     "INVALID_RESPONSE": 500,
     "DEADLINE_EXCEEDED": 504,
     "UNAVAILABLE": 503,
+    "RESOURCE_EXHAUSTED": 429,
     "WRONG_CHANNEL": 421,
     "PERMISSION_DENIED": 403,
     "SEAL_REFUSED": 403,
@@ -37,6 +38,7 @@ REASONS = {
     413: "Content Too Large",
     415: "Unsupported Media Type",
     421: "Misdirected Request",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     499: "Client Closed Request",
     500: "Internal Server Error",
@@ -55,6 +57,7 @@ META_HEADERS = {
     "x-jesus-channel": "h",
     "x-jesus-event": "e",
     "x-jesus-seal": "s",
+    "x-jesus-retries": "r",
 }
 # W3C trace context's other headers: they travel in the meta's extra map ("x") by these keys.
 # Values from another transport's peer go out only as printable ASCII (no header injection).
@@ -100,7 +103,7 @@ def meta_from_headers(headers: dict[str, str]) -> dict[str, Any]:
         value = headers.get(header)
         if value is None:
             continue
-        if key == "d":
+        if key in ("d", "r"):
             try:
                 meta[key] = int(value)
             except ValueError:

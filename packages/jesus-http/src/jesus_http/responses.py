@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
-from jesus.errors import CallError
+from jesus.errors import CallError, ResourceExhausted
 from jesus_http import mapping
 
 END_OF_CHUNKS = b"0\r\n\r\n"
@@ -32,6 +33,8 @@ def error_response(error: CallError, status: int | None = None, keep_alive: bool
     extra = [(mapping.ERROR_HEADER, error.code)]
     if error.corrid:
         extra.append(("x-jesus-corrid", error.corrid))
+    if isinstance(error, ResourceExhausted) and error.retry_after:
+        extra.append(("retry-after", str(max(1, math.ceil(error.retry_after)))))
     return json_response(
         status or mapping.STATUS_OF.get(error.code, 500),
         mapping.error_body(error),

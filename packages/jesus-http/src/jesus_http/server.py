@@ -25,6 +25,7 @@ from jesus.transport import (
     peer_of,
     stop_reading_ahead,
 )
+from jesus.transport.traffic import UNCOUNTED
 from jesus.transport.writer import FrameWriter
 from jesus_http import mapping
 from jesus_http.parser import Message, RequestParser
@@ -362,7 +363,17 @@ class HttpReply:
     """The answer of one request: a JSON/msgpack body, a 202 for ack and noResponse, or a
     chunked stream whose head goes out with the first item."""
 
-    __slots__ = ("_done", "_head_sent", "codec", "conn", "corrid", "keep", "open", "request")
+    __slots__ = (
+        "_done",
+        "_head_sent",
+        "codec",
+        "conn",
+        "corrid",
+        "keep",
+        "meter",
+        "open",
+        "request",
+    )
     # Every HTTP request gets an answer: refusals of noResponse calls too, and a 202 for them.
     always_answers: ClassVar[bool] = True
 
@@ -375,6 +386,7 @@ class HttpReply:
         self.keep = keep
         self.corrid = corrid
         self.open = True
+        self.meter = UNCOUNTED  # the runner's, once the call is admitted
         self._head_sent = False
         self._done = False
 
@@ -384,7 +396,9 @@ class HttpReply:
     def ack(self) -> None:
         self.open = False
         body = {"accepted": True, "corrid": self.corrid}
-        self.conn.writer.write(json_response(202, body, self._corrid(), self.keep))
+        response = json_response(202, body, self._corrid(), self.keep)
+        self.meter.sent += _body_size(response)
+        self.conn.writer.write(response)
         self.close()
 
     def result(self, value: Any) -> Awaitable[None] | None:
@@ -402,6 +416,7 @@ class HttpReply:
         if not self.keep:
             out.append(("connection", "close"))
         self.open = False
+        self.meter.sent += len(payload)
         # Queued, not sent from this task: the call's deadline or cancel must not cut an
         # answer off halfway on the wire.
         writer = self.conn.writer
@@ -411,11 +426,13 @@ class HttpReply:
     def error(self, error: CallError) -> None:
         self.open = False
         if self._head_sent:  # the stream is under way: it ends with the error as its last element
-            self.conn.writer.write(
-                stream_chunk(self.codec, mapping.error_body(error)) + END_OF_CHUNKS
-            )
+            chunk = stream_chunk(self.codec, mapping.error_body(error))
+            self.meter.sent += len(chunk)
+            self.conn.writer.write(chunk + END_OF_CHUNKS)
         else:
-            self.conn.writer.write(error_response(error, keep_alive=self.keep))
+            response = error_response(error, keep_alive=self.keep)
+            self.meter.sent += _body_size(response)
+            self.conn.writer.write(response)
 
     def _head(self) -> None:
         if not self._head_sent:
@@ -432,6 +449,7 @@ class HttpReply:
         chunk = stream_chunk(self.codec, {"item": value})
         check_message_size(len(chunk), self.conn.limits.max_message_size)
         self._head()
+        self.meter.sent += len(chunk)
         writer = self.conn.writer
         writer.write(chunk)
         if writer.full:
@@ -452,3 +470,8 @@ class HttpReply:
         if not self._done:
             self._done = True
             self.conn.request_done(self.keep)
+
+
+def _body_size(response: bytes) -> int:
+    """The size of a whole response's body: what is counted of it, as on the client."""
+    return len(response) - response.index(b"\r\n\r\n") - 4

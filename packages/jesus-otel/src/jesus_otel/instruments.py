@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation
+from opentelemetry.metrics import Meter as OtelMeter
 
+from jesus.transport.traffic import CLIENT, SERVER, TRAFFIC, Meter
 from jesus_otel import semconv as sc
 
 
@@ -37,10 +39,9 @@ class Side:
     events: Counter  # messages sent (client) or processed (server)
     active: Tally
     errors: Counter
-    request_size: Tally | None  # server only: the client never sees the encoded bytes
 
 
-def _duration(meter: Meter, name: str, what: str) -> Histogram:
+def _duration(meter: OtelMeter, name: str, what: str) -> Histogram:
     return meter.create_histogram(
         name,
         unit="s",
@@ -49,13 +50,13 @@ def _duration(meter: Meter, name: str, what: str) -> Histogram:
     )
 
 
-def _tally(meter: Meter, observable: Any, name: str, unit: str, what: str) -> Tally:
+def _tally(meter: OtelMeter, observable: Any, name: str, unit: str, what: str) -> Tally:
     tally = Tally()
     observable(name, callbacks=[tally.observe], unit=unit, description=what)
     return tally
 
 
-def client_side(meter: Meter) -> Side:
+def client_side(meter: OtelMeter) -> Side:
     return Side(
         call_duration=_duration(meter, sc.RPC_CLIENT_DURATION, "Duration of outgoing calls."),
         event_duration=_duration(
@@ -74,11 +75,10 @@ def client_side(meter: Meter) -> Side:
         errors=meter.create_counter(
             sc.CLIENT_ERRORS, unit="{error}", description="Outgoing calls that failed, by error."
         ),
-        request_size=None,
     )
 
 
-def server_side(meter: Meter) -> Side:
+def server_side(meter: OtelMeter) -> Side:
     return Side(
         call_duration=_duration(meter, sc.RPC_SERVER_DURATION, "Duration of incoming calls."),
         event_duration=_duration(
@@ -97,11 +97,47 @@ def server_side(meter: Meter) -> Side:
         errors=meter.create_counter(
             sc.SERVER_ERRORS, unit="{error}", description="Incoming calls that failed, by error."
         ),
-        request_size=_tally(
-            meter,
-            meter.create_observable_counter,
-            sc.SERVER_REQUEST_SIZE,
-            "By",
-            "Bytes of requests received, decompressed (tcp, udp: the envelope; http: the body).",
-        ),
     )
+
+
+# The transports count the bytes of every call (jesus.transport.traffic): read when the
+# metrics are collected, by (side, direction).
+_BYTES = (
+    (sc.SERVER_REQUEST_SIZE, SERVER, False, "Bytes of requests received, decompressed."),
+    (
+        sc.SERVER_RESPONSE_SIZE,
+        SERVER,
+        True,
+        "Bytes of answers sent (results, acks, items, errors).",
+    ),
+    (sc.CLIENT_REQUEST_SIZE, CLIENT, True, "Bytes of requests sent."),
+    (sc.CLIENT_RESPONSE_SIZE, CLIENT, False, "Bytes of answers received (results, items)."),
+)
+
+
+def _attributes(meter: Meter) -> dict[str, Any]:
+    service, _, method = meter.target.partition(".")
+    return {
+        sc.RPC_SYSTEM_NAME: sc.SYSTEM,
+        sc.RPC_METHOD: f"{service}/{method}",
+        sc.JESUS_CHANNEL: meter.channel,
+    }
+
+
+def _observe_bytes(side: str, sent: bool) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def observe(options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(meter.sent if sent else meter.received, _attributes(meter))
+            for meter in TRAFFIC.meters()
+            if meter.side == side
+        ]
+
+    return observe
+
+
+def byte_counters(meter: OtelMeter) -> None:
+    """The four counters of bytes, by channel and method, on both ends."""
+    for name, side, sent, what in _BYTES:
+        meter.create_observable_counter(
+            name, callbacks=[_observe_bytes(side, sent)], unit="By", description=what
+        )

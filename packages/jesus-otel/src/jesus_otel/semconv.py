@@ -51,6 +51,9 @@ SERVER_ACTIVE = "jesus.server.active_calls"
 CLIENT_ERRORS = "jesus.client.errors"
 SERVER_ERRORS = "jesus.server.errors"
 SERVER_REQUEST_SIZE = "jesus.server.request.size"
+SERVER_RESPONSE_SIZE = "jesus.server.response.size"
+CLIENT_REQUEST_SIZE = "jesus.client.request.size"
+CLIENT_RESPONSE_SIZE = "jesus.client.response.size"
 
 # The conventions' advice for the call duration histograms (seconds).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)

@@ -25,7 +25,7 @@ from jesus.middleware import CallInfo, Middleware, NextCall
 from jesus.runtime.context import current_deadline, current_meta
 from jesus_otel import propagation
 from jesus_otel.describe import describe
-from jesus_otel.instruments import Side, client_side, server_side
+from jesus_otel.instruments import Side, byte_counters, client_side, server_side
 from jesus_otel.recording import Recording
 
 SCOPE = "jesus_otel"
@@ -72,6 +72,7 @@ class _State:
         if records(meter_provider):
             meter = meter_provider.get_meter(SCOPE, VERSION)
             client, server = client_side(meter), server_side(meter)
+            byte_counters(meter)
         on = tracer is not None or client is not None
         return cls(tracer_provider, meter_provider, tracer, client, server, on)
 
@@ -184,9 +185,6 @@ class Telemetry(Middleware):
             # (nested calls, relays, a DaemonClient's calls) continues this trace.
             propagation.inject(call.meta, context)
         recording = Recording(description, span, state.server, True, current_deadline.get())
-        server_side = state.server
-        if server_side is not None and call.size and server_side.request_size is not None:
-            server_side.request_size.add(call.size, description.metric)
         token = otel_context.attach(context)
         try:
             result = await call_next(call)

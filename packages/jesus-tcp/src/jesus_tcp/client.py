@@ -24,7 +24,8 @@ from jesus.errors import (
 from jesus.messages import ResponseMode
 from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
-from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors, why_broken
+from jesus.protocol.frames import HEADER_SIZE
+from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_errors, unreachable
 from jesus.transport.answers import Answers
 from jesus.transport.feed import Feed, feed
 from jesus.transport.futures import clock_factory
@@ -124,9 +125,7 @@ class ClientConnection:
         except ProtocolError as exc:
             raise Unavailable(f"server broke the handshake: {exc}") from None
         except BROKEN as exc:
-            raise Unavailable(
-                f"server closed the connection during the handshake: {why_broken(exc)}"
-            ) from None
+            raise unreachable("server closed the connection during the handshake", exc) from None
 
     def _hello(self, event: ev.HelloReceived) -> None:
         announced = event.info.get("max_inflight_calls")
@@ -229,6 +228,8 @@ class ClientConnection:
     async def request(self, call: OutgoingCall) -> Any:
         mode, meta = call.mode, call.meta
         sid, frame = self._open(call, mode)
+        meter = call.meter()
+        meter.sent += len(frame) - HEADER_SIZE
         if mode is _NO_RESPONSE:
             self.writer.write(frame)
             self._unyielded += 1
@@ -244,13 +245,17 @@ class ClientConnection:
         future = answers.expect(sid, call.deadline)
         self.writer.write(frame)
         try:
-            return await future
+            answer = await future
         except CallError as exc:
             if exc.corrid is None:
                 exc.corrid = meta.corrid
             raise
         finally:
             answers.settle(sid, future)
+        if answer is None:  # acked
+            return None
+        meter.received += answer.size
+        return answer.value
 
     def open_stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
         return self.answers.stream(
@@ -258,6 +263,7 @@ class ClientConnection:
             self.writer.write,
             call.deadline,
             call.meta.corrid,
+            call.meter(),
         )
 
 

@@ -28,6 +28,7 @@ from jesus.protocol.datagram import DatagramCodec, decode_datagram, read_error
 from jesus.protocol.frames import FrameType
 from jesus.transport import OutgoingCall, TransportOptions, connect_errors
 from jesus.transport.futures import EventFuture
+from jesus.transport.traffic import Meter
 from jesus_udp.sender import DatagramSender
 
 log = logging.getLogger("jesus.udp.client")
@@ -55,7 +56,7 @@ class UdpClient:
         self._sockets: dict[str, _Socket] = {}
         self._lock = anyio.Lock()
         # message id -> (future of the answer, the address the request went to)
-        self._waiting: dict[int, tuple[Any, tuple[str, int]]] = {}
+        self._waiting: dict[int, tuple[Any, tuple[str, int], Meter]] = {}
         self._codecs: dict[tuple[str, str], DatagramCodec] = {}
         self._addresses: dict[str, tuple[str, int]] = {}  # endpoint -> (ip, port), resolved once
         # Answers dropped because they came from another address than the request went to.
@@ -100,11 +101,12 @@ class UdpClient:
             waiting = self._waiting.get(dg.message_id)
             if waiting is None or waiting[0].done():
                 continue  # a late or duplicate answer
-            future, address = waiting
+            future, address, meter = waiting
             if (source[0], source[1]) != address:
                 self.wrong_source += 1  # anyone can send a datagram: only the callee answers
                 log.debug("ignored an answer from %s:%s", source[0], source[1])
                 continue
+            meter.received += len(data)
             if dg.type == FrameType.ERROR:
                 future.set_exception(read_error(dg.payload))
             elif dg.type == FrameType.ACK:
@@ -136,12 +138,14 @@ class UdpClient:
             raise
         except ValueError as exc:
             raise InvalidRequest(str(exc), corrid=meta.corrid) from None
+        meter = call.meter()
+        meter.sent += len(datagram)  # once: a retransmission is the same message
         if mode is ResponseMode.NO_RESPONSE:
             sock.sender.send(datagram, address)
             await anyio.lowlevel.checkpoint()
             return None
         future = EventFuture()  # waited on once per retransmission, so it must survive cancels
-        self._waiting[message_id] = (future, address)
+        self._waiting[message_id] = (future, address, meter)
         deadline = math.inf if call.deadline is None else call.deadline
         delay = self._limits.retry_initial
         try:

@@ -17,6 +17,7 @@ from jesus.protocol.datagram import Datagram, DatagramCodec, decode_datagram, er
 from jesus.protocol.dedup import DedupWindow
 from jesus.protocol.frames import FrameType
 from jesus.transport import CallHandler, CallRunner, TransportOptions
+from jesus.transport.traffic import UNCOUNTED
 from jesus_udp.sender import DatagramSender
 
 log = logging.getLogger("jesus.udp.server")
@@ -193,7 +194,7 @@ def _deadline(raw_meta: Any) -> float | None:
 class DatagramReply:
     """The answer of one message, as one datagram, remembered for its retransmissions."""
 
-    __slots__ = ("address", "codec", "dg", "key", "open", "server")
+    __slots__ = ("address", "codec", "dg", "key", "meter", "open", "server")
     always_answers: ClassVar[bool] = False
 
     def __init__(
@@ -205,23 +206,27 @@ class DatagramReply:
         self.dg = dg
         self.codec = codec
         self.open = True
+        self.meter = UNCOUNTED  # the runner's, once the call is admitted
 
     def ack(self) -> None:
         self.open = False
         dg = self.dg
         datagram = self.codec.pack(FrameType.ACK, dg.message_id, None, dg.mode)
+        self.meter.sent += len(datagram)
         self.server.answer(self.key, self.address, datagram)
 
     def result(self, value: Any) -> None:
         dg = self.dg
         datagram = self.codec.pack(FrameType.RESPONSE, dg.message_id, value, dg.mode)
         self.open = False
+        self.meter.sent += len(datagram)
         self.server.answer(self.key, self.address, datagram)
 
     def error(self, error: CallError) -> None:
         self.open = False
         codec = self.codec
         datagram = error_datagram(self.dg.message_id, codec.codec, codec.compression, error)
+        self.meter.sent += len(datagram)
         self.server.answer(self.key, self.address, datagram)
 
     def item(self, value: Any) -> None:

@@ -26,6 +26,7 @@ from jesus.errors import (
 from jesus.messages import ResponseMode
 from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import ProtocolConnection, Role
+from jesus.protocol.frames import HEADER_SIZE
 from jesus.transport import OutgoingCall, TransportOptions
 from jesus.transport.answers import Answers
 from jesus.transport.keys import KeyRefused, TransportKeys, Vouched
@@ -265,6 +266,8 @@ class ZmqConnection:
     async def request(self, call: OutgoingCall) -> Any:
         mode, meta = call.mode, call.meta
         sid, frame = self._open(call, mode)
+        meter = call.meter()
+        meter.sent += len(frame) - HEADER_SIZE
         if mode is ResponseMode.NO_RESPONSE:
             await self._send(frame)
             await anyio.lowlevel.checkpoint()
@@ -273,13 +276,17 @@ class ZmqConnection:
         future = answers.expect(sid, call.deadline)
         try:
             await self._send(frame, future)
-            return await future
+            answer = await future
         except CallError as exc:
             if exc.corrid is None:
                 exc.corrid = meta.corrid
             raise
         finally:
             answers.settle(sid, future)
+        if answer is None:  # acked
+            return None
+        meter.received += answer.size
+        return answer.value
 
     def open_stream(self, call: OutgoingCall) -> AsyncIterator[Any]:
         return self.answers.stream(
@@ -287,6 +294,7 @@ class ZmqConnection:
             self._send,
             call.deadline,
             call.meta.corrid,
+            call.meter(),
         )
 
 

@@ -21,7 +21,7 @@ from jesus.config import Config
 from jesus.errors import ConfigurationError, EventNotDelivered, JesusError
 from jesus.plugins import default_catalog
 from jesus.registry.open import open_registry, registry_url
-from jesus.runtime.client import Client
+from jesus.runtime.client import Client, parse_target
 from jesus.runtime.metrics import open_metrics
 from jesus.runtime.node import serve as serve_services
 from jesus.runtime.service import Service
@@ -218,23 +218,25 @@ async def _call(args: argparse.Namespace, data: Any, settings: Config) -> int:
         args.registry,
         limits=settings.limits_over(),
         name="jesus-cli",
-        timeout=args.timeout,
         userid=args.userid,
         tls=_credentials(args),
         catalog=narrated(narrator),
+        strategy=args.strategy,
     ) as client:
-        service, _, method = args.target.partition(".")
+        service, method, _ = parse_target(args.target)
         records = await client.resolver.pick(service)
         declared = next((r.methods[method] for r in records if method in r.methods), None)
+        # No --timeout: the method's own default, as its provider published it, else 30 s.
+        timeout = args.timeout
         if declared is not None and declared.mode.value == "stream":
             started = time.perf_counter()
             count = 0
-            async for item in client.stream(args.target, data):
+            async for item in client.stream(args.target, data, timeout=timeout):
                 print(json.dumps(item, default=repr), flush=True)
                 count += 1
             log.info("%s: %d item(s) in %.1f ms", args.target, count, _since(started))
             return 0
-        result = await client.call(args.target, data)
+        result = await client.call(args.target, data, timeout=timeout)
         print(json.dumps(result, indent=2, default=repr))
         return 0
 

@@ -87,8 +87,14 @@ async def _exercise(registry: str, timeout: float) -> Checks:
 
                 await checks.run(f"stream     pricing.ticker_{s}", ticker)
             else:
+                streaming = sorted(
+                    t.scheme
+                    for t in client.catalog.transports.values()
+                    if ResponseMode.STREAM in t.modes
+                )
                 print(
-                    f"  --    stream     not carried by {channel.split('+')[0]}: streams need tcp or unix"
+                    f"  --    stream     not carried by {channel.split('+')[0]}: streams go over "
+                    f"{', '.join(streaming)}"
                 )
 
             async def audit(_s: str = s) -> str:

@@ -104,10 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.serve)
 
     p = sub.add_parser("call", help="call SERVICE.METHOD with JSON data and print the result")
-    p.add_argument("target", metavar="SERVICE.METHOD")
+    p.add_argument("target", metavar="SERVICE.METHOD", help="or SERVICE@VERSIONS.METHOD")
     p.add_argument("data", nargs="?", default="null", metavar="JSON")
-    p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument(
+        "--timeout", type=float, default=None, help="seconds (default: the method's, else 30)"
+    )
     p.add_argument("--userid", default=None)
+    p.add_argument(
+        "--strategy",
+        default=None,
+        help="round_robin (default), random, least_inflight, latency, prefer_local",
+    )
     registry_option(p)
     tls_options(p)
     p.set_defaults(func=commands.call)

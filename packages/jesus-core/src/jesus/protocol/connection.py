@@ -487,7 +487,7 @@ class ProtocolConnection:
         if ftype == _RESPONSE:
             del self.open_streams[stream_id]
             try:
-                return ev.ResponseReceived(stream_id, self._unpack(flags, payload))
+                return ev.ResponseReceived(stream_id, self._unpack(flags, payload), len(payload))
             except CallError as exc:
                 return ev.ErrorReceived(stream_id, exc)
         if ftype == _ITEM:

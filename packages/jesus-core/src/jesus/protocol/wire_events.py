@@ -49,6 +49,7 @@ class RequestRejected:
 class ResponseReceived:
     stream_id: int
     value: Any
+    size: int = 0  # the payload's, as it came
 
 
 @dataclass(slots=True)

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from jesus.messages import ResponseMode
+from jesus.routing.retries import DEFAULT_RETRY, Retry
 from jesus.sealing.envelope import strength
 
 
@@ -19,6 +20,11 @@ class MethodRecord:
     # Every channel it is served on, in order of preference; () means just `channel`.
     channels: tuple[str, ...] = ()
     seal: str | None = None  # "sign" or "encrypt": requests must be sealed so
+    # The provider's rules for its callers (jesus.routing.retries): may a call be replayed
+    # after it may have run, how many attempts, and the deadline when the caller sets none.
+    idempotent: bool = False
+    retry: Retry = DEFAULT_RETRY
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not self.channels:
@@ -33,12 +39,18 @@ class MethodRecord:
             "channels": list(self.channels),
             "description": self.description,
             **({"seal": self.seal} if self.seal else {}),
+            **({"idempotent": True} if self.idempotent else {}),
+            **({"retry": self.retry.to_json()} if self.retry != DEFAULT_RETRY else {}),
+            **({"timeout": self.timeout} if self.timeout is not None else {}),
         }
 
     @classmethod
     def from_json(cls, raw: Any) -> MethodRecord:
         """Raises ValueError naming what is missing or mistyped."""
         _check(raw, _METHOD_FIELDS, "method")
+        timeout = raw.get("timeout")
+        if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
+            raise ValueError(f"field 'timeout' must be between 0 and {MAX_TIMEOUT} seconds")
         return cls(
             request=raw.get("request", True),
             response=raw.get("response", True),
@@ -47,7 +59,14 @@ class MethodRecord:
             description=raw.get("description", ""),
             channels=channels_of(raw),
             seal=seal_of(raw),
+            idempotent=raw.get("idempotent", False),
+            retry=Retry.from_json(raw["retry"]) if "retry" in raw else DEFAULT_RETRY,
+            timeout=None if timeout is None else float(timeout),
         )
+
+
+# The longest default deadline a provider may publish (a day): its callers would wait so long.
+MAX_TIMEOUT = 86400.0
 
 
 def seal_of(raw: dict[str, Any]) -> str | None:
@@ -95,9 +114,13 @@ _METHOD_FIELDS = {
     "channel": ("string", True),
     "mode": ("string", False),
     "description": ("string", False),
+    "idempotent": ("boolean", False),
+    "retry": ("object", False),
+    "timeout": ("number", False),
 }
 _IS = {
     "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
     "object": lambda v: isinstance(v, dict),
     # bool is an int in Python, never a number in JSON; NaN would never expire.
     "integer": lambda v: type(v) is int,

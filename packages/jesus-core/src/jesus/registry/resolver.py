@@ -26,6 +26,7 @@ from anyio.abc import TaskGroup
 from jesus.errors import JesusError, RegistryError, ServiceNotFound
 from jesus.registry import lookups
 from jesus.registry.base import InstanceRecord, RegistryBackend
+from jesus.routing.health import Ejection, HealthBook
 
 log = logging.getLogger("jesus.registry")
 T = TypeVar("T")
@@ -71,8 +72,12 @@ class Resolver:
         penalty: float = 5.0,
         timeout: float = 2.0,
         prefer_host: str | None = None,
+        ejection: Ejection | None = None,
     ) -> None:
         self.backend = backend
+        # What callers learn of each instance: load, latency, circuit breaking and outlier
+        # ejection (`penalty` is the first ejection of an instance that cannot be reached).
+        self.health = HealthBook(ejection or Ejection(ejection=penalty))
         # Instances on this host (a record's `host`) go first: the node daemon's own.
         self.prefer_host = prefer_host
         self.refresh = refresh
@@ -84,7 +89,6 @@ class Resolver:
         # without indexes
         self._picked: dict[str, tuple[list[InstanceRecord], list[InstanceRecord]]] = {}
         self._rr: dict[str, Any] = {}
-        self._bad: dict[str, float] = {}
         self._flights: dict[Key, _Flight] = {}  # one cold look-up per key
         self._refreshing: set[Key] = set()  # one background refresh per key
         self._scopes: set[anyio.CancelScope] = set()
@@ -222,8 +226,8 @@ class Resolver:
         return found + kept
 
     async def pick(self, service: str, rotate: bool = True) -> list[InstanceRecord]:
-        """Live instances of `service`, rotated (once per call) so calls spread, recently
-        failed ones last."""
+        """Live instances of `service`, rotated (once per call) so calls spread, ejected ones
+        last. (A Client orders each call's instances with its strategy instead.)"""
         found = await self.instances(service)
         if not found:
             self._cache.pop(service, None)
@@ -238,21 +242,17 @@ class Resolver:
             ordered = [r for r in ordered if r.host == here] + [
                 r for r in ordered if r.host != here
             ]
-        if not self._bad:
-            return ordered
         now = time.monotonic()
-        for instance_id, until in list(self._bad.items()):
-            if until <= now:
-                del self._bad[instance_id]
-        good = [r for r in ordered if r.instance_id not in self._bad]
-        bad = [r for r in ordered if r.instance_id in self._bad]
-        return good + bad
+        ejected = [r for r in ordered if self.health.is_ejected(r.instance_id, now)]
+        if not ejected:
+            return ordered
+        return [r for r in ordered if r not in ejected] + ejected
 
     def mark_failed(self, record: InstanceRecord) -> None:
-        """`record`'s instance could not be reached: try it last for `penalty` seconds, and
-        refresh its service (in the background: the cached route still serves). One the
-        registry no longer lists (kept on suspicion) is dropped at once."""
-        self._bad[record.instance_id] = time.monotonic() + self.penalty
+        """`record`'s instance could not be reached: eject it (tried last, for `penalty`
+        seconds at first), and refresh its service (in the background: the cached route
+        still serves). One the registry no longer lists (kept on suspicion) is dropped."""
+        self.health.unreachable(record.instance_id)
         if record.instance_id in self._suspect:
             self._suspect.discard(record.instance_id)
             gone = record.instance_id

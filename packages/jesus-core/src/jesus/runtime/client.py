@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from jesus.errors import (
     EventNotDelivered,
     InvalidRequest,
     InvalidResponse,
+    ResourceExhausted,
     SealRefused,
     ServiceNotFound,
     TooLarge,
@@ -39,6 +41,10 @@ from jesus.plugins import Catalog, default_catalog
 from jesus.registry.base import InstanceRecord, MethodRecord, channels_of
 from jesus.registry.open import open_registry
 from jesus.registry.resolver import Resolver
+from jesus.routing.compatible import CompatibilityFilter
+from jesus.routing.retries import NO_RETRY, Retry, RetryBudget
+from jesus.routing.strategies import PreferLocal, Strategy, make_strategy
+from jesus.routing.versions import VersionRange
 from jesus.runtime.context import current_meta, remaining_seconds
 from jesus.sealing.envelope import CODECS, MAX_SEALED, strength
 from jesus.sealing.seal import SealedCall, Sealer, open_error, to_wire
@@ -53,17 +59,69 @@ log = logging.getLogger("jesus.client")
 
 @dataclass(slots=True)
 class Candidate:
-    """One instance able to take a call: where it listens on the method's channel."""
+    """One instance able to take a call: where it listens on the method's channel, and the
+    validators of its published schemas."""
 
     record: InstanceRecord
     method: MethodRecord
     channel: Channel
     endpoint: str
     transport: TransportClient
+    request_check: Any = None
+    response_check: Any = None
+
+
+class Route(list[Candidate]):
+    """The candidates of one call in the order to try them, with the callee's retry rules.
+    `uniform`: they all publish the same request schema (one check does for all)."""
+
+    __slots__ = ("idempotent", "retry", "target", "uniform")
+
+    def __init__(
+        self, candidates: list[Candidate], target: str, retry: Retry, uniform: bool
+    ) -> None:
+        super().__init__(candidates)
+        self.target = target
+        self.retry = retry
+        self.idempotent = candidates[0].method.idempotent
+        self.uniform = uniform
+
+
+class TargetPlan:
+    """What a call target resolves to, worked out once: the service and method, the version
+    range and declared use that filter its instances, and the candidates while the resolver
+    hands out the same records (a single one: its route, ready)."""
+
+    __slots__ = (
+        "candidates",
+        "method",
+        "name",
+        "pinned",
+        "records",
+        "service",
+        "single",
+        "uniform",
+        "use",
+    )
+
+    def __init__(
+        self, service: str, method: str, pinned: str | None, use: dict[str, Any] | None
+    ) -> None:
+        self.service = service
+        self.method = method
+        self.name = f"{service}.{method}"
+        self.pinned = pinned
+        self.use = use
+        self.records: list[InstanceRecord] | None = None
+        self.candidates: list[Candidate] = []
+        self.uniform = True
+        self.single: Route | None = None
 
 
 # Event names whose listener groups a client keeps worked out (see Client._event_groups).
 MAX_EVENT_PLANS = 1024
+# (service, method, version range, use) routes a client keeps worked out.
+MAX_PLANS = 4096
 
 
 def _checked_seal(seal: str | None) -> str | None:
@@ -96,10 +154,27 @@ def _bad_item(target: str, check: Any, item: Any, meta: Meta) -> CallError:
 
 
 def split_target(target: str) -> tuple[str, str]:
-    service, sep, method = target.partition(".")
-    if not sep or not service or not method:
-        raise ConfigurationError(f"call target {target!r} must be 'service.method'")
+    service, method, _ = parse_target(target)
     return service, method
+
+
+def parse_target(target: str) -> tuple[str, str, str | None]:
+    """`service.method`, or `service@RANGE.method` (`calc@^1.2.add`): service, method, range."""
+    if "@" in target:
+        service, _, rest = target.partition("@")
+        pinned, sep, method = rest.rpartition(".")
+    else:
+        pinned = None
+        service, sep, method = target.partition(".")
+    if not sep or not service or not method or "." in service or pinned == "":
+        raise ConfigurationError(
+            f"call target {target!r} must be 'service.method' (or 'service@VERSION.method')"
+        )
+    return service, method, pinned
+
+
+def _retry_after(error: CallError) -> float:
+    return error.retry_after if isinstance(error, ResourceExhausted) else 0.0
 
 
 class Client:
@@ -130,6 +205,10 @@ class Client:
         resolver: Resolver | None = None,
         tls: Credentials | None = None,
         sealing: Credentials | None = None,
+        strategy: str | Strategy | None = None,
+        versions: Mapping[str, str] | None = None,
+        uses: Mapping[str, Mapping[str, Any]] | None = None,
+        retry_budget: RetryBudget | None = None,
     ) -> None:
         if tls is not None and ssl_context is None:
             ssl_context = tls.client_context()
@@ -150,9 +229,24 @@ class Client:
         self._owns_resolver = resolver is None
         self.resolver = resolver or Resolver(open_registry(registry, self.catalog))
         self.validators = ValidatorCache(self.catalog.validators)
+        if strategy is None:
+            here = self.resolver.prefer_host
+            self.strategy: Strategy = (
+                make_strategy("round_robin") if here is None else PreferLocal(here)
+            )
+        else:
+            self.strategy = make_strategy(strategy, self.catalog.strategies)
+        self.versions = {name: VersionRange.parse(text) for name, text in (versions or {}).items()}
+        self._ranges: dict[str, VersionRange] = {}
+        self._strategies: dict[str, Strategy] = {}
+        self.retry_budget = retry_budget or RetryBudget()
+        self._uses: dict[str | None, dict[str, Any]] = {}
+        self._compatible = CompatibilityFilter()
         self._transports: dict[str, TransportClient] = {}
         self._channels: dict[str, Channel] = {}
-        self._plans: dict[tuple[str, str], tuple[list[InstanceRecord], list[Candidate]]] = {}
+        self._plans: dict[Any, TargetPlan] = {}
+        if uses:
+            self.declare_uses(name, uses)
         self._send = chain(self.catalog.middleware, "client", self._send_innermost)
         self._open_stream = chain(self.catalog.middleware, "client", self._stream_innermost)
         self._deliver = chain(self.catalog.middleware, "client", self._deliver_innermost)
@@ -165,6 +259,15 @@ class Client:
         self.event_failures: Counter[str] = Counter()
         self._tg: TaskGroup | None = None
         self._stack = contextlib.AsyncExitStack()
+
+    def declare_uses(self, sender: str | None, uses: Mapping[str, Mapping[str, Any]]) -> None:
+        """What calls made as `sender` expect of each method ({"billing.charge": {"request":
+        schema, "response": schema}}, as `Service.use` records it): they go only to instances
+        whose published schemas fit."""
+        for target in uses:
+            split_target(target)
+        self._uses[sender] = {target: dict(use) for target, use in uses.items()}
+        self._plans.clear()
 
     def use_sealing(self, credentials: Credentials) -> None:
         """Seal further calls with these credentials (a renewed certificate)."""
@@ -207,14 +310,20 @@ class Client:
         userid: str | None = None,
         sender: str | None = None,
         seal: str | None = None,
+        version: str | None = None,
+        strategy: str | Strategy | None = None,
     ) -> Any:
         """Call a method in its declared mode, or in `mode` (any but stream): the result for
         `response`, None once the receiver accepted the message for `ack`, None at once for
         `noResponse`. `sender` is the name the call is made as (a Service's own calls use its
         name). `seal` ("sign", "encrypt") is the least protection this call needs, whatever
-        the registry says of the method: a registry that lies cannot make it go out in clear."""
+        the registry says of the method: a registry that lies cannot make it go out in clear.
+        `version` pins the service to a range (`"^1.2"`, as `calc@^1.2.add` does) and
+        `strategy` overrides the client's for this call."""
         forced = None if mode is None else ResponseMode(mode)
-        return await self._call(target, data, forced, timeout, userid, sender, seal)
+        return await self._call(
+            target, data, forced, timeout, userid, sender, seal, version, strategy
+        )
 
     async def notify(
         self,
@@ -225,9 +334,21 @@ class Client:
         userid: str | None = None,
         sender: str | None = None,
         seal: str | None = None,
+        version: str | None = None,
+        strategy: str | Strategy | None = None,
     ) -> None:
         """Fire and forget (noResponse), whatever mode the method declares."""
-        await self._call(target, data, ResponseMode.NO_RESPONSE, timeout, userid, sender, seal)
+        await self._call(
+            target,
+            data,
+            ResponseMode.NO_RESPONSE,
+            timeout,
+            userid,
+            sender,
+            seal,
+            version,
+            strategy,
+        )
 
     async def stream(
         self,
@@ -238,20 +359,23 @@ class Client:
         userid: str | None = None,
         sender: str | None = None,
         seal: str | None = None,
+        version: str | None = None,
+        strategy: str | Strategy | None = None,
     ) -> AsyncIterator[Any]:
         """Iterate a stream method's items; breaking out cancels the stream at the server."""
-        service, method = split_target(target)
-        seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
         started = anyio.current_time()
-        plan = self._plan(await self.resolver.pick(service), service, method)
-        first = plan[0]
+        route = await self._route(target, sender, version, strategy)
+        first = route[0]
         if first.method.mode is not ResponseMode.STREAM:
             raise InvalidRequest(f"{target} is declared {first.method.mode.value!r}, not 'stream'")
+        seconds = self._seconds(timeout, first.method)
         meta = self._meta(ResponseMode.STREAM, first.channel, seconds, userid, sender)
         meta.seal = _checked_seal(seal)
-        self._check_request(target, first.method, data, meta)
-        check = self._response_validator(first.method)
-        info = CallInfo(service, method, data, meta, ResponseMode.STREAM, first.channel.name, plan)
+        route = self._fitting(route, data, meta)
+        first = route[0]
+        check = first.response_check
+        service, method = first.record.service, route.target.rpartition(".")[2]
+        info = CallInfo(service, method, data, meta, ResponseMode.STREAM, first.channel.name, route)
         info.deadline = None if seconds is None else started + seconds
         items = await self._open_stream(info)
         # No cancel scope may span a yield (the consumer runs between items), so the deadline
@@ -330,10 +454,19 @@ class Client:
             if broadcast:
                 deliveries += [(group, [member]) for member in members]
             else:
-                turn = self._group_turns.get(f"{group}/{pattern}", 0)
-                self._group_turns[f"{group}/{pattern}"] = turn + 1
+                key = f"{group}/{pattern}"
+                turn = self._group_turns.get(key)
+                if turn is None:  # from a random start: short-lived emitters spread too
+                    turn = random.randrange(1 << 30)
+                    if len(self._group_turns) >= MAX_EVENT_PLANS:
+                        self._group_turns.clear()
+                self._group_turns[key] = turn + 1
                 start = turn % len(members)
-                deliveries.append((group, members[start:] + members[:start]))
+                turned = members[start:] + members[:start]
+                health = self.resolver.health
+                if len(turned) > 1 and any(health.is_ejected(r.instance_id) for r, _ in turned):
+                    turned.sort(key=lambda m: health.is_ejected(m[0].instance_id))
+                deliveries.append((group, turned))
         failures: dict[str, Exception] = {}
         delivered: list[str] = []
 
@@ -359,8 +492,8 @@ class Client:
                     await self._deliver(info)
                 except (CallError, ConfigurationError) as exc:
                     last = exc
-                    if isinstance(exc, CallError) and not exc.retryable:
-                        break  # the listener refused it: another instance would too
+                    if isinstance(exc, CallError) and not exc.safe_to_retry(False):
+                        break  # refused (another instance would too), or it may have run
                     continue
                 delivered.append(group)
                 return
@@ -485,14 +618,11 @@ class Client:
         seal = _stronger(declared, info.meta.seal)
         if seal is not None:
             data, sealed = self._seal(info, channel, record, seal)
+        deadline = None if ms is None else anyio.current_time() + ms / 1000
+        if info.deadline is None:
+            info.deadline = deadline  # the first attempt's: every retry keeps within it
         call = OutgoingCall(
-            endpoint,
-            channel,
-            f"{info.service}.{info.method}",
-            data,
-            info.meta,
-            info.mode,
-            None if ms is None else anyio.current_time() + ms / 1000,
+            endpoint, channel, f"{info.service}.{info.method}", data, info.meta, info.mode, deadline
         )
         return call, sealed
 
@@ -604,21 +734,121 @@ class Client:
             client = self._transports[scheme] = channel.transport.client(self.options, self._tg)
         return client
 
-    def _check_request(self, target: str, method: MethodRecord, data: Any, meta: Meta) -> None:
-        if not self.validate:
-            return
-        check = self.validators.get(method.request)
-        if check is not None and not check.is_valid(data):
-            raise schema_error(
-                InvalidRequest,
-                f"request to {target} does not match its schema",
-                check,
-                data,
-                meta.corrid,
-            )
+    def _seconds(self, timeout: float | None, method: MethodRecord) -> float | None:
+        """The call's deadline in seconds: the caller's, else the provider's default for the
+        method, else the client's; never past the deadline of the call being handled."""
+        if timeout is None:
+            timeout = method.timeout if method.timeout is not None else self.timeout
+        return remaining_seconds(timeout)
 
-    def _response_validator(self, method: MethodRecord) -> Any:
-        return self.validators.get(method.response) if self.validate else None
+    async def _route(
+        self,
+        target: str,
+        sender: str | None,
+        version: str | None,
+        strategy: str | Strategy | None,
+    ) -> Route:
+        """The instances that may take a call, in the order the strategy and their health
+        give, with the callee's retry rules."""
+        key = target if sender is None and version is None else (target, sender, version)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._target_plan(target, sender, version)
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()  # targets are the caller's: keep the memory bounded
+            self._plans[key] = plan
+        records = await self.resolver.instances(plan.service)
+        if plan.records is not records:
+            self._replan(plan, records)
+        parent = current_meta.get()
+        nested = parent is not None and parent.retries is not None and parent.retries > 1
+        if plan.single is not None and not nested:
+            return plan.single
+        chosen = self.strategy if strategy is None else self._strategy(strategy)
+        health = self.resolver.health
+        ordered = health.arrange(chosen.order(plan.name, plan.candidates, health))
+        # A call made while handling one its caller may retry is not retried: that covers it.
+        retry = NO_RETRY if nested else ordered[0].method.retry
+        return Route(ordered, plan.name, retry, plan.uniform)
+
+    def _target_plan(self, target: str, sender: str | None, version: str | None) -> TargetPlan:
+        service, method, pinned = parse_target(target)
+        uses = self._uses.get(sender or self.name)
+        use = None if uses is None else uses.get(f"{service}.{method}")
+        return TargetPlan(service, method, version or pinned, use)
+
+    def _replan(self, plan: TargetPlan, records: list[InstanceRecord]) -> None:
+        if not records:
+            self.resolver.forget(plan.service)
+            raise ServiceNotFound(f"no live instance of service {plan.service!r} in the registry")
+        candidates = self._plan_route(
+            records, plan.service, plan.method, self._range(plan.service, plan.pinned), plan.use
+        )
+        first = candidates[0].request_check
+        plan.uniform = all(c.request_check is first for c in candidates)
+        plan.candidates = candidates
+        plan.single = None
+        if len(candidates) == 1:
+            plan.single = Route(candidates, plan.name, candidates[0].method.retry, True)
+        plan.records = records
+
+    def _strategy(self, spec: str | Strategy) -> Strategy:
+        if not isinstance(spec, str):
+            return make_strategy(spec)
+        if spec == self.strategy.name:
+            return self.strategy
+        found = self._strategies.get(spec)
+        if found is None:
+            found = self._strategies[spec] = make_strategy(spec, self.catalog.strategies)
+        return found
+
+    def _range(self, service: str, pinned: str | None) -> VersionRange | None:
+        if pinned is None:
+            return self.versions.get(service)
+        found = self._ranges.get(pinned)
+        if found is None:
+            if len(self._ranges) >= MAX_PLANS:
+                self._ranges.clear()
+            found = self._ranges[pinned] = VersionRange.parse(pinned)
+        return found
+
+    def _fitting(self, route: Route, data: Any, meta: Meta) -> Route:
+        """The candidates whose published request schema accepts `data` (instances of
+        another version may not): the request is checked once per distinct schema, and
+        refused, naming the fields at fault, only when none accepts it."""
+        if not self.validate:
+            return route
+        first = route[0].request_check
+        if route.uniform:
+            if first is not None and not first.is_valid(data):
+                raise self._refused(route, first, data, meta)
+            return route
+        verdicts: dict[int, bool] = {}
+        fit = []
+        for candidate in route:
+            check = candidate.request_check
+            if check is not None:
+                ok = verdicts.get(id(check))
+                if ok is None:
+                    ok = verdicts[id(check)] = check.is_valid(data)
+                if not ok:
+                    continue
+            fit.append(candidate)
+        if not fit:
+            raise self._refused(route, first, data, meta)
+        if len(fit) == len(route):
+            return route
+        return Route(fit, route.target, route.retry, True)
+
+    @staticmethod
+    def _refused(route: Route, check: Any, data: Any, meta: Meta) -> CallError:
+        return schema_error(
+            InvalidRequest,
+            f"request to {route.target} does not match its schema",
+            check,
+            data,
+            meta.corrid,
+        )
 
     async def _call(
         self,
@@ -629,64 +859,78 @@ class Client:
         userid: str | None,
         sender: str | None = None,
         seal: str | None = None,
+        version: str | None = None,
+        strategy: str | Strategy | None = None,
     ) -> Any:
-        service, method = split_target(target)
-        seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
-        plan = self._plan(await self.resolver.pick(service), service, method)
-        method_rec, channel = plan[0].method, plan[0].channel
+        route = await self._route(target, sender, version, strategy)
+        method_rec, channel = route[0].method, route[0].channel
         mode = force_mode or method_rec.mode
         if mode is ResponseMode.STREAM:
             raise InvalidRequest(f"{target} is a stream method: use Client.stream()")
+        seconds = self._seconds(timeout, method_rec)
         meta = self._meta(mode, channel, seconds, userid, sender)
         meta.seal = _checked_seal(seal)  # the least protection asked for; see _outgoing
-        self._check_request(target, method_rec, data, meta)
-        info = CallInfo(service, method, data, meta, mode, channel.name, plan)
+        route = self._fitting(route, data, meta)
+        if route.retry.attempts > 1:
+            meta.retries = route.retry.attempts
+        service, method = route.target.split(".")
+        info = CallInfo(service, method, data, meta, mode, channel.name, route)
         try:
-            result = await self._send(info)
+            return await self._send(info)
         except DeadlineExceeded as exc:
-            if not exc.remote:
-                exc.message = f"{target} did not answer within {seconds or 0:.3f}s"
-                exc.args = (exc.message,)
+            _name_deadline(exc, target, seconds)
             raise
-        if mode is ResponseMode.RESPONSE:
-            check = self._response_validator(method_rec)
-            if check is not None and not check.is_valid(result):
-                raise schema_error(
-                    InvalidResponse,
-                    f"{target} answered with a value that does not match its schema",
-                    check,
-                    result,
-                    meta.corrid,
-                )
-        return result
-
-    def _plan(self, route: list[InstanceRecord], service: str, method: str) -> list[Candidate]:
-        """Every instance able to take `method`, in the resolver's order: the first is tried
-        first, the others only if it cannot be reached. Kept while the resolver hands out the
-        same route (one instance, or until its cache refreshes)."""
-        key = (service, method)
-        cached = self._plans.get(key)
-        if cached is not None and cached[0] is route:
-            return cached[1]
-        plan = self._plan_route(route, service, method)
-        self._plans[key] = (route, plan)
-        return plan
 
     def _plan_route(
-        self, route: list[InstanceRecord], service: str, method: str
+        self,
+        records: list[InstanceRecord],
+        service: str,
+        method: str,
+        versions: VersionRange | None,
+        use: dict[str, Any] | None,
     ) -> list[Candidate]:
+        route = records
+        if versions is not None:
+            allowed = versions.choose([r.version for r in records])
+            route = [r for r in records if r.version in allowed]
+            if not route:
+                running = ", ".join(sorted({r.version for r in records}))
+                raise ServiceNotFound(
+                    f"no live instance of {service!r} in version range {versions} "
+                    f"(running: {running})"
+                )
         plan = []
+        misfits: list[str] = []
         for record in route:
             method_rec = record.methods.get(method)
             if method_rec is None:
                 continue
+            if use is not None:
+                misfit = self._compatible.refusal(use, record, method, method_rec)
+                if misfit:
+                    misfits.append(misfit)
+                    continue
             found = self._reachable(method_rec.channels, record)
             if found is not None:
                 channel, endpoint = found
-                transport = self._transport(channel)
-                plan.append(Candidate(record, method_rec, channel, endpoint, transport))
+                plan.append(
+                    Candidate(
+                        record,
+                        method_rec,
+                        channel,
+                        endpoint,
+                        self._transport(channel),
+                        self.validators.get(method_rec.request) if self.validate else None,
+                        self.validators.get(method_rec.response) if self.validate else None,
+                    )
+                )
         if plan:
             return plan
+        if misfits:
+            raise ServiceNotFound(
+                f"no instance of {service!r} fits what this caller declared it uses of "
+                f"{method}: {misfits[0]}"
+            )
         if any(method in r.methods for r in route):
             raise ServiceNotFound(f"no instance of {service!r} has an endpoint for {method!r}")
         raise UnknownMethod(f"service {service!r} has no method {method!r}")
@@ -701,25 +945,90 @@ class Client:
         return items if sealed is None else self._opened_items(items, sealed, first.channel)
 
     async def _send_innermost(self, info: CallInfo) -> Any:
-        """Send to the first instance that can be reached; an instance that cannot is
-        skipped for a while and the next one tried (the request never left, so no retry
-        can run a handler twice)."""
-        last: Unavailable | None = None
-        for candidate in info.route:
-            call, sealed = self._outgoing(
-                info, candidate.channel, candidate.endpoint, candidate.record, candidate.method.seal
-            )
+        """Send to the instances of the route in turn (jesus.routing.retries): a request
+        that never left moves to the next one at once; another failure is tried again only
+        when its error says it is safe, within the callee's attempts, the call's deadline
+        and the client's retry budget. Each answer is opened (sealed) and checked against
+        the schema of the instance that gave it."""
+        route: Route = info.route
+        # One instance has no other to be chosen over: what health tells would change nothing.
+        health = self.resolver.health if len(route) > 1 else None
+        self.retry_budget.deposit()
+        attempt = 1
+        index = 0
+        state = None
+        while True:
+            candidate = route[index]
+            index += 1
+            if health is not None:
+                state = health.started(candidate.record.instance_id)
+            began = time.monotonic()
             try:
+                call, sealed = self._outgoing(
+                    info,
+                    candidate.channel,
+                    candidate.endpoint,
+                    candidate.record,
+                    candidate.method.seal,
+                )
                 try:
                     result = await candidate.transport.request(call)
                 except CallError as exc:
                     raise exc if sealed is None else open_error(sealed, exc) from None
-                if sealed is None or info.mode is not ResponseMode.RESPONSE:
-                    return result
-                return self._opened(sealed, candidate.channel, result, 0)
-            except Unavailable as exc:
-                if exc.remote or exc.may_have_run:
+                if info.mode is ResponseMode.RESPONSE:
+                    if sealed is not None:
+                        result = self._opened(sealed, candidate.channel, result, 0)
+                    check = candidate.response_check
+                    if check is not None and not check.is_valid(result):
+                        raise schema_error(
+                            InvalidResponse,
+                            f"{route.target} answered with a value that does not match its schema",
+                            check,
+                            result,
+                            info.meta.corrid,
+                        )
+            except CallError as exc:
+                if state is not None:
+                    now = time.monotonic()
+                    self.resolver.health.failed(state, now - began, exc, now)
+                unsent = isinstance(exc, Unavailable) and not (exc.remote or exc.may_have_run)
+                if unsent:
+                    self.resolver.mark_failed(candidate.record)
+                    if index < len(route):
+                        continue  # nothing left: nothing can have run
+                if attempt >= route.retry.attempts or not exc.safe_to_retry(route.idempotent):
                     raise
-                self.resolver.mark_failed(candidate.record)
-                last = exc
-        raise last or ServiceNotFound(f"no reachable instance of {info.service!r}")
+                delay = route.retry.delay(attempt, _retry_after(exc))
+                if info.deadline is not None and anyio.current_time() + delay >= info.deadline:
+                    raise
+                if not self.retry_budget.withdraw():
+                    log.debug("retry budget spent: not retrying %s: %s", route.target, exc)
+                    raise
+                attempt += 1
+                index %= len(route)
+                log.debug("retrying %s (attempt %d) after %s", route.target, attempt, exc)
+                if delay:
+                    await anyio.sleep(delay)
+                if info.deadline is not None:
+                    left = info.deadline - anyio.current_time()
+                    info.meta.deadline_ms = max(0, int(left * 1000))
+                continue
+            if state is not None:
+                now = time.monotonic()
+                # A noResponse call returns once written: its time says nothing of the instance.
+                took = 0.0 if info.mode is ResponseMode.NO_RESPONSE else now - began
+                self.resolver.health.succeeded(state, took, now)
+            return result
+        if sealed is not None:
+            result = self._opened(sealed, candidate.channel, result, 0)
+        check = candidate.response_check
+        if check is not None and not check.is_valid(result):
+            raise schema_error(
+                InvalidResponse,
+                f"{info.service}.{info.method} answered with a value that does not match its "
+                "schema",
+                check,
+                result,
+                info.meta.corrid,
+            )
+        return result

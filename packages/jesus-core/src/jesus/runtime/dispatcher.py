@@ -26,6 +26,7 @@ from jesus.limits import Limits
 from jesus.messages import Meta, ResponseMode
 from jesus.middleware import CallInfo, Middleware, chain
 from jesus.payload import decode_payload
+from jesus.runtime.bulkhead import Bulkhead
 from jesus.runtime.context import current_deadline, current_meta, proven_caller
 from jesus.runtime.service import MethodSpec, Service
 from jesus.sealing.envelope import CODEC_NAMES, MAX_SEALED
@@ -34,6 +35,7 @@ from jesus.security.caller import Caller
 from jesus.throttled_log import ThrottledLog
 from jesus.transport.contract import PreparedCall
 from jesus.transport.futures import now
+from jesus.transport.traffic import SERVER, TRAFFIC, UNCOUNTED, Meter
 from jesus.validation.base import SchemaValidator, schema_error
 from jesus.validation.cache import ValidatorCache
 
@@ -52,6 +54,8 @@ class MethodEntry:
     channel: str
     transports: frozenset[str]  # where it is served; a call by any other is refused
     group: str | None = None  # a listener's group
+    bulkhead: Bulkhead | None = None  # the method's concurrency limit
+    meter: Meter = UNCOUNTED  # the bytes of its calls
 
 
 class ServedOver:
@@ -147,6 +151,8 @@ class CallDispatcher:
             channel=str(spec.channel),
             transports=spec.transports,
             group=group,
+            bulkhead=None if spec.concurrency is None else Bulkhead(full, spec.concurrency),
+            meter=TRAFFIC.meter(SERVER, str(spec.channel), full),
         )
 
     def prepare(
@@ -222,9 +228,20 @@ class CallDispatcher:
         deadline = None
         if meta.deadline_ms is not None:
             deadline = now() + meta.deadline_ms / 1000
-        return PreparedCall(
-            entry.full_name, data, meta, deadline, entry, caller, sealed, entry.spec.relay
+        call = PreparedCall(
+            entry.full_name,
+            data,
+            meta,
+            deadline,
+            entry,
+            caller,
+            sealed,
+            entry.spec.relay,
+            meter=entry.meter,
         )
+        if entry.bulkhead is not None:
+            call.release = entry.bulkhead.enter(meta.corrid)  # last: nothing else can refuse
+        return call
 
     def _unseal(
         self, entry: MethodEntry, method: str, meta: Meta, data: Any, caller: Caller

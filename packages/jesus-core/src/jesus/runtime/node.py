@@ -273,6 +273,8 @@ async def serve(
         node.metrics = None if metrics_server is None else metrics_server.url
         for service in services:
             service.client = client
+            if service.uses:  # its calls go only to instances that fit what it declared
+                client.declare_uses(service.name, service.uses)
         if compatibility is not None:
             await _check_compatibility(
                 backend, records, compatibility, on_incompatible, resolver.timeout

@@ -12,7 +12,8 @@ from jesus import event_names
 from jesus.channel import ChannelSpec, parse_channels
 from jesus.errors import ConfigurationError
 from jesus.messages import ResponseMode
-from jesus.registry.base import MethodRecord
+from jesus.registry.base import MAX_TIMEOUT, MethodRecord
+from jesus.routing.retries import Retry
 from jesus.sealing.envelope import strength
 from jesus.validation import check_schema
 
@@ -61,6 +62,12 @@ class MethodSpec:
     seal: str | None = None
     # The handler carries the call on to another process: an ack waits for it.
     relay: bool = False
+    # Published for callers (jesus.routing.retries): replay is safe, attempts, default deadline.
+    idempotent: bool = False
+    retry: Retry = field(default_factory=Retry)
+    timeout: float | None = None
+    # Calls of this method the server runs at once; past it, RESOURCE_EXHAUSTED (a bulkhead).
+    concurrency: int | None = None
 
     @property
     def channel(self) -> ChannelSpec:
@@ -79,6 +86,9 @@ class MethodSpec:
             description=self.description,
             channels=tuple(str(c) for c in self.channels),
             seal=self.seal,
+            idempotent=self.idempotent,
+            retry=self.retry,
+            timeout=self.timeout,
         )
 
 
@@ -161,6 +171,10 @@ class Service:
         allow: Iterable[str] | None = None,
         seal: str | None = None,
         relay: bool = False,
+        idempotent: bool = False,
+        retry: int | Retry | None = None,
+        timeout: float | None = None,
+        concurrency: int | None = None,
     ) -> Callable[[F], F]:
         """Declare an async handler (an async generator for `mode="stream"`).
 
@@ -170,8 +184,26 @@ class Service:
         not replayed); `seal="encrypt"` also makes them readable only by the two ends.
         `relay=True` says the handler carries the call on to another process (as the node
         daemon does): an ack call is then acked once the handler returned, so that the ack
-        still means the process that runs it took it."""
+        still means the process that runs it took it.
+
+        What callers follow (docs/resilience.md): `idempotent=True` says running a call twice
+        does no harm, so a call whose connection broke may be replayed; `retry` is the most
+        attempts a call may make (or a `jesus.Retry`); `timeout` the deadline of calls whose
+        caller sets none. `concurrency` bounds the calls this server runs at once; past it,
+        callers get RESOURCE_EXHAUSTED with a retry-after hint."""
         rmode = ResponseMode(mode)
+        try:
+            policy = Retry.of(retry)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"{self.name}: {exc}") from None
+        if timeout is not None and not (
+            isinstance(timeout, int | float) and 0 < timeout <= MAX_TIMEOUT
+        ):
+            raise ConfigurationError(
+                f"{self.name}: timeout must be between 0 and {MAX_TIMEOUT:g} seconds"
+            )
+        if concurrency is not None and (type(concurrency) is not int or concurrency < 1):
+            raise ConfigurationError(f"{self.name}: concurrency must be an integer >= 1")
         check_schema(request)
         check_schema(response)
         specs = parse_channels(channel, self.channel)
@@ -204,6 +236,10 @@ class Service:
                 allow=allowed,
                 seal=sealed,
                 relay=relay,
+                idempotent=idempotent,
+                retry=policy,
+                timeout=None if timeout is None else float(timeout),
+                concurrency=concurrency,
             )
             return fn
 

@@ -32,6 +32,7 @@ from jesus.plugins import Catalog
 from jesus.registry.base import InstanceRecord
 from jesus.security.caller import ANONYMOUS, Caller
 from jesus.transport import CallHandler, CallRunner, OutgoingCall, Session, TransportOptions
+from jesus.transport.traffic import UNCOUNTED
 
 __all__ = ["MemoryRegistry", "MemoryTransport", "Network", "in_memory"]
 
@@ -191,12 +192,13 @@ class MemoryReply:
     """One call's answers, on their way back to the waiting client: stream items through a
     channel bounded by the stream window, then the final outcome."""
 
-    __slots__ = ("_items", "final", "open", "received", "wire")
+    __slots__ = ("_items", "final", "meter", "open", "received", "wire")
     always_answers: ClassVar[bool] = False
 
     def __init__(self, wire: _Wire, window: int) -> None:
         self.wire = wire
         self.open = True
+        self.meter = UNCOUNTED  # nothing goes over a wire here
         self.final: tuple[str, Any] | None = None
         self._items: MemoryObjectSendStream[tuple[bytes, bool]]
         self.received: MemoryObjectReceiveStream[tuple[bytes, bool]]

@@ -16,12 +16,19 @@ pieces every transport shares, so that each rule is written once.
     peer       peer_of: who an accepted stream's peer is proven to be (TLS, unix credentials)
     tls        TLS listening that logs one line per refused peer, and why a handshake failed
     keys       TransportKeys: a key pair vouched for by the sealing certificate (zmq's CURVE)
+    traffic    Meter: the bytes each end sent and received per channel and method
 
 A transport moves bytes and maps what arrives onto a `Session` (server side) or answers an
 `OutgoingCall` (client side); it imports only this package, never `jesus.runtime`.
 """
 
-from jesus.transport.boundary import BROKEN, CONNECT_ERRORS, connect_errors, why_broken
+from jesus.transport.boundary import (
+    BROKEN,
+    CONNECT_ERRORS,
+    connect_errors,
+    unreachable,
+    why_broken,
+)
 from jesus.transport.contract import (
     CallHandler,
     PreparedCall,
@@ -55,5 +62,6 @@ __all__ = [
     "peer_of",
     "stop_reading_ahead",
     "tls_listener",
+    "unreachable",
     "why_broken",
 ]

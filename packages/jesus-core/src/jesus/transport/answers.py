@@ -17,7 +17,9 @@ from jesus.errors import CallError, DeadlineExceeded
 from jesus.limits import Limits
 from jesus.protocol import wire_events as ev
 from jesus.protocol.connection import UNLIMITED, ProtocolConnection
+from jesus.protocol.frames import HEADER_SIZE
 from jesus.transport.futures import clock_factory, future_factory
+from jesus.transport.traffic import UNCOUNTED, Meter
 
 log = logging.getLogger("jesus.transport")
 
@@ -106,7 +108,8 @@ class Answers:
     # ------------------------------------------------------------------ calls
 
     def expect(self, sid: int, deadline: float | None) -> Any:
-        """The future of the answer on `sid`, failed with DeadlineExceeded past `deadline`."""
+        """The future of the answer on `sid`: the ResponseReceived (its value and size, for
+        the caller to count), None for an ack; failed with DeadlineExceeded past `deadline`."""
         future = self.new_future()
         self.calls[sid] = future
         if deadline is not None:
@@ -137,7 +140,7 @@ class Answers:
             if type(event) is _RESPONSE_RECEIVED:
                 future = calls.pop(event.stream_id, None)
                 if future is not None and not future.done():
-                    future.set_result(event.value)
+                    future.set_result(event)  # the size is counted by the caller
             elif not self.on_event(event):
                 rest.append(event)
         return rest
@@ -149,7 +152,7 @@ class Answers:
         if kind is ev.ResponseReceived:
             future = self.calls.pop(event.stream_id, None)  # type: ignore[union-attr]
             if future is not None and not future.done():
-                future.set_result(event.value)  # type: ignore[union-attr]
+                future.set_result(event)
         elif kind is ev.ItemsReceived:
             self._items(event.stream_id, event.values, event.size)  # type: ignore[union-attr]
         elif kind is ev.ItemReceived:
@@ -228,11 +231,14 @@ class Answers:
         send: Callable[[bytes], Awaitable[None] | None],
         deadline: float | None,
         corrid: str | None,
+        meter: Meter = UNCOUNTED,
     ) -> AsyncIterator[Any]:
         """The items of a stream: `request()` makes its stream id and request frame (once
         the iteration starts, so that a refusal is raised there), `send` writes the frame
-        and may return what to await before it went out."""
+        and may return what to await before it went out; the bytes of its request and of its
+        items (as they are taken) are added to `meter`."""
         sid, frame = request()
+        meter.sent += len(frame) - HEADER_SIZE
         window = self.limits.stream_window
         # A server that does not read byte credit does not keep to a byte window either.
         window_bytes = self.limits.stream_window_bytes if self.proto.credits_bytes else UNLIMITED
@@ -260,6 +266,7 @@ class Answers:
                     # Its bytes are given back as it is taken: the consumer holds one frame
                     # beyond the window at most.
                     consumed_bytes += size
+                    meter.received += size
                     for item in value:
                         # The deadline is this loop's (and the expiry task's, while it
                         # waits): a cancel scope per item would cost more than the item.

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import anyio
 
-from jesus.errors import JesusError, Unavailable
+from jesus.errors import HandshakeRefused, JesusError, Unavailable
 from jesus.transport.tls import explain_tls
 
 # What a byte stream raises once the peer is gone (caught where the transport reads or writes).
@@ -28,7 +28,16 @@ def connect_errors(endpoint: str) -> Iterator[None]:
     except JesusError:
         raise
     except CONNECT_ERRORS as exc:
-        raise Unavailable(f"cannot connect to {endpoint}: {why_broken(exc)}") from exc
+        raise unreachable(f"cannot connect to {endpoint}", exc) from exc
+
+
+def unreachable(what: str, exc: BaseException, corrid: str | None = None) -> Unavailable:
+    """The error of a connection that broke before a call was sent: HandshakeRefused when
+    TLS refused it (certificates do not change between attempts), else Unavailable."""
+    refused = explain_tls(exc)
+    if refused is not None:
+        return HandshakeRefused(f"{what}: {refused}", corrid=corrid)
+    return Unavailable(f"{what}: {why_broken(exc)}", corrid=corrid)
 
 
 def why_broken(exc: BaseException) -> str:

@@ -8,11 +8,12 @@ carries `OutgoingCall`s that the core planned.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from jesus.limits import Limits
+from jesus.transport.traffic import UNCOUNTED, Meter
 
 if TYPE_CHECKING:
     import ssl
@@ -56,6 +57,10 @@ class PreparedCall:
     ack_after_run: bool = False
     # The request's decoded size in bytes (`Session.admit`'s `size`), for middleware to see.
     size: int = 0
+    # Called by the runner once the call ended, however it ended (a bulkhead's slot).
+    release: Callable[[], None] | None = None
+    # Where the bytes of its request and answers are counted (the handler's, per method).
+    meter: Meter = UNCOUNTED
 
 
 class CallHandler(Protocol):
@@ -89,6 +94,9 @@ class Reply(Protocol):
     always_answers: ClassVar[bool]
     # True until the call got its final answer, or the peer cancelled it.
     open: bool
+    # Where the bytes of its answers are added, as written (`meter.sent`): set by the runner
+    # once the call is admitted, UNCOUNTED until then.
+    meter: Meter
 
     def ack(self) -> None: ...
 

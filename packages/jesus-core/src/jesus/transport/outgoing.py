@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from jesus.messages import Meta, ResponseMode
+from jesus.transport.traffic import CLIENT, TRAFFIC, Meter
+
+_CLIENT = TRAFFIC.sides[CLIENT]
 
 
 @dataclass(slots=True)
@@ -20,6 +23,17 @@ class OutgoingCall:
     mode: ResponseMode
     # Absolute deadline on the anyio clock, None for none; meta.deadline_ms carries it across.
     deadline: float | None
+
+    def meter(self) -> Meter:
+        """Where the bytes of this call are counted, both ways: look it up once a call."""
+        channel = self.channel
+        # A call handed to a provider's connection has no channel of its own: the meta
+        # names the one it came by.
+        name = (self.meta.channel or "") if channel is None else channel.name
+        try:
+            return _CLIENT[name][self.target]
+        except KeyError:  # the first call of its kind
+            return TRAFFIC.meter(CLIENT, name, self.target)
 
     @property
     def codec(self) -> Any:

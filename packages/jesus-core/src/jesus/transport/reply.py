@@ -17,6 +17,7 @@ import anyio
 from jesus.errors import CallError
 from jesus.protocol.connection import ProtocolConnection
 from jesus.protocol.frames import HEADER_SIZE
+from jesus.transport.traffic import UNCOUNTED
 from jesus.transport.writer import FrameSink
 
 # An ITEMS payload at most (less when max_message_size is smaller): large enough that a
@@ -38,6 +39,7 @@ class FrameReply:
         "_first",
         "_owns_sid",
         "_streaming",
+        "meter",
         "open",
         "proto",
         "sid",
@@ -52,6 +54,7 @@ class FrameReply:
         self.writer = writer
         self.sid = sid
         self.open = True
+        self.meter = UNCOUNTED  # the runner's, once the call is admitted
         # Whether the stream id is this call's until its final frame (a noResponse call never
         # opens one; once answered, the client may reuse the id for another call).
         self._owns_sid = opened
@@ -79,14 +82,18 @@ class FrameReply:
 
     def result(self, value: Any) -> Awaitable[None] | None:
         writer = self.writer
-        writer.write(self.proto.send_response(self.sid, value))
+        frame = self.proto.send_response(self.sid, value)
+        self.meter.sent += len(frame) - HEADER_SIZE
+        writer.write(frame)
         self.open = self._owns_sid = False
         return writer.drain() if writer.full else None
 
     def error(self, error: CallError) -> None:
         self._flush()  # the items before the error still count
         self.open = self._owns_sid = False
-        self.writer.write(self.proto.send_error(self.sid, error))
+        frame = self.proto.send_error(self.sid, error)
+        self.meter.sent += len(frame) - HEADER_SIZE
+        self.writer.write(frame)
 
     def item(self, value: Any) -> Awaitable[None] | None:
         if not self._streaming:
@@ -140,7 +147,9 @@ class FrameReply:
             self._batched = 0
 
     def _send(self, frame: bytes, at_once: bool = False) -> None:
-        self._byte_credit -= len(frame) - HEADER_SIZE
+        size = len(frame) - HEADER_SIZE
+        self._byte_credit -= size
+        self.meter.sent += size
         self.writer.write(frame, at_once)
 
     async def _item_later(self, value: Any) -> None:

@@ -170,6 +170,9 @@ class CallRunner:
         except CallError as exc:
             return self._refuse(method, mode, reply, exc)
         call.size = size
+        meter = call.meter
+        meter.received += size
+        reply.meter = meter
         record = _Call(session, key, call, reply, size)
         # A key may come again while an older call under it still runs (a tcp stream id is
         # free again once a noResponse call is sent or an ack call is acked): the newest
@@ -245,6 +248,8 @@ class CallRunner:
             # still gets its answer.
             self._maybe_deadline(record.call, record.reply)
         record.reply.close()
+        if record.call.release is not None:
+            record.call.release()
 
     # ------------------------------------------------------------------ running
 
