@@ -50,6 +50,7 @@ from jesus.sealing.envelope import CODECS, MAX_SEALED, strength
 from jesus.sealing.seal import SealedCall, Sealer, open_error, to_wire
 from jesus.security.credentials import Credentials
 from jesus.transport import OutgoingCall, TransportClient, TransportOptions
+from jesus.transport.futures import now
 from jesus.transport.keys import TransportKeys
 from jesus.validation.base import schema_error
 from jesus.validation.cache import ValidatorCache
@@ -618,7 +619,7 @@ class Client:
         seal = _stronger(declared, info.meta.seal)
         if seal is not None:
             data, sealed = self._seal(info, channel, record, seal)
-        deadline = None if ms is None else anyio.current_time() + ms / 1000
+        deadline = None if ms is None else now() + ms / 1000
         if info.deadline is None:
             info.deadline = deadline  # the first attempt's: every retry keeps within it
         call = OutgoingCall(
