@@ -70,6 +70,7 @@ def test_the_site_has_runnable_examples() -> None:
         "security",
         "seed-names",
         "compatibility",
+        "resilience",
     }
     assert {f"docs/{name}.md" for name in expected} <= pages, pages
     for name, code in EXAMPLES:
