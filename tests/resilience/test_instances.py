@@ -75,8 +75,10 @@ async def test_a_slow_instance_is_avoided_by_the_latency_strategy(
         assert turns["slow"] >= 8, turns
         by_latency = await served_by(client, 60, strategy="latency")
         assert by_latency["slow"] <= 6, by_latency
-    async with jesus.Client(registry, strategy="latency") as client:
-        pass  # a strategy may be the client's too (the default of its calls)
+        async with jesus.Client(registry, strategy="latency") as chosen:
+            # The client's own strategy is the default of its calls.
+            own = await served_by(chosen, 30)
+            assert own["slow"] <= 4, own
 
 
 async def test_kills_under_load_are_retried_for_idempotent_methods_and_never_replayed(

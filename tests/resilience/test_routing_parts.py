@@ -111,6 +111,8 @@ def test_a_plugin_adds_a_strategy_and_callers_choose_it_by_name() -> None:
     assert jesus.Client(catalog=catalog, strategy="last").strategy.name == "last"
     with pytest.raises(jesus.ConfigurationError, match="unknown load-balancing strategy 'nope'"):
         jesus.Client(strategy="nope")
+    with pytest.raises(jesus.ConfigurationError, match="has no order"):
+        jesus.Client(strategy=object())  # type: ignore[arg-type]
 
     class Shadow:
         @jesus.hookimpl
@@ -188,6 +190,31 @@ def test_consecutive_failures_eject_and_a_half_open_probe_readmits() -> None:
     assert not book.is_ejected("bad") and book.arrange(two)[0].record.instance_id == "bad"
 
 
+def test_a_probe_whose_outcome_never_comes_is_sent_again_later() -> None:
+    book = HealthBook(Ejection(consecutive_failures=1, ejection=0.05, max_ejection=0.05))
+    two = choices("bad", "good")
+    book.failed(book.started("bad"), 0.001, jesus.RemoteFailure("x"))
+    time.sleep(0.06)
+    assert book.arrange(two)[0].record.instance_id == "bad"  # the probe (say, a stream's)
+    assert book.arrange(two)[0].record.instance_id == "good"  # one at a time
+    time.sleep(0.06)  # no outcome came within an ejection: that probe is lost
+    assert book.arrange(two)[0].record.instance_id == "bad"
+
+
+def test_the_health_book_keeps_a_bounded_number_of_instances(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jesus.routing import health
+
+    monkeypatch.setattr(health, "MAX_TRACKED", 10)
+    book = HealthBook()
+    book.unreachable("ejected")
+    for n in range(100):
+        book.succeeded(book.started(f"i{n}"), 0.001)
+    assert len(book._states) <= 10
+    assert book.is_ejected("ejected")  # what it still needs is kept
+
+
 def test_only_the_instances_own_failures_count_against_it() -> None:
     book = HealthBook(Ejection(consecutive_failures=2))
     callers_fault = [
@@ -228,6 +255,9 @@ def test_the_budget_allows_a_share_of_the_calls_and_a_rate() -> None:
     budget.deposit()
     assert budget.withdraw() and not budget.withdraw()
     assert (budget.spent, budget.refused) == (1, 2)
+    for bad in ({"percent": 1.5}, {"per_second": -1.0}, {"ttl": 0.0}):
+        with pytest.raises(ValueError, match="retry budget"):
+            RetryBudget(**bad)
     timed = RetryBudget(percent=0.0, per_second=100.0, ttl=0.1)  # saves up 10 at most
     time.sleep(0.2)
     assert sum(timed.withdraw() for _ in range(30)) == 10
@@ -259,3 +289,22 @@ def test_what_a_provider_publishes_round_trips_and_nonsense_is_refused() -> None
     ]:
         with pytest.raises(jesus.ConfigurationError, match=says):
             svc.method(**kwargs)  # type: ignore[arg-type]
+
+
+def test_over_http_a_full_bulkhead_is_429_with_retry_after() -> None:
+    from jesus_http.mapping import STATUS_OF
+    from jesus_http.responses import error_response
+
+    full = jesus.ResourceExhausted("full", details={"retry_after_ms": 1500})
+    head = error_response(full).split(b"\r\n\r\n", 1)[0].decode().lower()
+    assert head.startswith("http/1.1 429 too many requests")
+    assert "retry-after: 2" in head  # whole seconds, rounded up
+    assert "x-jesus-error: resource_exhausted" in head
+    assert STATUS_OF["RESOURCE_EXHAUSTED"] == 429
+    hintless = error_response(jesus.ResourceExhausted("full")).decode().lower()
+    assert "retry-after" not in hintless
+
+
+def test_declared_uses_name_methods() -> None:
+    with pytest.raises(jesus.ConfigurationError, match="must be 'service"):
+        jesus.Client(uses={"nodot": {}})

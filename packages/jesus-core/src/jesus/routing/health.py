@@ -87,7 +87,7 @@ class InstanceState:
         self.window_start = 0.0
         self.ejected_until = 0.0  # 0: in rotation
         self.ejections = 0  # in a row, for the backoff
-        self.probing = False
+        self.probing = 0.0  # when the half-open probe went out; 0: none out
         self.readmitted_at = 0.0
 
     def latency_now(self, now: float) -> float:
@@ -143,8 +143,13 @@ class HealthBook:
             state = states.get(choice.record.instance_id)
             if state is None or not state.ejected_until:
                 healthy.append(choice)
-            elif probe is None and now >= state.ejected_until and not state.probing:
-                state.probing = True
+            elif (
+                probe is None
+                and now >= state.ejected_until
+                # a probe whose outcome never came (a stream, a call that did not go) is lost
+                and now - state.probing > self.policy.ejection
+            ):
+                state.probing = now
                 probe = choice
             else:
                 out.append(choice)
@@ -167,7 +172,7 @@ class HealthBook:
         state.consecutive = 0
         if state.ejected_until:
             state.ejected_until = 0.0  # the probe succeeded: back in rotation
-            state.probing = False
+            state.probing = 0.0
             state.readmitted_at = now
             state.calls = state.failures = 0
             state.window_start = now
@@ -181,7 +186,7 @@ class HealthBook:
             now = time.monotonic()
         self._ended(state, now, seconds if counts_against(error) else 0.0)
         if not counts_against(error):
-            state.probing = False
+            state.probing = 0.0
             return
         state.failures += 1
         state.consecutive += 1
@@ -221,7 +226,7 @@ class HealthBook:
         state.ejections += 1
         backoff = min(policy.max_ejection, policy.ejection * 2 ** (state.ejections - 1))
         state.ejected_until = now + backoff
-        state.probing = False
+        state.probing = 0.0
         state.consecutive = 0
         state.calls = state.failures = 0
         state.window_start = now

@@ -375,7 +375,7 @@ class Client:
         route = self._fitting(route, data, meta)
         first = route[0]
         check = first.response_check
-        service, method = first.record.service, route.target.rpartition(".")[2]
+        service, _, method = route.target.partition(".")
         info = CallInfo(service, method, data, meta, ResponseMode.STREAM, first.channel.name, route)
         info.deadline = None if seconds is None else started + seconds
         items = await self._open_stream(info)
@@ -874,7 +874,7 @@ class Client:
         route = self._fitting(route, data, meta)
         if route.retry.attempts > 1:
             meta.retries = route.retry.attempts
-        service, method = route.target.split(".")
+        service, _, method = route.target.partition(".")
         info = CallInfo(service, method, data, meta, mode, channel.name, route)
         try:
             return await self._send(info)
