@@ -18,10 +18,12 @@ from jesus.codecs.msgpack import MsgpackCodec
 from jesus.compression.identity import NoCompression
 from jesus.compression.zstd import ZstdCompression
 from jesus.messages import ResponseMode
+from jesus.payload import HEAVY
 from jesus.protocol.datagram import decode_datagram, encode_datagram
 from jesus.protocol.frames import FrameType
 from jesus.registry.embedded import EmbeddedRegistry
 from jesus.registry.resolver import Resolver
+from jesus_udp.server import MAX_HEAVY_DECODES
 from tests.helpers import wait_until
 from tests.helpers.services import calculator
 
@@ -325,3 +327,23 @@ async def test_message_ids_are_unpredictable(registry: str) -> None:
                         seen.append(decode_datagram((await fake.receive())[0]).message_id)
     gaps = {b - a for a, b in itertools.pairwise(seen)}
     assert len(gaps) > 15 and 1 not in gaps  # not a counter
+
+
+async def test_datagrams_that_inflate_past_the_inline_limit_are_decoded_off_the_loop(
+    running: Any,
+) -> None:
+    """Each inflates past HEAVY (a worker thread decodes it); more of them than the server
+    decodes at once are dropped at first, as a full socket would, and come again."""
+    svc, _ = udp_calc("udp+msgpack+zstd")
+    text = "x" * (HEAVY + 50_000)
+    async with running(svc) as (_, client):
+        answers: list[Any] = []
+
+        async def one() -> None:
+            answers.append(await client.call("calc.echo", text, timeout=20))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3 * MAX_HEAVY_DECODES):
+                tg.start_soon(one)
+        assert answers == [text] * (3 * MAX_HEAVY_DECODES)
+        assert await client.call("calc.add", {"a": 1, "b": 2}) == 3

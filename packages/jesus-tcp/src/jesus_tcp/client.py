@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 from anyio.abc import ByteStream, TaskGroup, TaskStatus
 
 from jesus.errors import (
@@ -29,16 +28,13 @@ from jesus.transport import BROKEN, OutgoingCall, TransportOptions, connect_erro
 from jesus.transport.answers import Answers
 from jesus.transport.feed import Feed, feed
 from jesus.transport.futures import clock_factory
+from jesus.transport.pacing import Pacer
 from jesus.transport.pool import ConnectionPool
 from jesus.transport.writer import FrameWriter
 
 log = logging.getLogger("jesus.tcp.client")
 
 READ_SIZE = 65536
-# A loop of notifies stays cancellable at each one, and lets other tasks run at every this
-# many (a turn of the event loop each would cost more than the notify).
-YIELD_EVERY = 16
-
 Connector = Callable[[str], Awaitable[ByteStream]]
 _NO_RESPONSE = ResponseMode.NO_RESPONSE
 
@@ -61,7 +57,7 @@ class ClientConnection:
         self._scope: anyio.CancelScope | None = None
         self._ended = anyio.Event()  # the server closed, or broke the protocol
         self._fed: Feed | None = None
-        self._unyielded = 0  # noResponse calls sent since this connection last yielded
+        self._pacer = Pacer()  # a run of noResponse calls on this connection
         # Calls in flight the server accepts on this connection (from its HELLO).
         self.max_inflight = self.limits.max_inflight_calls
         self._done = anyio.Event()  # run() returned: the connection is closed
@@ -232,14 +228,10 @@ class ClientConnection:
         meter.sent += len(frame) - HEADER_SIZE
         if mode is _NO_RESPONSE:
             self.writer.write(frame)
-            self._unyielded += 1
             if self.writer.full:
                 await self.writer.drain()
-            elif self._unyielded >= YIELD_EVERY:
-                self._unyielded = 0
-                await anyio.lowlevel.checkpoint()
             else:
-                await anyio.lowlevel.checkpoint_if_cancelled()
+                await self._pacer.step()
             return None
         answers = self.answers
         future = answers.expect(sid, call.deadline)

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from jesus.errors import (
@@ -28,6 +27,7 @@ from jesus.protocol.datagram import DatagramCodec, decode_datagram, read_error
 from jesus.protocol.frames import FrameType
 from jesus.transport import OutgoingCall, TransportOptions, connect_errors
 from jesus.transport.futures import EventFuture
+from jesus.transport.pacing import Pacer
 from jesus.transport.traffic import Meter
 from jesus_udp.sender import DatagramSender
 
@@ -46,6 +46,7 @@ class _Socket:
     def __init__(self, socket: Any) -> None:
         self.socket = socket
         self.sender = DatagramSender(socket)
+        self.pacer = Pacer()
 
 
 class UdpClient:
@@ -142,7 +143,10 @@ class UdpClient:
         meter.sent += len(datagram)  # once: a retransmission is the same message
         if mode is ResponseMode.NO_RESPONSE:
             sock.sender.send(datagram, address)
-            await anyio.lowlevel.checkpoint()
+            if sock.sender.queued:
+                await sock.pacer.yield_now()
+            else:
+                await sock.pacer.step()
             return None
         future = EventFuture()  # waited on once per retransmission, so it must survive cancels
         self._waiting[message_id] = (future, address, meter)

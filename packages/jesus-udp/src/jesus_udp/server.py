@@ -9,6 +9,7 @@ import time
 from typing import Any, ClassVar
 
 import anyio
+from anyio.abc import TaskGroup
 
 from jesus.errors import BadFrame, CallError
 from jesus.messages import ResponseMode
@@ -17,10 +18,15 @@ from jesus.protocol.datagram import Datagram, DatagramCodec, decode_datagram, er
 from jesus.protocol.dedup import DedupWindow
 from jesus.protocol.frames import FrameType
 from jesus.transport import CallHandler, CallRunner, TransportOptions
+from jesus.transport.feed import datagram_feed
+from jesus.transport.futures import now
 from jesus.transport.traffic import UNCOUNTED
 from jesus_udp.sender import DatagramSender
 
 log = logging.getLogger("jesus.udp.server")
+
+# Large datagrams decoded in worker threads at once, each in a task holding its bytes.
+MAX_HEAVY_DECODES = 8
 
 MODES = frozenset({ResponseMode.NO_RESPONSE, ResponseMode.ACK, ResponseMode.RESPONSE})
 
@@ -40,6 +46,8 @@ class UdpServer:
         self._dedup = DedupWindow(self._limits.dedup_window, self._limits.dedup_capacity)
         self._codecs: dict[tuple[str, str], DatagramCodec] = {}
         self._stopped = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self._heavy = 0  # large datagrams being decoded in worker threads
         self._last_warning = 0.0
         # What was refused and why; also logged (at most once a second).
         self.stats: collections.Counter[str] = collections.Counter()
@@ -49,7 +57,9 @@ class UdpServer:
             async with anyio.create_task_group() as tg:
                 self.runner.bind(tg)
                 tg.start_soon(self._sender.run)
-                tg.start_soon(self._receive_loop)
+                self._tg = tg
+                if not datagram_feed(self._socket, self._on_fed, _nothing):
+                    tg.start_soon(self._receive_loop)
                 await self._stopped.wait()
                 tg.cancel_scope.cancel()
         finally:
@@ -76,10 +86,38 @@ class UdpServer:
                         # as datagrams may be, and sent again by senders that wait.
                         await self._decode_heavy(*heavy, address)
                 except Exception:  # one datagram must never stop the server
-                    log.exception("datagram from %s:%s could not be handled", *address[:2])
-                    self.stats["internal_error"] += 1
+                    self._failed(address)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass  # closed by aclose()
+
+    def _on_fed(self, data: bytes, address: Any) -> None:
+        """A datagram from the loop's read callback (asyncio): what must be decoded in a
+        worker thread gets a task, at most MAX_HEAVY_DECODES at once; past that it is
+        dropped, as a full socket buffer would drop it, and sent again by senders that wait."""
+        try:
+            heavy = self._on_datagram(data, address)
+            if heavy is None:
+                return
+            tg = self._tg
+            if tg is None or self._heavy >= MAX_HEAVY_DECODES:
+                self.refused("busy", address, "too many large datagrams being decoded")
+                return
+            self._heavy += 1
+            tg.start_soon(self._decode_heavy_fed, *heavy, address)
+        except Exception:  # one datagram must never stop the server
+            self._failed(address)
+
+    async def _decode_heavy_fed(self, dg: Datagram, codec: DatagramCodec, address: Any) -> None:
+        try:
+            await self._decode_heavy(dg, codec, address)
+        except Exception:
+            self._failed(address)
+        finally:
+            self._heavy -= 1
+
+    def _failed(self, address: Any) -> None:
+        log.exception("datagram from %s:%s could not be handled", *address[:2])
+        self.stats["internal_error"] += 1
 
     def refused(self, reason: str, address: Any, detail: object) -> None:
         self.stats[reason] += 1
@@ -170,10 +208,10 @@ class UdpServer:
                 unpacked = BadFrame("the envelope must be [method, meta, data]")
         if isinstance(unpacked, CallError):
             self.refused("rejected", address, unpacked)
-            self._dedup.check(key, anyio.current_time())
+            self._dedup.check(key, now())
             self._session.refuse("(undecodable)", dg.mode, reply, unpacked)
             return
-        duplicate, cached = self._dedup.check(key, anyio.current_time(), _deadline(envelope[1]))
+        duplicate, cached = self._dedup.check(key, now(), _deadline(envelope[1]))
         if duplicate:
             self.stats["duplicate"] += 1
             if cached is not None:
@@ -187,7 +225,7 @@ def _deadline(raw_meta: Any) -> float | None:
     the runner's to refuse)."""
     ms = raw_meta.get("d") if isinstance(raw_meta, dict) else None
     if isinstance(ms, int) and not isinstance(ms, bool) and ms >= 0:
-        return anyio.current_time() + ms / 1000
+        return now() + ms / 1000
     return None
 
 
@@ -244,3 +282,7 @@ class _Named:
 
     def __init__(self, name: str) -> None:
         self.name = name
+
+
+def _nothing() -> None:
+    """The socket closed: aclose() did it, and serve() is already on its way out."""

@@ -6,6 +6,8 @@ asyncio streams pause reading after every `receive()` and resume it before the n
 `feed(stream, on_data, on_end)` takes the reading of `stream` over and returns a `Feed`, or
 returns None where it cannot (trio, TLS, unix sockets on asyncio), and the transport keeps
 its read loop. Writing is untouched: `stream.send()` and its back-pressure work as before.
+`datagram_feed(socket, on_datagram, on_end)` does the same for an anyio UDP socket (whose
+`receive()` costs a turn of the loop per datagram).
 """
 
 from __future__ import annotations
@@ -91,3 +93,46 @@ def feed(
         return Feed(transport)
     transport.resume_reading()
     return Feed(transport)
+
+
+class _DatagramFeedProtocol(asyncio.DatagramProtocol):
+    """Hands datagrams to `on_datagram`; the rest goes on to anyio's own protocol."""
+
+    def __init__(
+        self, inner: Any, on_datagram: Callable[[bytes, Any], None], on_end: Callable[[], None]
+    ) -> None:
+        self._inner = inner
+        self.datagram_received = on_datagram  # type: ignore[method-assign,assignment]
+        self._on_end = on_end
+
+    def error_received(self, exc: Exception) -> None:
+        self._inner.error_received(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+        self._on_end()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+def datagram_feed(
+    socket: Any, on_datagram: Callable[[bytes, Any], None], on_end: Callable[[], None]
+) -> bool:
+    """Take the reading of an anyio UDP socket over: every datagram goes to
+    `on_datagram(data, address)` from the loop's read callback, and `on_end()` is called
+    when the socket closes. False where it cannot be (trio): keep a receive loop."""
+    transport: Any = getattr(socket, "_transport", None)
+    inner: Any = getattr(socket, "_protocol", None)
+    queue = getattr(inner, "read_queue", None)
+    if transport is None or queue is None or not hasattr(transport, "set_protocol"):
+        return False
+    if transport.is_closing():
+        return False
+    transport.set_protocol(_DatagramFeedProtocol(inner, on_datagram, on_end))
+    while queue:
+        on_datagram(*queue.popleft())
+    return True
