@@ -34,7 +34,7 @@ os.environ["JESUS_LOAD_PLUGINS"] = "tcp,http"
 from functools import partial
 import anyio, rpc, stacks
 
-port, registry, concurrency, duration, server_pid, backend = sys.argv[2:8]
+port, registry, concurrency, duration, server_pid, backend, target = sys.argv[2:9]
 
 def cpu_of(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
@@ -43,7 +43,7 @@ def cpu_of(pid):
 async def main():
     import jesus
     async with jesus.Client(registry) as client:
-        call = partial(client.call, "bench.call", stacks.REQUEST)
+        call = partial(client.call, target, stacks.REQUEST)
         await rpc.drive(call, int(concurrency), 0.3)
         server0, client0 = cpu_of(server_pid), time.process_time()
         result = await rpc.drive(call, int(concurrency), float(duration))
@@ -57,7 +57,9 @@ print(json.dumps(anyio.run(main, backend=backend)))
 """
 
 
-def measure(pythonpath: str, concurrency: int, duration: float, backend: str) -> dict[str, float]:
+def measure(
+    pythonpath: str, concurrency: int, duration: float, backend: str, target: str = "bench.call"
+) -> dict[str, float]:
     sys.path.insert(0, str(HERE))
     from rpc import free_port, wait_ready
 
@@ -73,7 +75,7 @@ def measure(pythonpath: str, concurrency: int, duration: float, backend: str) ->
         wait_ready(port, registry, "jesus")
         time.sleep(0.3)
         argv = [str(HERE), str(port), registry, str(concurrency), str(duration), str(server.pid)]
-        argv.append(backend)
+        argv += [backend, target]
         out = subprocess.run(
             [sys.executable, "-c", CLIENT, *argv],
             env=env,
@@ -98,6 +100,11 @@ def main() -> int:
     parser.add_argument(
         "--backend", default="asyncio", choices=["asyncio", "trio"], help="the client's"
     )
+    parser.add_argument(
+        "--target",
+        default="bench.call",
+        help="bench.call (tcp+msgpack), bench.call_http (http+json), bench.call_unchecked",
+    )
     args = parser.parse_args()
     trees = {"this tree": ""}
     if args.base is not None:
@@ -106,7 +113,7 @@ def main() -> int:
     results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     for round_ in range(args.repeat):
         for name, pythonpath in trees.items():
-            r = measure(pythonpath, args.concurrency, args.duration, args.backend)
+            r = measure(pythonpath, args.concurrency, args.duration, args.backend, args.target)
             results[name].append(r)
             print(
                 f"round {round_ + 1}/{args.repeat} {name}: {r['calls_per_s']:,.0f} calls/s, "

@@ -25,6 +25,8 @@ from jesus.transport import (
     peer_of,
     stop_reading_ahead,
 )
+from jesus.transport.feed import Feed, feed
+from jesus.transport.futures import now
 from jesus.transport.traffic import UNCOUNTED
 from jesus.transport.writer import FrameWriter
 from jesus_http import mapping
@@ -131,13 +133,16 @@ class HttpServerConnection:
         self.busy = False  # a request is being answered
         self.closed = anyio.Event()
         self._finished = anyio.Event()  # nothing more to do: flush and close
-        self._last_activity = anyio.current_time()
+        self._last_activity = now()
         self._partial_since: float | None = None
         self._next_id = 0
         self._dispatching = False
         self._last_words: bytes | None = None  # the closing refusal, once the busy answer left
         self._turn = anyio.Event()  # set when the request being answered got its answer
         self._tasks: TaskGroup | None = None
+        self._fed: Feed | None = None  # reads by callback (asyncio over plain tcp)
+        self._wake = anyio.Event()  # a fed read stopped reading: the reader task takes over
+        self._read_done = False  # nothing more is read from this connection
 
     async def run(self) -> None:
         try:
@@ -160,6 +165,10 @@ class HttpServerConnection:
             self._finished.set()
 
     async def _read_loop(self) -> None:
+        fed = feed(self.stream, self._on_data, self._on_end)
+        if fed is not None:
+            await self._serve_fed(fed)
+            return
         while True:
             await self._backpressure()
             try:
@@ -167,25 +176,62 @@ class HttpServerConnection:
             except BROKEN:
                 self._finished.set()
                 return
-            now = anyio.current_time()
-            try:
-                self.parser.feed(data)
-            except httptools.HttpParserError as exc:
-                self._finish_with(400, f"malformed HTTP: {exc}")
+            if not self._take(data):
                 return
-            partial = self.parser.partial
-            if partial is not None and partial.refused == 431:
-                self._finish_with(431, partial.refusal)
-                return
-            # Only requests count as activity: bytes that start none (say, bare CRLFs) do not
-            # keep a connection from its idle timeout.
-            self._partial_since = (self._partial_since or now) if partial else None
-            if self.parser.ready:
-                self._last_activity = now
-            self._dispatch_next()
-            if self.closing and not self.busy:
-                self._finished.set()
-                return
+
+    def _take(self, data: bytes) -> bool:
+        """One read: parsed, and its complete requests started in turn. False once nothing
+        more is to be read from this connection."""
+        read_at = now()
+        try:
+            self.parser.feed(data)
+        except httptools.HttpParserError as exc:
+            self._finish_with(400, f"malformed HTTP: {exc}")
+            return False
+        partial = self.parser.partial
+        if partial is not None and partial.refused == 431:
+            self._finish_with(431, partial.refusal)
+            return False
+        # Only requests count as activity: bytes that start none (say, bare CRLFs) do not
+        # keep a connection from its idle timeout.
+        self._partial_since = (self._partial_since or read_at) if partial else None
+        if self.parser.ready:
+            self._last_activity = read_at
+        self._dispatch_next()
+        if self.closing and not self.busy:
+            self._finished.set()
+            return False
+        return True
+
+    def _on_data(self, data: bytes) -> None:
+        """One read, from the event loop's read callback (`jesus.transport.feed`). Reading
+        pauses while a request waits for its turn or answers for the peer: the reader task
+        resumes it."""
+        if self._read_done:
+            return
+        if not self._take(data):
+            self._read_done = True
+        elif not (self.parser.ready or self.writer.full):
+            return
+        if self._fed is not None:
+            self._fed.pause()
+        self._wake.set()  # (before `feed` returned: _serve_fed pauses on seeing it set)
+
+    def _on_end(self) -> None:
+        self._read_done = True
+        self._finished.set()
+
+    async def _serve_fed(self, fed: Feed) -> None:
+        """The reader task while reads are fed: it waits out what stops reading."""
+        self._fed = fed
+        if self._wake.is_set():
+            fed.pause()  # what anyio had read before the feed stopped reading
+        while not self._read_done:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            await self._backpressure()
+            if not self._read_done:
+                fed.resume()
 
     async def _backpressure(self) -> None:
         """Read no further while a whole request waits for its turn or answers wait for the
@@ -205,17 +251,17 @@ class HttpServerConnection:
         limits = self.limits
         while True:
             await anyio.sleep(min(limits.request_timeout, limits.idle_timeout) / 4)
-            now = anyio.current_time()
+            checked_at = now()
             if (
                 self._partial_since is not None
-                and now - self._partial_since > limits.request_timeout
+                and checked_at - self._partial_since > limits.request_timeout
             ):
                 self._finish_with(408, "request not received within request_timeout")
                 return
             if (
                 not self.busy
                 and self._partial_since is None
-                and now - self._last_activity > limits.idle_timeout
+                and checked_at - self._last_activity > limits.idle_timeout
             ):
                 self._finished.set()
                 return
@@ -234,7 +280,7 @@ class HttpServerConnection:
         """The request being answered got its answer: start the next one."""
         self.busy = False
         self._turn.set()
-        self._last_activity = anyio.current_time()
+        self._last_activity = now()
         if self._last_words is not None:  # a refusal that waited for this answer to go first
             self.writer.write(self._last_words)
             self._last_words = None
