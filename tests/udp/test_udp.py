@@ -347,3 +347,28 @@ async def test_datagrams_that_inflate_past_the_inline_limit_are_decoded_off_the_
                 tg.start_soon(one)
         assert answers == [text] * (3 * MAX_HEAVY_DECODES)
         assert await client.call("calc.add", {"a": 1, "b": 2}) == 3
+
+
+async def test_a_burst_from_two_senders_is_answered_each_to_its_own(running: Any) -> None:
+    """Datagrams queued in the socket are taken several at a time (transport/feed.py):
+    each keeps its own sender, none is lost or taken twice."""
+    svc, _ = udp_calc()
+    async with running(svc) as (node, _client):
+        host, port = node.endpoints["udp"].removeprefix("udp://").rsplit(":", 1)
+        count = 100
+        async with (
+            await anyio.create_udp_socket(local_host="127.0.0.1") as first,
+            await anyio.create_udp_socket(local_host="127.0.0.1") as second,
+        ):
+            for i in range(count):
+                for n, sock in enumerate((first, second)):
+                    body = ["calc.add", {"c": f"burst-{n}-{i}"}, {"a": i, "b": 1000 * n}]
+                    await sock.sendto(request_datagram(i, body), host, int(port))
+            for n, sock in enumerate((first, second)):
+                sums: dict[int, int] = {}
+                with anyio.fail_after(10):
+                    while len(sums) < count:
+                        data, _ = await sock.receive()
+                        dg = decode_datagram(data)
+                        sums[dg.message_id] = MsgpackCodec().decode(dg.payload)
+                assert sums == {i: i + 1000 * n for i in range(count)}

@@ -18,6 +18,10 @@ from typing import Any
 
 from anyio.abc import ByteStream
 
+# Datagrams taken from a socket in one read callback at most, and the largest one.
+DATAGRAMS_PER_READ = 32
+MAX_DATAGRAM = 65536
+
 
 class Feed:
     """Reading taken over from an anyio stream: `on_data(bytes)` gets every read, and
@@ -96,14 +100,40 @@ def feed(
 
 
 class _DatagramFeedProtocol(asyncio.DatagramProtocol):
-    """Hands datagrams to `on_datagram`; the rest goes on to anyio's own protocol."""
+    """Hands datagrams to `on_datagram`, and the ones already queued in the socket after
+    each, up to DATAGRAMS_PER_READ (a turn of the loop per datagram costs more than the
+    datagram); the rest goes on to anyio's own protocol."""
 
     def __init__(
-        self, inner: Any, on_datagram: Callable[[bytes, Any], None], on_end: Callable[[], None]
+        self,
+        transport: Any,
+        inner: Any,
+        on_datagram: Callable[[bytes, Any], None],
+        on_end: Callable[[], None],
     ) -> None:
+        self._transport = transport
+        # asyncio's own socket (uvloop has none to share: one datagram per turn there).
+        self._sock = getattr(transport, "_sock", None)
         self._inner = inner
-        self.datagram_received = on_datagram  # type: ignore[method-assign,assignment]
+        self._on_datagram = on_datagram
         self._on_end = on_end
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        on_datagram, sock, transport = self._on_datagram, self._sock, self._transport
+        on_datagram(data, addr)
+        if sock is None:
+            return
+        for _ in range(DATAGRAMS_PER_READ - 1):
+            if transport.is_closing():
+                return
+            try:
+                data, addr = sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._inner.error_received(exc)
+                return
+            on_datagram(data, addr)
 
     def error_received(self, exc: Exception) -> None:
         self._inner.error_received(exc)
@@ -132,7 +162,7 @@ def datagram_feed(
         return False
     if transport.is_closing():
         return False
-    transport.set_protocol(_DatagramFeedProtocol(inner, on_datagram, on_end))
+    transport.set_protocol(_DatagramFeedProtocol(transport, inner, on_datagram, on_end))
     while queue:
         on_datagram(*queue.popleft())
     return True
