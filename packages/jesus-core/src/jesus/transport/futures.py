@@ -41,11 +41,73 @@ class EventFuture:
         return self._value
 
 
+class TrioFuture:
+    """EventFuture on trio's own low-level parking (`wait_task_rescheduled`), without the
+    Event and parking lot an anyio Event brings. A wait may be cancelled and started again."""
+
+    __slots__ = ("_done", "_error", "_task", "_value")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._task: Any = None  # the task waiting, if one is
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, value: Any) -> None:
+        self._value = value
+        self._wake()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        task, self._task = self._task, None
+        if task is not None:
+            import trio.lowlevel
+
+            trio.lowlevel.reschedule(task)
+
+    async def _wait(self) -> Any:
+        import trio.lowlevel
+
+        if not self._done:
+            self._task = trio.lowlevel.current_task()
+
+            def abort(_: Any) -> Any:
+                self._task = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        else:
+            await trio.lowlevel.checkpoint()  # as a wait on a set Event: still a checkpoint
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def __await__(self) -> Any:
+        return self._wait().__await__()
+
+
 def future_factory() -> Callable[[], Any]:
-    """A bare asyncio future on asyncio (an anyio Event costs several times more), an
-    EventFuture elsewhere. Call from inside the event loop."""
+    """A bare asyncio future on asyncio (an anyio Event costs several times more), a
+    TrioFuture on trio, an EventFuture elsewhere. Call from inside the event loop."""
     loop = running_asyncio_loop()
-    return loop.create_future if loop is not None else EventFuture
+    if loop is not None:
+        return loop.create_future
+    try:
+        import trio.lowlevel
+
+        trio.lowlevel.current_task()  # raises outside trio
+    except (ImportError, RuntimeError):
+        return EventFuture
+    return TrioFuture
 
 
 def now() -> float:
