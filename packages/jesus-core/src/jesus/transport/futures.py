@@ -27,12 +27,14 @@ class EventFuture:
         return self._event.is_set()
 
     def set_result(self, value: Any) -> None:
-        self._value = value
-        self._event.set()
+        if not self._event.is_set():
+            self._value = value
+            self._event.set()
 
     def set_exception(self, error: BaseException) -> None:
-        self._error = error
-        self._event.set()
+        if not self._event.is_set():
+            self._error = error
+            self._event.set()
 
     def __await__(self) -> Any:
         yield from self._event.wait().__await__()
@@ -57,16 +59,16 @@ class TrioFuture:
         return self._done
 
     def set_result(self, value: Any) -> None:
-        self._value = value
-        self._wake()
+        if not self._done:
+            self._value = value
+            self._wake()
 
     def set_exception(self, error: BaseException) -> None:
-        self._error = error
-        self._wake()
+        if not self._done:
+            self._error = error
+            self._wake()
 
     def _wake(self) -> None:
-        if self._done:
-            return
         self._done = True
         task, self._task = self._task, None
         if task is not None:
