@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextvars
 import math
 
-import anyio
-
 from jesus.messages import Meta
 from jesus.security.caller import Caller
-from jesus.transport.futures import now
+from jesus.transport.futures import effective_deadline, now
 
 current_meta: contextvars.ContextVar[Meta | None] = contextvars.ContextVar(
     "jesus_current_meta", default=None
@@ -39,7 +37,7 @@ def current_caller() -> Caller | None:
 def remaining_seconds(timeout: float | None) -> float | None:
     """Time left before the nearest of `timeout`, the enclosing cancel scopes' deadline and
     the deadline of the call being handled."""
-    deadline = anyio.current_effective_deadline()
+    deadline = effective_deadline()
     inherited = current_deadline.get()
     if inherited is not None:
         deadline = min(deadline, inherited)

@@ -72,23 +72,20 @@ class TrioFuture:
         self._done = True
         task, self._task = self._task, None
         if task is not None:
-            import trio.lowlevel
-
-            trio.lowlevel.reschedule(task)
+            _trio.reschedule(task)
 
     async def _wait(self) -> Any:
-        import trio.lowlevel
-
+        lowlevel = _trio
         if not self._done:
-            self._task = trio.lowlevel.current_task()
+            self._task = lowlevel.current_task()
 
             def abort(_: Any) -> Any:
                 self._task = None
-                return trio.lowlevel.Abort.SUCCEEDED
+                return lowlevel.Abort.SUCCEEDED
 
-            await trio.lowlevel.wait_task_rescheduled(abort)
+            await lowlevel.wait_task_rescheduled(abort)
         else:
-            await trio.lowlevel.checkpoint()  # as a wait on a set Event: still a checkpoint
+            await lowlevel.checkpoint()  # as a wait on a set Event: still a checkpoint
         if self._error is not None:
             raise self._error
         return self._value
@@ -103,24 +100,49 @@ def future_factory() -> Callable[[], Any]:
     loop = running_asyncio_loop()
     if loop is not None:
         return loop.create_future
+    return TrioFuture if _on_trio() else EventFuture
+
+
+# trio.lowlevel once trio was seen running (imported then, not by every asyncio user).
+_trio: Any = None
+# The clock and the effective deadline off asyncio: anyio's, or trio's own once seen (the
+# same values, without anyio's backend look-up on every call).
+_other_clock: Callable[[], float] = anyio.current_time
+_other_deadline: Callable[[], float] = anyio.current_effective_deadline
+
+
+def _on_trio() -> bool:
+    global _trio, _other_clock, _other_deadline
     try:
+        import trio
         import trio.lowlevel
 
         trio.lowlevel.current_task()  # raises outside trio
     except (ImportError, RuntimeError):
-        return EventFuture
-    return TrioFuture
+        return False
+    _trio = trio.lowlevel
+    _other_clock, _other_deadline = trio.current_time, trio.current_effective_deadline
+    return True
 
 
 def now() -> float:
-    """`anyio.current_time()`, without its backend look-up on asyncio (per call, on the
-    server's path of every request)."""
+    """`anyio.current_time()`, without its backend look-up (per call, on the server's path
+    of every request)."""
     loop = asyncio._get_running_loop()
-    return loop.time() if loop is not None else anyio.current_time()
+    return loop.time() if loop is not None else _other_clock()
+
+
+def effective_deadline() -> float:
+    """`anyio.current_effective_deadline()`; on trio without anyio's backend look-up."""
+    if asyncio._get_running_loop() is not None:
+        return anyio.current_effective_deadline()
+    return _other_deadline()
 
 
 def clock_factory() -> Callable[[], float]:
     """The anyio clock without its per-call backend look-up (which costs more than the
     reading): the loop's own `time` on asyncio. Call from inside the event loop."""
     loop = running_asyncio_loop()
-    return loop.time if loop is not None else anyio.current_time
+    if loop is not None:
+        return loop.time
+    return _other_clock if _on_trio() else anyio.current_time
