@@ -18,6 +18,8 @@ from typing import Any
 
 from anyio.abc import ByteStream
 
+# The most a read takes from a stream socket: below malloc's mmap threshold (128 KiB).
+READ_CHUNK = 65536
 # Datagrams taken from a socket in one read callback at most, and the largest one.
 DATAGRAMS_PER_READ = 32
 MAX_DATAGRAM = 65536
@@ -89,6 +91,10 @@ def feed(
         return None
     protocol = _FeedProtocol(inner, on_data, on_end)
     transport.set_protocol(protocol)
+    if getattr(transport, "max_size", 0) > READ_CHUNK:
+        # asyncio reads into a buffer of max_size (256 KiB) and shrinks it to what came: one
+        # that large is mmapped and unmapped again on every read (three system calls).
+        transport.max_size = READ_CHUNK
     while queue:
         on_data(queue.popleft())
     inner.read_event.clear()
