@@ -133,8 +133,9 @@ def now() -> float:
 
 
 def effective_deadline() -> float:
-    """`anyio.current_effective_deadline()`; on trio without anyio's backend look-up."""
-    if asyncio._get_running_loop() is not None:
+    """`anyio.current_effective_deadline()`; on trio without anyio's backend look-up. (A
+    look-up of the running asyncio loop is a system call on Python 3.11: getpid.)"""
+    if _trio is None or asyncio._get_running_loop() is not None:
         return anyio.current_effective_deadline()
     return _other_deadline()
 
