@@ -34,11 +34,12 @@ class _Collector:
         self.current: Message | None = None
         self.header_bytes = 0
         self.parser: Any = None
-        self._name = b""
+        self._raw: list[tuple[bytes, bytes]] = []  # the headers of the message being read
 
     def on_message_begin(self) -> None:
         self.current = Message()
         self.header_bytes = 0
+        self._raw.clear()
 
     def on_url(self, url: bytes) -> None:
         assert self.current is not None
@@ -47,14 +48,11 @@ class _Collector:
         self._check_headers()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        msg = self.current
-        assert msg is not None
+        # Called once per header: kept raw, decoded at the end of the headers; past the
+        # limit nothing more is kept (the refusal is marked after the read, or at the end).
         self.header_bytes += len(name) + len(value) + 4
-        if not self._check_headers():
-            return
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        msg.headers[key] = f"{msg.headers[key]}, {text}" if key in msg.headers else text
+        if self.header_bytes <= self.max_header_size:
+            self._raw.append((name, value))
 
     def _check_headers(self) -> bool:
         msg = self.current
@@ -69,6 +67,16 @@ class _Collector:
     def on_headers_complete(self) -> None:
         msg = self.current
         assert msg is not None
+        raw, self._raw = self._raw, []
+        if self._check_headers():
+            headers = {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in raw}
+            if len(headers) < len(raw):  # a header more than once: its values joined
+                headers = {}
+                for name, value in raw:
+                    key = name.decode("latin-1").lower()
+                    text = value.decode("latin-1")
+                    headers[key] = f"{headers[key]}, {text}" if key in headers else text
+            msg.headers = headers
         parser = self.parser
         if self.response:
             msg.status = parser.get_status_code()
@@ -124,6 +132,9 @@ class _Parser:
 
     def feed(self, data: bytes) -> None:
         self._parser.feed_data(data)
+        collector = self._collector
+        if collector.current is not None and collector.header_bytes > collector.max_header_size:
+            collector._check_headers()  # headers still coming: refused before they end
 
     @property
     def ready(self) -> deque[Message]:
