@@ -26,7 +26,7 @@ from jesus.transport import (
     stop_reading_ahead,
 )
 from jesus.transport.feed import Feed, feed
-from jesus.transport.futures import now
+from jesus.transport.futures import clock_factory
 from jesus.transport.traffic import UNCOUNTED
 from jesus.transport.writer import FrameWriter
 from jesus_http import mapping
@@ -133,7 +133,8 @@ class HttpServerConnection:
         self.busy = False  # a request is being answered
         self.closed = anyio.Event()
         self._finished = anyio.Event()  # nothing more to do: flush and close
-        self._last_activity = now()
+        self._clock = clock_factory()  # no loop look-up per read (a getpid on Python 3.11)
+        self._last_activity = self._clock()
         self._partial_since: float | None = None
         self._next_id = 0
         self._dispatching = False
@@ -182,7 +183,7 @@ class HttpServerConnection:
     def _take(self, data: bytes) -> bool:
         """One read: parsed, and its complete requests started in turn. False once nothing
         more is to be read from this connection."""
-        read_at = now()
+        read_at = self._clock()
         try:
             self.parser.feed(data)
         except httptools.HttpParserError as exc:
@@ -251,7 +252,7 @@ class HttpServerConnection:
         limits = self.limits
         while True:
             await anyio.sleep(min(limits.request_timeout, limits.idle_timeout) / 4)
-            checked_at = now()
+            checked_at = self._clock()
             if (
                 self._partial_since is not None
                 and checked_at - self._partial_since > limits.request_timeout
@@ -280,7 +281,7 @@ class HttpServerConnection:
         """The request being answered got its answer: start the next one."""
         self.busy = False
         self._turn.set()
-        self._last_activity = now()
+        self._last_activity = self._clock()
         if self._last_words is not None:  # a refusal that waited for this answer to go first
             self.writer.write(self._last_words)
             self._last_words = None

@@ -8,7 +8,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +50,7 @@ from jesus.sealing.envelope import CODECS, MAX_SEALED, strength
 from jesus.sealing.seal import SealedCall, Sealer, open_error, to_wire
 from jesus.security.credentials import Credentials
 from jesus.transport import OutgoingCall, TransportClient, TransportOptions
-from jesus.transport.futures import now
+from jesus.transport.futures import clock_factory, now
 from jesus.transport.keys import TransportKeys
 from jesus.validation.base import schema_error
 from jesus.validation.cache import ValidatorCache
@@ -246,6 +246,7 @@ class Client:
         self._transports: dict[str, TransportClient] = {}
         self._channels: dict[str, Channel] = {}
         self._plans: dict[Any, TargetPlan] = {}
+        self._clock: Callable[[], float] = now  # the loop's own once entered (__aenter__)
         if uses:
             self.declare_uses(name, uses)
         self._send = chain(self.catalog.middleware, "client", self._send_innermost)
@@ -279,6 +280,7 @@ class Client:
         self._stack = contextlib.AsyncExitStack()
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         self.resolver.bind(self._tg)  # its background refreshes live as long as the client
+        self._clock = clock_factory()  # this loop's, bound once (a look-up is a getpid on 3.11)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -619,7 +621,7 @@ class Client:
         seal = _stronger(declared, info.meta.seal)
         if seal is not None:
             data, sealed = self._seal(info, channel, record, seal)
-        deadline = None if ms is None else now() + ms / 1000
+        deadline = None if ms is None else self._clock() + ms / 1000
         if info.deadline is None:
             info.deadline = deadline  # the first attempt's: every retry keeps within it
         call = OutgoingCall(

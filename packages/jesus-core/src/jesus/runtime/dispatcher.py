@@ -34,7 +34,7 @@ from jesus.sealing.seal import Opener, SealedCall, seal_error, to_wire
 from jesus.security.caller import Caller
 from jesus.throttled_log import ThrottledLog
 from jesus.transport.contract import PreparedCall
-from jesus.transport.futures import now
+from jesus.transport.futures import clock_factory
 from jesus.transport.traffic import SERVER, TRAFFIC, UNCOUNTED, Meter
 from jesus.validation.base import SchemaValidator, schema_error
 from jesus.validation.cache import ValidatorCache
@@ -103,6 +103,8 @@ class CallDispatcher:
         self.opener = opener
         self.codecs = codecs or {}
         self.limits = limits or Limits()
+        # The serving loop's clock, bound once (a loop look-up is a getpid on Python 3.11).
+        self._clock = clock_factory()
         self.methods: dict[str, MethodEntry] = {}
         for service in self.services:
             for subscription in service.listeners.values():
@@ -227,7 +229,7 @@ class CallDispatcher:
             raise schema_error(InvalidRequest, _mismatch(entry, meta), check, data, meta.corrid)
         deadline = None
         if meta.deadline_ms is not None:
-            deadline = now() + meta.deadline_ms / 1000
+            deadline = self._clock() + meta.deadline_ms / 1000
         call = PreparedCall(
             entry.full_name,
             data,
