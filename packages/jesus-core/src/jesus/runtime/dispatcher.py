@@ -376,32 +376,29 @@ class CallDispatcher:
             raise
         except Exception as exc:
             raise _failure(call, exc) from exc
+        check, seal = entry.response, call.seal
         index = 0
         try:
-            while True:
-                try:
-                    item = await agen.__anext__()
-                except StopAsyncIteration:
-                    return
-                except CallError as exc:
-                    if exc.corrid is None:
-                        exc.corrid = meta.corrid
-                    raise
-                except Exception as exc:
-                    raise _failure(call, exc) from exc
-                check = entry.response
-                if check is not None and not check.is_valid(item):
-                    raise schema_error(
-                        InvalidResponse,
-                        f"{call.name} streamed an item that does not match its schema",
-                        check,
-                        item,
-                        meta.corrid,
-                    )
-                if call.seal is not None:
-                    item = self._seal_answer(call, item, index)
-                index += 1
-                yield item
+            try:
+                async for item in agen:  # per item: no more than the check (and the seal)
+                    if check is not None and not check.is_valid(item):
+                        raise schema_error(
+                            InvalidResponse,
+                            f"{call.name} streamed an item that does not match its schema",
+                            check,
+                            item,
+                            meta.corrid,
+                        )
+                    if seal is not None:
+                        item = self._seal_answer(call, item, index)
+                        index += 1
+                    yield item
+            except CallError as exc:
+                if exc.corrid is None:
+                    exc.corrid = meta.corrid
+                raise
+            except Exception as exc:
+                raise _failure(call, exc) from exc
         finally:
             await agen.aclose()
 
