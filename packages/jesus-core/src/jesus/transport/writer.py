@@ -209,11 +209,15 @@ class FrameWriter:
                 data = b"".join(self._queue) if len(self._queue) > 1 else self._queue[0]
                 self._queue.clear()
                 self._queued = 0
-                self._sending = True
-                try:
-                    await self._stream.send(data)
-                finally:
-                    self._sending = False
+                # Straight to the socket when it takes it all (a stream's batches): anyio's
+                # send costs more than the write; behind buffered bytes, the send waits.
+                sent = 0 if self._direct is None else self._direct(data)
+                if sent < len(data):
+                    self._sending = True
+                    try:
+                        await self._stream.send(data[sent:] if sent else data)
+                    finally:
+                        self._sending = False
                 if self._queued <= self._high_water:
                     self._drained.set()
                     self._drained = anyio.Event()
