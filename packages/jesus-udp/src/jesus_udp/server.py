@@ -19,7 +19,7 @@ from jesus.protocol.dedup import DedupWindow
 from jesus.protocol.frames import FrameType
 from jesus.transport import CallHandler, CallRunner, TransportOptions
 from jesus.transport.feed import datagram_feed
-from jesus.transport.futures import now
+from jesus.transport.futures import clock_factory
 from jesus.transport.traffic import UNCOUNTED
 from jesus_udp.sender import DatagramSender
 
@@ -48,6 +48,7 @@ class UdpServer:
         self._stopped = anyio.Event()
         self._tg: TaskGroup | None = None
         self._heavy = 0  # large datagrams being decoded in worker threads
+        self._clock = clock_factory()  # bound once: a loop look-up is a getpid on Python 3.11
         self._last_warning = 0.0
         # What was refused and why; also logged (at most once a second).
         self.stats: collections.Counter[str] = collections.Counter()
@@ -208,10 +209,11 @@ class UdpServer:
                 unpacked = BadFrame("the envelope must be [method, meta, data]")
         if isinstance(unpacked, CallError):
             self.refused("rejected", address, unpacked)
-            self._dedup.check(key, now())
+            self._dedup.check(key, self._clock())
             self._session.refuse("(undecodable)", dg.mode, reply, unpacked)
             return
-        duplicate, cached = self._dedup.check(key, now(), _deadline(envelope[1]))
+        at = self._clock()
+        duplicate, cached = self._dedup.check(key, at, _deadline(envelope[1], at))
         if duplicate:
             self.stats["duplicate"] += 1
             if cached is not None:
@@ -220,12 +222,12 @@ class UdpServer:
         self._session.admit(key, envelope[0], envelope[1], envelope[2], dg.mode, reply, size)
 
 
-def _deadline(raw_meta: Any) -> float | None:
+def _deadline(raw_meta: Any, at: float) -> float | None:
     """The message's deadline, to remember its id at least that long (a malformed meta is
     the runner's to refuse)."""
     ms = raw_meta.get("d") if isinstance(raw_meta, dict) else None
     if isinstance(ms, int) and not isinstance(ms, bool) and ms >= 0:
-        return now() + ms / 1000
+        return at + ms / 1000
     return None
 
 
