@@ -100,3 +100,14 @@ def test_dedup_window_is_bounded() -> None:
     for i in range(25):
         window.check(i, now=0)
     assert len(window) == 10 and window.evicted_early == 15
+
+
+def test_names_seen_are_remembered_within_a_bound() -> None:
+    """Anyone may send datagrams: their codec names fill no memory past the bound."""
+    from jesus.protocol import datagram
+
+    for i in range(3 * datagram._NAMES_KEPT):
+        named = type("C", (), {"name": f"codec{i}"})()
+        dg = decode_datagram(encode_datagram(FrameType.REQUEST, i, named, NoCompression(), b"\x90"))
+        assert (dg.codec, dg.compression, dg.message_id) == (f"codec{i}", "none", i)
+    assert len(datagram._NAMES) <= datagram._NAMES_KEPT

@@ -39,7 +39,7 @@ TYPES = frozenset((FrameType.REQUEST, FrameType.RESPONSE, FrameType.ACK, FrameTy
 _MODES = [ResponseMode.from_wire(i) for i in range(4)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen one sets each field through object.__setattr__
 class Datagram:
     type: int
     mode: ResponseMode
@@ -88,6 +88,34 @@ def decode_datagram(data: bytes) -> Datagram:
         raise BadFrame(f"datagram version {version} is not supported")
     if ftype not in TYPES:
         raise BadFrame(f"unknown datagram type 0x{ftype:02x}")
+    try:
+        first = data[HEAD_SIZE]
+        end = HEAD_SIZE + 2 + first + data[HEAD_SIZE + 1 + first]
+    except IndexError:
+        raise BadFrame("truncated datagram header") from None
+    names = _NAMES.get(data[HEAD_SIZE:end])
+    if names is None:
+        names = _names(data)
+    codec, compression, offset = names
+    return Datagram(
+        type=ftype,
+        mode=_MODES[(flags & _MODE_MASK) >> MODE_SHIFT],
+        message_id=message_id,
+        codec=codec,
+        compression=compression,
+        compressed=bool(flags & _COMPRESSED),
+        payload=data[offset:],
+    )
+
+
+# The codec and compression names as they start a datagram's payload, parsed once: the same
+# few pairs come every time (bounded: anyone may send datagrams).
+_NAMES_KEPT = 32
+_NAMES: dict[bytes, tuple[str, str, int]] = {}
+
+
+def _names(data: bytes) -> tuple[str, str, int]:
+    """(codec, compression, offset of the payload); raises BadFrame."""
     offset = HEAD_SIZE
     names = []
     for _ in range(2):
@@ -102,15 +130,10 @@ def decode_datagram(data: bytes) -> Datagram:
         except UnicodeDecodeError:
             raise BadFrame("codec and compression names must be ASCII") from None
         offset += 1 + size
-    return Datagram(
-        type=ftype,
-        mode=_MODES[(flags & _MODE_MASK) >> MODE_SHIFT],
-        message_id=message_id,
-        codec=names[0],
-        compression=names[1],
-        compressed=bool(flags & _COMPRESSED),
-        payload=data[offset:],
-    )
+    found = (names[0], names[1], offset)
+    if len(_NAMES) < _NAMES_KEPT:
+        _NAMES[data[HEAD_SIZE:offset]] = found
+    return found
 
 
 class DatagramCodec:
