@@ -3,6 +3,7 @@ Shared by the server and the client."""
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from collections.abc import Mapping
@@ -80,6 +81,8 @@ CODEC_OF_TYPE.update({content_type: codec for codec, content_type in STREAM_TYPE
 FRAME_LENGTH = struct.Struct("!I")
 
 
+# Header values parsed once: a client sends the same few every time (bounded: lru_cache).
+@functools.lru_cache(maxsize=256)
 def codec_for(content_type: str | None) -> str | None:
     """The codec name for a Content-Type (parameters ignored); JSON when there is none."""
     if not content_type:
@@ -87,6 +90,7 @@ def codec_for(content_type: str | None) -> str | None:
     return CODEC_OF_TYPE.get(content_type.split(";", 1)[0].strip().lower())
 
 
+@functools.lru_cache(maxsize=256)
 def answer_codec(accept: str | None, request_codec: str) -> str:
     """The codec to answer in: the first type of Accept that names a codec, else the
     request's own (no Accept, `*/*` or only unknown types)."""
@@ -159,11 +163,16 @@ def error_body(error: CallError) -> dict[str, Any]:
     return {"error": error.to_wire()}
 
 
+@functools.lru_cache(maxsize=256)
+def _encodings(accept_encoding: str) -> frozenset[str]:
+    return frozenset(part.split(";", 1)[0].strip().lower() for part in accept_encoding.split(","))
+
+
 def pick_encoding(accept_encoding: str | None, available: Mapping[str, Any]) -> Any:
     """The compression to answer with: zstd, then gzip, when the client accepts it."""
     if not accept_encoding:
         return None
-    offered = {part.split(";", 1)[0].strip().lower() for part in accept_encoding.split(",")}
+    offered = _encodings(accept_encoding)
     for name in ("zstd", "gzip"):
         if name in offered and name in available:
             return available[name]

@@ -23,6 +23,19 @@ class Message:
     refusal: str = ""
 
 
+# Header names as they come, lower-cased once: the same few every time (bounded: a peer may
+# send any names).
+_NAMES: dict[bytes, str] = {}
+_NAMES_KEPT = 256
+
+
+def _name(raw: bytes) -> str:
+    name = raw.decode("latin-1").lower()
+    if len(_NAMES) < _NAMES_KEPT:
+        _NAMES[raw] = name
+    return name
+
+
 class _Collector:
     """httptools callbacks filling Messages; never raises (limits only mark the message)."""
 
@@ -69,7 +82,8 @@ class _Collector:
         assert msg is not None
         raw, self._raw = self._raw, []
         if self._check_headers():
-            headers = {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in raw}
+            names = _NAMES
+            headers = {(names.get(n) or _name(n)): v.decode("latin-1") for n, v in raw}
             if len(headers) < len(raw):  # a header more than once: its values joined
                 headers = {}
                 for name, value in raw:

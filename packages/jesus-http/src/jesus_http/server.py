@@ -396,7 +396,9 @@ class HttpServerConnection:
         headers = request.headers
         options = self.server.options
         raw_meta = mapping.meta_from_headers(headers)
-        corrid = raw_meta.setdefault("c", new_corrid())
+        corrid = raw_meta.get("c")
+        if corrid is None:
+            corrid = raw_meta["c"] = new_corrid()
         declared = self.server.handler.declared_mode(target) or ResponseMode.RESPONSE
         mode = mapping.mode_from_header(headers.get(mapping.MODE_HEADER)) or declared
         answer = options.codecs.get(mapping.answer_codec(headers.get("accept"), codec.name))
