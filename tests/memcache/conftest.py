@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pymemcache.client.base import Client
@@ -113,3 +114,11 @@ def second_memcached() -> Iterator[Memcached]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=[pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio")])
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    """asyncio and trio. The registry reaches memcached through its own client in worker
+    threads, not through the event loop: on uvloop these tests would run what asyncio runs,
+    and they are among the slowest of the suite (a real memcached, its TTLs in seconds)."""
+    return request.param
