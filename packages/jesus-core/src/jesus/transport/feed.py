@@ -42,9 +42,21 @@ class Feed:
             self._transport.resume_reading()
 
 
-class _FeedProtocol(asyncio.Protocol):
-    """Hands reads to `on_data`; what concerns writing goes on to anyio's own protocol, whose
-    events `stream.send()` waits on."""
+class _WritingToInner:
+    """What concerns writing goes on to anyio's own protocol, whose events its `send()`
+    waits on."""
+
+    _inner: Any
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+class _FeedProtocol(_WritingToInner, asyncio.Protocol):
+    """Hands reads to `on_data`."""
 
     def __init__(
         self, inner: Any, on_data: Callable[[bytes], None], on_end: Callable[[], None]
@@ -65,16 +77,24 @@ class _FeedProtocol(asyncio.Protocol):
         self._inner.connection_lost(exc)
         self._end()
 
-    def pause_writing(self) -> None:
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._inner.resume_writing()
-
     def _end(self) -> None:
         if not self._ended:
             self._ended = True
             self._on_end()
+
+
+def _taken_over(stream: Any) -> tuple[Any, Any, Any]:
+    """The asyncio transport under an anyio stream or socket, anyio's protocol on it and that
+    protocol's queue of what it read; (None, None, None) where reading cannot be taken over
+    (trio, TLS, a transport closing)."""
+    transport: Any = getattr(stream, "_transport", None)
+    inner: Any = getattr(stream, "_protocol", None)
+    queue = getattr(inner, "read_queue", None)
+    if transport is None or queue is None or not hasattr(transport, "set_protocol"):
+        return None, None, None
+    if transport.is_closing():
+        return None, None, None
+    return transport, inner, queue
 
 
 def feed(
@@ -82,12 +102,8 @@ def feed(
 ) -> Feed | None:
     """Take the reading of `stream` over (see the module), or None where it cannot be.
     Call it between reads: what anyio had already read is handed to `on_data` first."""
-    transport: Any = getattr(stream, "_transport", None)
-    inner: Any = getattr(stream, "_protocol", None)
-    queue = getattr(inner, "read_queue", None)
-    if transport is None or queue is None or not hasattr(transport, "set_protocol"):
-        return None
-    if transport.is_closing():
+    transport, inner, queue = _taken_over(stream)
+    if transport is None:
         return None
     protocol = _FeedProtocol(inner, on_data, on_end)
     transport.set_protocol(protocol)
@@ -105,10 +121,10 @@ def feed(
     return Feed(transport)
 
 
-class _DatagramFeedProtocol(asyncio.DatagramProtocol):
+class _DatagramFeedProtocol(_WritingToInner, asyncio.DatagramProtocol):
     """Hands datagrams to `on_datagram`, and the ones already queued in the socket after
     each, up to DATAGRAMS_PER_READ (a turn of the loop per datagram costs more than the
-    datagram); the rest goes on to anyio's own protocol."""
+    datagram)."""
 
     def __init__(
         self,
@@ -148,12 +164,6 @@ class _DatagramFeedProtocol(asyncio.DatagramProtocol):
         self._inner.connection_lost(exc)
         self._on_end()
 
-    def pause_writing(self) -> None:
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._inner.resume_writing()
-
 
 def datagram_feed(
     socket: Any, on_datagram: Callable[[bytes, Any], None], on_end: Callable[[], None]
@@ -161,12 +171,8 @@ def datagram_feed(
     """Take the reading of an anyio UDP socket over: every datagram goes to
     `on_datagram(data, address)` from the loop's read callback, and `on_end()` is called
     when the socket closes. False where it cannot be (trio): keep a receive loop."""
-    transport: Any = getattr(socket, "_transport", None)
-    inner: Any = getattr(socket, "_protocol", None)
-    queue = getattr(inner, "read_queue", None)
-    if transport is None or queue is None or not hasattr(transport, "set_protocol"):
-        return False
-    if transport.is_closing():
+    transport, inner, queue = _taken_over(socket)
+    if transport is None:
         return False
     transport.set_protocol(_DatagramFeedProtocol(transport, inner, on_datagram, on_end))
     while queue:
