@@ -96,10 +96,8 @@ class HttpClientConnection:
         if self._deadline is None:
             await self.stream.send(data)
             return
-        with anyio.CancelScope(deadline=self._deadline) as scope:  # a full socket: rare
+        with anyio.fail_after(max(0.0, self._deadline - now())):  # a full socket: rare
             await self.stream.send(data)
-        if scope.cancelled_caught:
-            raise TimeoutError
 
     async def read_head(self) -> Message:
         """Read until the response head is complete (the body may follow in pieces)."""

@@ -80,7 +80,7 @@ class _Collector:
     def on_headers_complete(self) -> None:
         msg = self.current
         assert msg is not None
-        raw, self._raw = self._raw, []
+        raw = self._raw
         if self._check_headers():
             names = _NAMES
             headers = {(names.get(n) or _name(n)): v.decode("latin-1") for n, v in raw}
@@ -91,6 +91,7 @@ class _Collector:
                     text = value.decode("latin-1")
                     headers[key] = f"{headers[key]}, {text}" if key in headers else text
             msg.headers = headers
+        raw.clear()
         parser = self.parser
         if self.response:
             msg.status = parser.get_status_code()
