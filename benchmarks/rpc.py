@@ -36,6 +36,7 @@ os.environ["JESUS_LOAD_PLUGINS"] = "tcp,http"
 
 STACKS = {
     "raw-asyncio": "asyncio",
+    "raw-floor": "asyncio",
     "grpc.aio": "asyncio",
     "jesus": "asyncio",
     "jesus-novalidate": "asyncio",
@@ -46,6 +47,7 @@ STACKS = {
 }
 SERVER_OF = {
     "raw-asyncio": "raw",
+    "raw-floor": "floor",
     "grpc.aio": "grpc",
     "jesus": "jesus",
     "jesus-novalidate": "jesus",
@@ -67,6 +69,10 @@ def serve(kind: str, port: int, registry: str) -> None:
         import asyncio
 
         asyncio.run(stacks.raw_server(port))
+    elif kind == "floor":
+        import asyncio
+
+        asyncio.run(stacks.floor_server(port))
     elif kind == "grpc":
         import asyncio
 
@@ -83,6 +89,8 @@ def serve(kind: str, port: int, registry: str) -> None:
 async def client_for(stack: str, port: int, registry: str) -> AsyncIterator[Any]:
     if stack == "raw-asyncio":
         call, close = await stacks.raw_client(port)
+    elif stack == "raw-floor":
+        call, close = await stacks.floor_client(port)
     elif stack == "grpc.aio":
         call, close = await stacks.grpc_client(port)
     elif stack == "aiohttp":

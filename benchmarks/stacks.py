@@ -112,6 +112,127 @@ async def raw_client(port: int) -> tuple[Call, Callable[[], Awaitable[None]]]:
     return call, close
 
 
+# ------------------------------------------------------------------ the floor: raw, doing jesus's unskippable work
+#
+# The raw protocol above, plus what every validated jesus call must do whatever its code:
+# an envelope (method, meta with corrid and deadline, data), both schemas checked at both
+# ends with jsonschema-rs, and on the server an async handler in a task of its own (a
+# handler may await and be cancelled at its deadline; Python 3.11 has no eager tasks). No
+# registry, limits, sessions, meters or cancellation: what jesus costs beyond this row is
+# what those cost.
+
+
+def _validators() -> tuple[Any, Any]:
+    import jsonschema_rs
+
+    return jsonschema_rs.validator_for(REQUEST_SCHEMA), jsonschema_rs.validator_for(RESPONSE_SCHEMA)
+
+
+class _FloorServerProtocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.out: list[bytes] = []
+        self.request_check, self.response_check = _validators()
+        self.loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        offset = 0
+        while len(buf) - offset >= 4:
+            (length,) = _LEN.unpack_from(buf, offset)
+            if len(buf) - offset - 4 < length:
+                break
+            call_id, method, meta, request = msgpack.unpackb(buf[offset + 4 : offset + 4 + length])
+            offset += 4 + length
+            if method != "bench.call" or not self.request_check.is_valid(request):
+                self._send([call_id, {"code": "INVALID_REQUEST"}, None])
+                continue
+            deadline = self.loop.time() + meta["deadline_ms"] / 1000
+            self.loop.create_task(self._run(call_id, meta["corrid"], deadline, request))
+        del buf[:offset]
+
+    async def _run(self, call_id: int, corrid: str, deadline: float, request: Any) -> None:
+        result = await _handler(request)
+        if self.loop.time() > deadline or not self.response_check.is_valid(result):
+            self._send([call_id, {"code": "INVALID_RESPONSE", "corrid": corrid}, None])
+        else:
+            self._send([call_id, None, result])
+
+    def _send(self, message: Any) -> None:
+        # One write per loop turn for every answer of that turn.
+        if not self.out:
+            self.loop.call_soon(self._flush)
+        body = msgpack.packb(message)
+        self.out.append(_LEN.pack(len(body)) + body)
+
+    def _flush(self) -> None:
+        out, self.out = self.out, []
+        self.transport.write(b"".join(out))
+
+
+async def _handler(request: dict[str, Any]) -> dict[str, Any]:
+    return answer(request)
+
+
+async def floor_server(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_FloorServerProtocol, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+class _FloorClientProtocol(_RawClientProtocol):
+    def __init__(self) -> None:
+        super().__init__()
+        self.request_check, self.response_check = _validators()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        offset = 0
+        while len(buf) - offset >= 4:
+            (length,) = _LEN.unpack_from(buf, offset)
+            if len(buf) - offset - 4 < length:
+                break
+            call_id, error, response = msgpack.unpackb(buf[offset + 4 : offset + 4 + length])
+            offset += 4 + length
+            future = self.waiting.pop(call_id)
+            if error is None and self.response_check.is_valid(response):
+                future.set_result(response)
+            else:
+                future.set_exception(RuntimeError(error or "invalid response"))
+        del buf[:offset]
+
+
+async def floor_client(port: int) -> tuple[Call, Callable[[], Awaitable[None]]]:
+    import os
+
+    prefix = os.urandom(8).hex()  # a corrid unique per call: random prefix, counter
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_connection(_FloorClientProtocol, "127.0.0.1", port)
+    counter = iter(range(1, 1 << 62))
+
+    async def call() -> Any:
+        if not proto.request_check.is_valid(REQUEST):
+            raise ValueError("invalid request")
+        call_id = next(counter)
+        meta = {"corrid": f"{prefix}{call_id:x}", "deadline_ms": 30_000}
+        fut = loop.create_future()
+        proto.waiting[call_id] = fut
+        body = msgpack.packb([call_id, "bench.call", meta, REQUEST])
+        transport.write(_LEN.pack(len(body)) + body)
+        return await fut
+
+    async def close() -> None:
+        transport.close()
+
+    return call, close
+
+
 # ------------------------------------------------------------------ grpc.aio
 
 

@@ -50,7 +50,7 @@ from jesus.sealing.envelope import CODECS, MAX_SEALED, strength
 from jesus.sealing.seal import SealedCall, Sealer, open_error, to_wire
 from jesus.security.credentials import Credentials
 from jesus.transport import OutgoingCall, TransportClient, TransportOptions
-from jesus.transport.futures import clock_factory, now
+from jesus.transport.futures import clock_factory, deadline_factory, effective_deadline, now
 from jesus.transport.keys import TransportKeys
 from jesus.validation.base import schema_error
 from jesus.validation.cache import ValidatorCache
@@ -246,7 +246,9 @@ class Client:
         self._transports: dict[str, TransportClient] = {}
         self._channels: dict[str, Channel] = {}
         self._plans: dict[Any, TargetPlan] = {}
-        self._clock: Callable[[], float] = now  # the loop's own once entered (__aenter__)
+        # The loop's clock and scope-deadline reader once entered (__aenter__).
+        self._clock: Callable[[], float] = now
+        self._scopes_deadline: Callable[[], float] = effective_deadline
         if uses:
             self.declare_uses(name, uses)
         self._send = chain(self.catalog.middleware, "client", self._send_innermost)
@@ -280,7 +282,9 @@ class Client:
         self._stack = contextlib.AsyncExitStack()
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         self.resolver.bind(self._tg)  # its background refreshes live as long as the client
-        self._clock = clock_factory()  # this loop's, bound once (a look-up is a getpid on 3.11)
+        # This loop's, bound once (a look-up of the loop is a getpid on Python 3.11).
+        self._clock = clock_factory()
+        self._scopes_deadline = deadline_factory()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -447,7 +451,9 @@ class Client:
                 raise schema_error(
                     InvalidRequest, f"event {event} does not match its schema", check, data, None
                 )
-        seconds = remaining_seconds(timeout if timeout is not None else self.timeout)
+        seconds = remaining_seconds(
+            timeout if timeout is not None else self.timeout, self._clock, self._scopes_deadline
+        )
         parent = current_meta.get()
         corrid = parent.corrid if parent is not None else new_corrid()  # one for every group
         deliveries: list[tuple[str, list[tuple[InstanceRecord, str]]]] = []
@@ -742,7 +748,7 @@ class Client:
         method, else the client's; never past the deadline of the call being handled."""
         if timeout is None:
             timeout = method.timeout if method.timeout is not None else self.timeout
-        return remaining_seconds(timeout)
+        return remaining_seconds(timeout, self._clock, self._scopes_deadline)
 
     async def _route(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+from collections.abc import Callable
 
 from jesus.messages import Meta
 from jesus.security.caller import Caller
@@ -34,14 +35,19 @@ def current_caller() -> Caller | None:
     return proven_caller.get()
 
 
-def remaining_seconds(timeout: float | None) -> float | None:
+def remaining_seconds(
+    timeout: float | None,
+    clock: Callable[[], float] = now,
+    scopes_deadline: Callable[[], float] = effective_deadline,
+) -> float | None:
     """Time left before the nearest of `timeout`, the enclosing cancel scopes' deadline and
-    the deadline of the call being handled."""
-    deadline = effective_deadline()
+    the deadline of the call being handled. `clock` and `scopes_deadline` may be bound ones
+    (`clock_factory`, `deadline_factory`)."""
+    deadline = scopes_deadline()
     inherited = current_deadline.get()
     if inherited is not None:
         deadline = min(deadline, inherited)
-    left = deadline - now() if math.isfinite(deadline) else None
+    left = deadline - clock() if math.isfinite(deadline) else None
     if timeout is not None:
         left = timeout if left is None else min(left, timeout)
     return left
