@@ -9,6 +9,9 @@ The server (on asyncio) and the client (`--backend`) run in processes of their o
 
 `--base DIR`: also measure the packages under DIR/packages (a `git archive` of another
 commit), put first on the import path; each round runs both, one after the other.
+
+`--stacks raw-asyncio,raw-floor,jesus`: the same figures for the raw asyncio protocol and
+the floor (raw, plus the work no validated call can skip: `stacks.py`), beside jesus.
 """
 
 from __future__ import annotations
@@ -34,34 +37,44 @@ os.environ["JESUS_LOAD_PLUGINS"] = "tcp,http"
 from functools import partial
 import anyio, rpc, stacks
 
-port, registry, concurrency, duration, server_pid, backend, target = sys.argv[2:9]
+port, registry, concurrency, duration, server_pid, backend, target, stack = sys.argv[2:10]
 
 def cpu_of(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+async def measure(call):
+    await rpc.drive(call, int(concurrency), 0.3)
+    server0, client0 = cpu_of(server_pid), time.process_time()
+    result = await rpc.drive(call, int(concurrency), float(duration))
+    client1, server1 = time.process_time(), cpu_of(server_pid)
+    calls = result["calls_per_s"] * float(duration)
+    result["client_us"] = (client1 - client0) / calls * 1e6
+    result["server_us"] = (server1 - server0) / calls * 1e6
+    return result
+
 async def main():
+    if stack != "jesus":
+        async with rpc.client_for(stack, int(port), registry) as call:
+            return await measure(call)
     import jesus
     async with jesus.Client(registry) as client:
-        call = partial(client.call, target, stacks.REQUEST)
-        await rpc.drive(call, int(concurrency), 0.3)
-        server0, client0 = cpu_of(server_pid), time.process_time()
-        result = await rpc.drive(call, int(concurrency), float(duration))
-        client1, server1 = time.process_time(), cpu_of(server_pid)
-        calls = result["calls_per_s"] * float(duration)
-        result["client_us"] = (client1 - client0) / calls * 1e6
-        result["server_us"] = (server1 - server0) / calls * 1e6
-        return result
+        return await measure(partial(client.call, target, stacks.REQUEST))
 
 print(json.dumps(anyio.run(main, backend=backend)))
 """
 
 
 def measure(
-    pythonpath: str, concurrency: int, duration: float, backend: str, target: str = "bench.call"
+    pythonpath: str,
+    concurrency: int,
+    duration: float,
+    backend: str,
+    target: str = "bench.call",
+    stack: str = "jesus",
 ) -> dict[str, float]:
     sys.path.insert(0, str(HERE))
-    from rpc import free_port, wait_ready
+    from rpc import SERVER_OF, free_port, wait_ready
 
     env = dict(os.environ, JESUS_LOAD_PLUGINS="tcp,http")
     if pythonpath:
@@ -69,13 +82,14 @@ def measure(
     registry = f"embedded://{tempfile.mkdtemp(prefix='jesus-bench-')}"
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, str(HERE / "rpc.py"), "--serve", "jesus", str(port), registry], env=env
+        [sys.executable, str(HERE / "rpc.py"), "--serve", SERVER_OF[stack], str(port), registry],
+        env=env,
     )
     try:
-        wait_ready(port, registry, "jesus")
+        wait_ready(port, registry, SERVER_OF[stack])
         time.sleep(0.3)
         argv = [str(HERE), str(port), registry, str(concurrency), str(duration), str(server.pid)]
-        argv += [backend, target]
+        argv += [backend, target, stack]
         out = subprocess.run(
             [sys.executable, "-c", CLIENT, *argv],
             env=env,
@@ -105,15 +119,25 @@ def main() -> int:
         default="bench.call",
         help="bench.call (tcp+msgpack), bench.call_http (http+json), bench.call_unchecked",
     )
+    parser.add_argument(
+        "--stacks", default="jesus", help="comma-separated: jesus, raw-asyncio, raw-floor"
+    )
     args = parser.parse_args()
     trees = {"this tree": ""}
     if args.base is not None:
         paths = [str(args.base / "packages" / p / "src") for p in PACKAGES]
         trees = {f"base ({args.base})": os.pathsep.join(paths), **trees}
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+    cells = {
+        (name if stack == "jesus" else stack): (pythonpath, stack)
+        for stack in args.stacks.split(",")
+        for name, pythonpath in (trees.items() if stack == "jesus" else [("", "")])
+    }
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in cells}
     for round_ in range(args.repeat):
-        for name, pythonpath in trees.items():
-            r = measure(pythonpath, args.concurrency, args.duration, args.backend, args.target)
+        for name, (pythonpath, stack) in cells.items():
+            r = measure(
+                pythonpath, args.concurrency, args.duration, args.backend, args.target, stack
+            )
             results[name].append(r)
             print(
                 f"round {round_ + 1}/{args.repeat} {name}: {r['calls_per_s']:,.0f} calls/s, "
