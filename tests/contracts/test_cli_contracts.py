@@ -71,9 +71,12 @@ EDGES = {
 }
 
 
+# The commands under test run in processes of their own and read only the registry, which
+# is the same whatever loop served it: one backend is enough.
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.anyio
 async def test_docs_and_graph_from_the_registry_of_a_running_system(
-    running: Callable[..., Any], registry: str
+    running: Callable[..., Any], registry: str, anyio_backend: str
 ) -> None:
     async with running(*system.build()) as (node, _):
         source = ("--registry", registry)
