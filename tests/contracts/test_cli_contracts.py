@@ -80,12 +80,29 @@ async def test_docs_and_graph_from_the_registry_of_a_running_system(
 ) -> None:
     async with running(*system.build()) as (node, _):
         source = ("--registry", registry)
-        spec = json.loads(await arun("docs", "openapi", *source))
+        commands = {
+            "openapi": ("docs", "openapi"),
+            "asyncapi": ("docs", "asyncapi"),
+            "mermaid": ("graph",),
+            "dot": ("graph", "--format", "dot"),
+            "svg": ("graph", "--format", "svg"),
+        }
+        out: dict[str, str] = {}
+
+        async def into(name: str) -> None:
+            out[name] = await arun(*commands[name], *source)
+
+        # svg is laid out by the real Graphviz (scripts/system-deps installs it).
+        assert shutil.which("dot"), "the tests need Graphviz's dot: bash scripts/system-deps"
+        async with anyio.create_task_group() as tg:  # independent: all at once
+            for name in commands:
+                tg.start_soon(into, name)
+        spec = json.loads(out["openapi"])
         validate_openapi(spec)
         assert spec["servers"] == [{"url": node.endpoints["http"]}]
         assert "/shop/order" in spec["paths"] and "/billing/invoice" not in spec["paths"]
 
-        events = json.loads(await arun("docs", "asyncapi", *source))
+        events = json.loads(out["asyncapi"])
         assert asyncapi_errors(events) == [] and dangling_refs(events) == []
         protocols = {(s["title"], s["protocol"]) for s in events["servers"].values()}
         assert {("shop over http", "http"), ("shop over tcp", "tcp")} <= protocols
@@ -96,22 +113,21 @@ async def test_docs_and_graph_from_the_registry_of_a_running_system(
         ]
         assert [s["protocol"] for s in servers] == ["http"]
 
-        mermaid = await arun("graph", *source)
+        mermaid = out["mermaid"]
         assert mermaid.startswith("flowchart LR\n")
         assert mermaid_edges(mermaid) == EDGES
         shop = mermaid[mermaid.index('subgraph s_shop["shop"]') :].split("    end", 1)[0]
         assert 'm_shop_2e_catalog["shop.catalog [stream]"]' in shop
         assert 'm_shop_2e_cancel["shop.cancel [ack]"]' in shop
 
-        graph = await arun("graph", "--format", "dot", *source)
+        graph = out["dot"]
         assert graph.startswith("digraph jesus {") and graph.rstrip().endswith("}")
         assert graph.count("{") == graph.count("}")
         assert dot_edges(graph) == EDGES
         assert re.search(r"subgraph cluster_s_billing \{[^}]*m_billing_2e_invoice", graph)
 
-        # Laid out by the real Graphviz (scripts/system-deps installs it).
-        assert shutil.which("dot"), "the tests need Graphviz's dot: bash scripts/system-deps"
-        drawn = svg_texts(await arun("graph", "--format", "svg", *source))
+        # Laid out by the real Graphviz.
+        drawn = svg_texts(out["svg"])
         assert {"shop", "billing", "audit"} <= drawn
         assert {"shop.catalog [stream]", "order.created", "order.*", "listened by"} <= drawn
 
