@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,15 @@ def run(
     return subprocess.run(
         [*JESUS, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
     )
+
+
+def run_all(
+    *commands: tuple[str, ...], registry: str | None = None
+) -> list[subprocess.CompletedProcess[str]]:
+    """`run` each of `commands`, all at once: they do not depend on one another, and each
+    spends most of its time starting Python."""
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda args: run(*args, registry=registry), commands))
 
 
 @pytest.fixture
@@ -60,34 +70,36 @@ def test_plugins_lists_what_each_plugin_contributes() -> None:
 def test_serve_call_services_and_graceful_stop(
     served: subprocess.Popen[str], registry: str
 ) -> None:
-    result = run("call", "calc.add", '{"a": 2, "b": 40}', registry=registry)
+    result, streamed, invalid, pinned, unmatched, unknown, bad_json, listing, as_json = run_all(
+        ("call", "calc.add", '{"a": 2, "b": 40}'),
+        ("call", "calc.count", '{"n": 3}'),
+        ("call", "calc.add", '{"a": "x"}'),
+        ("call", "calc@^0.1.add", '{"a": 1, "b": 1}', "--strategy", "latency"),
+        ("call", "calc@^9.add", '{"a": 1, "b": 1}'),
+        ("call", "calc.add", "{}", "--strategy", "nope"),
+        ("call", "calc.add", "{nope"),
+        ("services",),
+        ("services", "--json"),
+        registry=registry,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == 42
 
-    streamed = run("call", "calc.count", '{"n": 3}', registry=registry)
     assert streamed.stdout.splitlines() == ["0", "1", "2"]
 
-    invalid = run("call", "calc.add", '{"a": "x"}', registry=registry)
     assert invalid.returncode == 1
     assert "INVALID_REQUEST" in invalid.stderr and "/a" in invalid.stderr
 
-    pinned = run(
-        "call", "calc@^0.1.add", '{"a": 1, "b": 1}', "--strategy", "latency", registry=registry
-    )
     assert pinned.returncode == 0 and json.loads(pinned.stdout) == 2, pinned.stderr
-    unmatched = run("call", "calc@^9.add", '{"a": 1, "b": 1}', registry=registry)
     assert unmatched.returncode == 1
     assert "in version range ^9 (running: 0.1.0)" in unmatched.stderr, unmatched.stderr
-    unknown = run("call", "calc.add", "{}", "--strategy", "nope", registry=registry)
     assert unknown.returncode == 1 and "unknown load-balancing strategy 'nope'" in unknown.stderr
 
-    bad_json = run("call", "calc.add", "{nope", registry=registry)
     assert bad_json.returncode == 2 and "not JSON" in bad_json.stderr
 
-    listing = run("services", registry=registry)
     assert "calc.add  [response] over tcp+msgpack+none" in listing.stdout
     assert '"required": ["a", "b"]' in listing.stdout
-    records = json.loads(run("services", "--json", registry=registry).stdout)
+    records = json.loads(as_json.stdout)
     assert records[0]["methods"]["count"]["mode"] == "stream"
 
     # SIGTERM while a call is in flight: the call still completes, then the process exits 0.

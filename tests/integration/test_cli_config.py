@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,27 +67,36 @@ def test_serve_call_services_and_check_follow_the_config(tmp_path: Path) -> None
         )
         assert "http://" in line and "tcp://" in line and "udp://" not in line
 
-        listing = jesus("services", "--config", str(config))
+        # All at once: they do not depend on one another, and each spends most of its time
+        # starting Python.
+        with ThreadPoolExecutor(6) as pool:
+            runs = [
+                pool.submit(jesus, "services", "--config", str(config)),
+                pool.submit(jesus, "call", "calc.add", '{"a": 1, "b": 2}', "--config", str(config)),
+                pool.submit(jesus, "call", "calc.count", '{"n": 2}', "--config", str(config)),
+                pool.submit(jesus, "check", "--config", str(config)),
+                pool.submit(
+                    jesus, "check", "--config", str(config), JESUS_CHANNEL__CALC__ADD="tcp+json"
+                ),
+                pool.submit(jesus, "check", "--config", str(tmp_path / "nope.toml")),
+            ]
+            listing, added, counted, drifted, agreed, wrong = (run.result() for run in runs)
+
         assert listing.returncode == 0, listing.stderr
         assert "calc.add  [response] over tcp+json+none" in listing.stdout
         assert "calc.count  [stream] over http+json+none" in listing.stdout
-        added = jesus("call", "calc.add", '{"a": 1, "b": 2}', "--config", str(config))
         assert added.returncode == 0 and json.loads(added.stdout) == 3, added.stderr
-        counted = jesus("call", "calc.count", '{"n": 2}', "--config", str(config))
         assert counted.stdout.split() == ["0", "1"]
 
         # The file alone says udp for add: what runs is not that.
-        drifted = jesus("check", "--config", str(config))
         assert drifted.returncode == 1, drifted.stdout + drifted.stderr
         assert "CONFIG       calc.add over udp+msgpack+none (set by " in drifted.stdout
         assert "serves it over tcp+json+none" in drifted.stdout
         assert f"channels as configured by {config}: 1 difference(s)" in drifted.stdout
         # With the same variable as the server had, check finds them in effect.
-        agreed = jesus("check", "--config", str(config), JESUS_CHANNEL__CALC__ADD="tcp+json")
         assert agreed.returncode == 0, agreed.stdout + agreed.stderr
         assert f"configured by {config} and environment: no difference(s)" in agreed.stdout
 
-        wrong = jesus("check", "--config", str(tmp_path / "nope.toml"))
         assert wrong.returncode == 1
         assert wrong.stderr.strip() == f"jesus: config file {tmp_path / 'nope.toml'} does not exist"
     finally:

@@ -7,9 +7,10 @@ import json
 import os
 import signal
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.integration.test_cli import JESUS, ROOT, run
+from tests.integration.test_cli import JESUS, ROOT, run, run_all
 
 
 def jesus_serve(target: str, registry: str, *options: str) -> subprocess.Popen[str]:
@@ -32,12 +33,15 @@ def test_a_development_ca_and_mutual_tls_from_the_command_line(
     made = run("ca", "init", "--dir", str(certs))
     assert made.returncode == 0, made.stderr
     assert (certs / "ca.pem").is_file() and (certs / "ca.key").stat().st_mode & 0o077 == 0
-    again = run("ca", "init", "--dir", str(certs))
+    again, *issued, escape = run_all(
+        ("ca", "init", "--dir", str(certs)),
+        *(("ca", "issue", name, "--dir", str(certs)) for name in ("calc", "billing")),
+        ("ca", "issue", "../escape", "--dir", str(certs)),
+    )
     assert again.returncode == 1 and "already holds a CA" in again.stderr
-    for name in ("calc", "billing"):
-        issued = run("ca", "issue", name, "--dir", str(certs))
-        assert issued.returncode == 0, issued.stderr
-    assert run("ca", "issue", "../escape", "--dir", str(certs)).returncode == 1
+    for one in issued:
+        assert one.returncode == 0, one.stderr
+    assert escape.returncode == 1
 
     ca, cert, key = (str(certs / f) for f in ("ca.pem", "calc.pem", "calc.key"))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JESUS_REGISTRY": registry}
@@ -49,24 +53,31 @@ def test_a_development_ca_and_mutual_tls_from_the_command_line(
         line = server.stdout.readline()
         assert line.startswith("serving calc") and "?tls=1" in line, line
         add = ("call", "calc.add", '{"a": 1, "b": 2}')
-
-        no_tls = run(*add, registry=registry)
-        assert no_tls.returncode == 1 and "certificate is not trusted" in no_tls.stderr
-        no_cert = run(*add, "--ca", ca, registry=registry)
-        assert no_cert.returncode == 1
-        assert "requires a client certificate" in no_cert.stderr, no_cert.stderr
         billing = ("--cert", str(certs / "billing.pem"), "--key", str(certs / "billing.key"))
-        good = run(*add, "--ca", ca, *billing, registry=registry)
-        assert good.returncode == 0, good.stderr
-        assert json.loads(good.stdout) == 3
         tls_env = {
             "JESUS_CA": ca,
             "JESUS_CERT": str(certs / "billing.pem"),
             "JESUS_KEY": str(certs / "billing.key"),
         }
-        from_env = subprocess.run(
-            [*JESUS, *add], env={**env, **tls_env}, cwd=ROOT, capture_output=True, text=True
-        )
+        with ThreadPoolExecutor(1) as pool:  # alongside the others: they are independent
+            env_run = pool.submit(
+                subprocess.run,
+                [*JESUS, *add],
+                env={**env, **tls_env},
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
+            no_tls, no_cert, good = run_all(
+                add, (*add, "--ca", ca), (*add, "--ca", ca, *billing), registry=registry
+            )
+            from_env = env_run.result()
+
+        assert no_tls.returncode == 1 and "certificate is not trusted" in no_tls.stderr
+        assert no_cert.returncode == 1
+        assert "requires a client certificate" in no_cert.stderr, no_cert.stderr
+        assert good.returncode == 0, good.stderr
+        assert json.loads(good.stdout) == 3
         assert from_env.returncode == 0 and json.loads(from_env.stdout) == 3, from_env.stderr
     finally:
         server.send_signal(signal.SIGTERM)
@@ -87,8 +98,10 @@ def test_jesus_call_reaches_a_sealed_method_with_its_certificate(
 ) -> None:
     certs = tmp_path / "certs"
     assert run("ca", "init", "--dir", str(certs)).returncode == 0
-    for name in ("ledger", "billing"):
-        assert run("ca", "issue", name, "--dir", str(certs)).returncode == 0
+    for issued in run_all(
+        *(("ca", "issue", name, "--dir", str(certs)) for name in ("ledger", "billing"))
+    ):
+        assert issued.returncode == 0
     ca = str(certs / "ca.pem")
     mine = ("--ca", ca, "--cert", str(certs / "ledger.pem"), "--key", str(certs / "ledger.key"))
     server = jesus_serve("tests.helpers.served:ledger", registry, *mine)
@@ -103,12 +116,15 @@ def test_jesus_call_reaches_a_sealed_method_with_its_certificate(
             "--key",
             str(certs / "billing.key"),
         )
-        good = run("call", "ledger.record", '{"amount": 5}', *billing, registry=registry)
+        good, bare, listing = run_all(
+            ("call", "ledger.record", '{"amount": 5}', *billing),
+            ("call", "ledger.record", '{"amount": 5}'),
+            ("services",),
+            registry=registry,
+        )
         assert good.returncode == 0, good.stderr
         assert json.loads(good.stdout) == {"by": "billing", "entry": {"amount": 5}}
-        bare = run("call", "ledger.record", '{"amount": 5}', registry=registry)
         assert bare.returncode == 1 and "is sealed: give the client its credentials" in bare.stderr
-        listing = run("services", registry=registry)
         assert "ledger.record  [response sealed encrypt] over udp+msgpack+none" in listing.stdout
     finally:
         server.send_signal(signal.SIGTERM)
