@@ -8,7 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -90,6 +91,15 @@ def run(
     )
 
 
+def at_once(
+    *runs: Callable[[], subprocess.CompletedProcess[str]],
+) -> list[subprocess.CompletedProcess[str]]:
+    """Each of `runs`, all at the same time: they do not depend on one another, and each
+    spends most of its time starting Python."""
+    with ThreadPoolExecutor(len(runs)) as pool:
+        return list(pool.map(lambda one: one(), runs))
+
+
 def one_line(result: subprocess.CompletedProcess[str], *expected: str) -> str:
     """The failure's stderr: a single `jesus: …` line holding each of `expected`."""
     assert result.returncode != 0, result.stdout
@@ -123,29 +133,25 @@ def serving(place: Path, registry: str, *args: str) -> Iterator[subprocess.Popen
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_serve_refusals_are_one_line(place: Path, registry: str, backend: str) -> None:
     b = ["--backend", backend]
-    one_line(
-        run(place, registry, *b, "serve", "stream_on_udp:svc"),
-        "pings.ticks is declared 'stream' over udp+msgpack+none, which udp cannot carry",
-        "channels that can: ",
-    )
-    one_line(
-        run(place, registry, *b, "serve", "mistyped_codec:svc"),
-        "no codec named 'jsno' is installed (have: ",
-    )
     only_tcp = env_for(registry, JESUS_LOAD_PLUGINS="tcp")
-    one_line(
-        run(place, registry, *b, "serve", "over_udp:svc", env=only_tcp),
-        "no transport named 'udp' is installed",
-        'pip install "jesus-core[udp]"',
-    )
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
-        one_line(
-            run(place, registry, *b, "serve", "over_tcp:svc", "--bind", f"tcp={address}"),
-            f"tcp cannot listen on {address}: Address already in use",
+        stream_on_udp, mistyped, over_udp, in_use = at_once(
+            lambda: run(place, registry, *b, "serve", "stream_on_udp:svc"),
+            lambda: run(place, registry, *b, "serve", "mistyped_codec:svc"),
+            lambda: run(place, registry, *b, "serve", "over_udp:svc", env=only_tcp),
+            lambda: run(place, registry, *b, "serve", "over_tcp:svc", "--bind", f"tcp={address}"),
         )
+    one_line(
+        stream_on_udp,
+        "pings.ticks is declared 'stream' over udp+msgpack+none, which udp cannot carry",
+        "channels that can: ",
+    )
+    one_line(mistyped, "no codec named 'jsno' is installed (have: ")
+    one_line(over_udp, "no transport named 'udp' is installed", 'pip install "jesus-core[udp]"')
+    one_line(in_use, f"tcp cannot listen on {address}: Address already in use")
 
 
 def test_a_compatibility_refusal_names_the_fields_and_the_options_decide(
@@ -170,18 +176,23 @@ def test_a_compatibility_refusal_names_the_fields_and_the_options_decide(
 
 
 def test_targets_and_options_that_cannot_run(place: Path, registry: str) -> None:
-    missing = run(place, registry, "serve", "no_such_module:svc")
+    missing, nothing, no_attr, no_scheme, broken, no_ca, not_json = at_once(
+        lambda: run(place, registry, "serve", "no_such_module:svc"),
+        lambda: run(place, registry, "serve", "over_tcp:nothing"),
+        lambda: run(place, registry, "serve", "over_tcp"),
+        lambda: run(place, registry, "serve", "over_tcp:svc", "--bind", "tcp"),
+        lambda: run(place, registry, "serve", "broken_import:svc"),
+        lambda: run(place, registry, "serve", "over_tcp:svc", "--ca", "nowhere.pem"),
+        lambda: run(place, registry, "call", "calc.add", "{nope"),
+    )
     assert missing.returncode == 2
     one_line(missing, "no module named 'no_such_module'")
-    assert run(place, registry, "serve", "over_tcp:nothing").returncode == 2
-    one_line(run(place, registry, "serve", "over_tcp"), "must be MODULE:ATTR")
-    one_line(run(place, registry, "serve", "over_tcp:svc", "--bind", "tcp"), "SCHEME=ADDRESS")
-    one_line(
-        run(place, registry, "serve", "broken_import:svc"),
-        "importing broken_import failed: RuntimeError: the module fails as it loads",
-    )
-    one_line(run(place, registry, "serve", "over_tcp:svc", "--ca", "nowhere.pem"), "nowhere.pem")
-    one_line(run(place, registry, "call", "calc.add", "{nope"), "DATA is not JSON")
+    assert nothing.returncode == 2
+    one_line(no_attr, "must be MODULE:ATTR")
+    one_line(no_scheme, "SCHEME=ADDRESS")
+    one_line(broken, "importing broken_import failed: RuntimeError: the module fails as it loads")
+    one_line(no_ca, "nowhere.pem")
+    one_line(not_json, "DATA is not JSON")
 
 
 def test_verbose_shows_the_traceback_then_the_line(place: Path, registry: str) -> None:
@@ -193,39 +204,49 @@ def test_verbose_shows_the_traceback_then_the_line(place: Path, registry: str) -
 
 def test_an_unknown_plugin_name_is_warned_about(place: Path, registry: str) -> None:
     env = env_for(registry, JESUS_LOAD_PLUGINS="tcp,tpc")
-    result = run(place, registry, "plugins", env=env)
+    result, quiet = at_once(
+        lambda: run(place, registry, "plugins", env=env),
+        lambda: run(place, registry, "plugins", env=env_for(registry, JESUS_LOAD_PLUGINS="tcp")),
+    )
     assert result.returncode == 0
     assert "JESUS_LOAD_PLUGINS names 'tpc', which no installed plugin is" in result.stderr
     assert "installed: " in result.stderr and "tcp" in result.stdout
-    quiet = run(place, registry, "plugins", env=env_for(registry, JESUS_LOAD_PLUGINS="tcp"))
     assert "JESUS_LOAD_PLUGINS" not in quiet.stderr
 
 
 def test_emit_fails_when_nothing_was_delivered(place: Path, registry: str) -> None:
-    one_line(run(place, registry, "emit", "user.created", "{}"), "no live service listens")
-    one_line(run(place, registry, "emit", "user.created", "{}", "--ack"), "no live service")
+    unheard, unacked = at_once(
+        lambda: run(place, registry, "emit", "user.created", "{}"),
+        lambda: run(place, registry, "emit", "user.created", "{}", "--ack"),
+    )
+    one_line(unheard, "no live service listens")
+    one_line(unacked, "no live service")
     with serving(place, registry, "audit:svc"):
-        refused = run(place, registry, "emit", "user.created", '{"name": "x"}')
+        refused, delivered = at_once(
+            lambda: run(place, registry, "emit", "user.created", '{"name": "x"}'),
+            lambda: run(place, registry, "emit", "user.created", '{"id": 1}'),
+        )
         assert refused.returncode == 1
         assert "jesus: event 'user.created' not delivered to 1 group(s): audit" in refused.stderr
         assert '"id" is a required property' in refused.stderr
-        delivered = run(place, registry, "emit", "user.created", '{"id": 1}')
         assert delivered.returncode == 0, delivered.stderr
 
 
 def test_verbose_tells_what_call_and_emit_did(place: Path, registry: str) -> None:
     with serving(place, registry, "over_tcp:svc"), serving(place, registry, "audit:svc"):
-        called = run(place, registry, "-v", "call", "pinger.ping")
+        called, emitted, quiet = at_once(
+            lambda: run(place, registry, "-v", "call", "pinger.ping"),
+            lambda: run(place, registry, "-v", "emit", "user.created", '{"id": 1}', "--ack"),
+            lambda: run(place, registry, "call", "pinger.ping"),
+        )
         assert called.returncode == 0 and called.stdout.strip() == '"pong"'
         assert "pinger.ping: 1 instance(s) can take it; first pinger 0.1.0" in called.stderr
         assert "calling pinger.ping as response over tcp+msgpack+none [corrid=" in called.stderr
         assert "pinger.ping answered in " in called.stderr
-        emitted = run(place, registry, "-v", "emit", "user.created", '{"id": 1}', "--ack")
         assert emitted.returncode == 0, emitted.stderr
         assert "delivering user.created to group audit: audit [" in emitted.stderr
         assert "over tcp+msgpack+none as ack [corrid=" in emitted.stderr
         assert "group audit: acknowledged in " in emitted.stderr
-        quiet = run(place, registry, "call", "pinger.ping")
         assert quiet.stderr == ""
 
 
