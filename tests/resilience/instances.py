@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -28,6 +29,12 @@ class Instances:
         with anyio.fail_after(30):
             line = await anyio.to_thread.run_sync(process.stdout.readline)
         assert json.loads(line)["name"] == name, line
+
+    async def start_all(self, *specs: dict[str, str]) -> None:
+        """`start(**spec)` for each of `specs`, at once: each spends a while starting Python."""
+        async with anyio.create_task_group() as tg:
+            for spec in specs:
+                tg.start_soon(partial(self.start, **spec))
 
     def _spawn(self, name: str, version: str, behaviour: str) -> subprocess.Popen[str]:
         process = subprocess.Popen(

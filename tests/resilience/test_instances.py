@@ -44,8 +44,10 @@ async def test_an_instance_failing_half_its_calls_is_ejected_then_readmitted(
 ) -> None:
     (tmp_path / "flaky").touch()
     async with instances(registry, tmp_path) as running, jesus.Client(registry) as client:
-        await running.start("good", version="1.0.1")
-        await running.start("flaky", version="1.0.2", behaviour="flaky")
+        await running.start_all(
+            {"name": "good", "version": "1.0.1"},
+            {"name": "flaky", "version": "1.0.2", "behaviour": "flaky"},
+        )
         client.resolver.health.policy = Ejection(ejection=2.0, max_ejection=2.0)
         # Its failures are the handler's (REMOTE_FAILURE: not retried, it may have run): the
         # error rate (half of at least 10 calls) ejects it.
@@ -69,8 +71,7 @@ async def test_a_slow_instance_is_avoided_by_the_latency_strategy(
     registry: str, tmp_path: Path
 ) -> None:
     async with instances(registry, tmp_path) as running, jesus.Client(registry) as client:
-        await running.start("fast")
-        await running.start("slow", behaviour="slow")
+        await running.start_all({"name": "fast"}, {"name": "slow", "behaviour": "slow"})
         turns = await served_by(client, 20)  # round robin: half each
         assert turns["slow"] >= 8, turns
         by_latency = await served_by(client, 60, strategy="latency")
@@ -85,8 +86,7 @@ async def test_kills_under_load_are_retried_for_idempotent_methods_and_never_rep
     registry: str, tmp_path: Path
 ) -> None:
     async with instances(registry, tmp_path) as running, jesus.Client(registry) as client:
-        for name in ("a", "b", "c"):
-            await running.start(name)
+        await running.start_all(*({"name": name} for name in ("a", "b", "c")))
         quotes: list[Any] = []
         charged: dict[str, BaseException | str] = {}
 
@@ -121,8 +121,10 @@ async def test_the_retry_budget_caps_retries_during_a_total_outage(
     registry: str, tmp_path: Path
 ) -> None:
     async with instances(registry, tmp_path) as running, jesus.Client(registry) as client:
-        await running.start("d1", version="1.0.1", behaviour="down")
-        await running.start("d2", version="1.0.2", behaviour="down")
+        await running.start_all(
+            {"name": "d1", "version": "1.0.1", "behaviour": "down"},
+            {"name": "d2", "version": "1.0.2", "behaviour": "down"},
+        )
         started = anyio.current_time()
         calls = 400
         failed = 0
