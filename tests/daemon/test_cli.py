@@ -43,11 +43,15 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
+# The daemon and the service run in processes of their own, on their own loop: the test's
+# side (a raw local process, a client that checks) needs one backend only.
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.anyio
 async def test_the_daemon_command_relays_and_stops_on_sigterm(
     registry: str,
     socket_dir: str,  # noqa: F811
     service: Any,
+    anyio_backend: str,
 ) -> None:
     assert service.stdout.readline().startswith("serving calc")
     socket = os.path.join(socket_dir, "jesus.sock")
@@ -73,10 +77,12 @@ def test_a_socket_it_may_not_create_is_one_clear_line(registry: str) -> None:
     assert err.strip().startswith("jesus: ") and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # as above: processes of their own
 @pytest.mark.anyio
 async def test_jesus_serve_offers_through_the_daemon(
     registry: str,
     socket_dir: str,  # noqa: F811
+    anyio_backend: str,
 ) -> None:
     import jesus
 
