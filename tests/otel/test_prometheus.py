@@ -210,7 +210,12 @@ async def test_without_jesus_otel_metrics_name_the_extra(
             pass
 
 
-async def test_jesus_serve_through_the_daemon_serves_metrics_too(registry: str) -> None:
+# The daemon and the service run in processes of their own: the test's client needs one
+# backend only.
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_jesus_serve_through_the_daemon_serves_metrics_too(
+    registry: str, anyio_backend: str
+) -> None:
     from tests.daemon.test_cli import _start, _stop
 
     socket_dir = tempfile.mkdtemp(prefix="jd-", dir="/tmp")  # a unix socket path has 108 bytes
