@@ -23,6 +23,7 @@ from jesus.registry import lookups
 from jesus.registry.base import InstanceRecord
 from jesus.testing.registry import declaring, record
 from jesus_schema_memcache import MemcacheRegistry, pages
+from jesus_schema_memcache.store import Store
 from tests.helpers import wait_until
 from tests.memcache.conftest import Memcached
 from tests.memcache.proxy import Counting, counting_proxy
@@ -52,20 +53,26 @@ async def bytes_of(proxy: Counting, op: object, *args: object) -> int:
     return proxy.moved - before
 
 
-async def grow(backend: MemcacheRegistry, service: str, names: int, ids: int) -> None:
-    """`names` more service names and `ids` more instances of `service` in the indexes."""
+async def grow(
+    backend: MemcacheRegistry, memcached: str, service: str, names: int, ids: int
+) -> None:
+    """`names` more service names and `ids` more instances of `service` in the indexes,
+    written straight to `memcached`: the proxy carries (and counts) only what the backend
+    moves, and the fill goes some three times faster."""
+    host, _, port = memcached.rpartition(":")
+    store = Store([(host, int(port))], backend.store.timeout, 1)
 
     def fill() -> None:
         for i in range(names):
-            pages.add(backend.store, backend.services_key(), f"other-service-{i:05d}")
+            pages.add(store, backend.services_key(), f"other-service-{i:05d}")
         for i in range(ids):
-            pages.add(backend.store, backend.ids_key(service), f"instance-{i:05d}")
+            pages.add(store, backend.ids_key(service), f"instance-{i:05d}")
 
     await anyio.to_thread.run_sync(fill)
 
 
 async def test_a_heartbeat_moves_the_same_bytes_however_large_the_registry(
-    backend: MemcacheRegistry, proxy: Counting
+    backend: MemcacheRegistry, proxy: Counting, memcached_address: str
 ) -> None:
     mine = record("calc", "mine")
     await backend.register(mine, ttl=30)
@@ -74,7 +81,9 @@ async def test_a_heartbeat_moves_the_same_bytes_however_large_the_registry(
         await bytes_of(proxy, backend.register, mine, 30),
         await bytes_of(proxy, backend.is_registered, "calc", "mine"),
     )
-    await grow(backend, "calc", names=1500, ids=1500)  # both indexes past one page
+    await grow(
+        backend, memcached_address, "calc", names=1500, ids=1500
+    )  # both indexes past one page
     assert await backend.is_registered("calc", "mine")  # its pages changed: read once
     large = (
         await bytes_of(proxy, backend.register, mine, 30),
@@ -113,11 +122,11 @@ async def test_renewing_and_rereading_a_record_move_its_head_not_its_content(
 
 
 async def test_a_changed_page_is_read_again_once_and_only_that_page(
-    backend: MemcacheRegistry, proxy: Counting
+    backend: MemcacheRegistry, proxy: Counting, memcached_address: str
 ) -> None:
     mine = record("calc", "mine")
     await backend.register(mine, ttl=30)
-    await grow(backend, "calc", names=0, ids=3000)  # several pages of ids
+    await grow(backend, memcached_address, "calc", names=0, ids=3000)  # several pages of ids
     assert await backend.is_registered("calc", "mine")
     await backend.register(record("calc", "newcomer"), ttl=30)  # changes one page at most
     moved = await bytes_of(proxy, backend.is_registered, "calc", "mine")
