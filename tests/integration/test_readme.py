@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -64,10 +65,20 @@ def test_readme_cli_lines(tmp_path: Path) -> None:
             assert out.returncode == 0, out.stderr
             return out.stdout
 
-        assert json.loads(cli("call", "calc.add", '{"a": 1, "b": 2}')) == 3
-        assert cli("call", "calc.count", '{"n": 3}').split() == ["0", "1", "2"]
-        assert "calc.audit  [ack] over tcp+json+gzip" in cli("services")
-        assert "transport    unix" in cli("plugins")
+        with ThreadPoolExecutor(4) as pool:  # independent, each mostly Python starting
+            added, counted, services, plugins = pool.map(
+                lambda args: cli(*args),
+                [
+                    ("call", "calc.add", '{"a": 1, "b": 2}'),
+                    ("call", "calc.count", '{"n": 3}'),
+                    ("services",),
+                    ("plugins",),
+                ],
+            )
+        assert json.loads(added) == 3
+        assert counted.split() == ["0", "1", "2"]
+        assert "calc.audit  [ack] over tcp+json+gzip" in services
+        assert "transport    unix" in plugins
     finally:
         server.send_signal(signal.SIGTERM)
         out, err = server.communicate(timeout=30)
