@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -182,25 +183,25 @@ def test_cli_emit_and_services(registry: str, tmp_path: Path) -> None:
     )
     try:
         assert server.stdout is not None and server.stdout.readline().startswith("serving audit")
-        out = subprocess.run(
-            [sys.executable, "-m", "jesus", "emit", "user.created", '{"id": 5}', "--ack"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert out.returncode == 0, out.stderr
-        assert json.loads(out.stdout) == {"event": "user.created", "delivered_to": ["audit"]}
-        deadline = time.monotonic() + 10
-        line = server.stdout.readline()
-        assert line.strip() == "got user.created {'id': 5}" and time.monotonic() < deadline
-        listing = subprocess.run(
-            [sys.executable, "-m", "jesus", "services"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
+
+        def jesus(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "jesus", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        with ThreadPoolExecutor(1) as pool:  # the listing meanwhile: it does not depend on it
+            services = pool.submit(jesus, "services")
+            out = jesus("emit", "user.created", '{"id": 5}', "--ack")
+            assert out.returncode == 0, out.stderr
+            assert json.loads(out.stdout) == {"event": "user.created", "delivered_to": ["audit"]}
+            deadline = time.monotonic() + 10
+            line = server.stdout.readline()
+            assert line.strip() == "got user.created {'id': 5}" and time.monotonic() < deadline
+            listing = services.result().stdout
         assert "listens user.*  group audit over udp+msgpack+none" in listing
     finally:
         server.terminate()
