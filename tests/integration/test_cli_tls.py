@@ -45,22 +45,26 @@ def test_a_development_ca_and_mutual_tls_from_the_command_line(
 
     ca, cert, key = (str(certs / f) for f in ("ca.pem", "calc.pem", "calc.key"))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JESUS_REGISTRY": registry}
-    server = jesus_serve(
-        "tests.helpers.served:calc", registry, "--ca", ca, "--cert", cert, "--key", key
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        assert line.startswith("serving calc") and "?tls=1" in line, line
-        add = ("call", "calc.add", '{"a": 1, "b": 2}')
-        billing = ("--cert", str(certs / "billing.pem"), "--key", str(certs / "billing.key"))
-        tls_env = {
-            "JESUS_CA": ca,
-            "JESUS_CERT": str(certs / "billing.pem"),
-            "JESUS_KEY": str(certs / "billing.key"),
-        }
-        with ThreadPoolExecutor(1) as pool:  # alongside the others: they are independent
-            env_run = pool.submit(
+    with ThreadPoolExecutor(2) as pool:
+        # The plaintext refusal checked last needs no server: it runs meanwhile.
+        plaintext = pool.submit(
+            run, "serve", "tests.helpers.served:pinger", "--ca", ca, "--cert", cert, "--key", key
+        )
+        server = jesus_serve(
+            "tests.helpers.served:calc", registry, "--ca", ca, "--cert", cert, "--key", key
+        )
+        try:
+            assert server.stdout is not None
+            line = server.stdout.readline()
+            assert line.startswith("serving calc") and "?tls=1" in line, line
+            add = ("call", "calc.add", '{"a": 1, "b": 2}')
+            billing = ("--cert", str(certs / "billing.pem"), "--key", str(certs / "billing.key"))
+            tls_env = {
+                "JESUS_CA": ca,
+                "JESUS_CERT": str(certs / "billing.pem"),
+                "JESUS_KEY": str(certs / "billing.key"),
+            }
+            env_run = pool.submit(  # alongside the others: they are independent
                 subprocess.run,
                 [*JESUS, *add],
                 env={**env, **tls_env},
@@ -73,24 +77,24 @@ def test_a_development_ca_and_mutual_tls_from_the_command_line(
             )
             from_env = env_run.result()
 
-        assert no_tls.returncode == 1 and "certificate is not trusted" in no_tls.stderr
-        assert no_cert.returncode == 1
-        assert "requires a client certificate" in no_cert.stderr, no_cert.stderr
-        assert good.returncode == 0, good.stderr
-        assert json.loads(good.stdout) == 3
-        assert from_env.returncode == 0 and json.loads(from_env.stdout) == 3, from_env.stderr
-    finally:
-        server.send_signal(signal.SIGTERM)
-        _, err = server.communicate(timeout=30)
-    refused = [line for line in err.splitlines() if "refused the TLS connection" in line]
-    assert 1 <= len(refused) <= 2, err  # one line per refused peer
-    assert "Traceback" not in err
+            assert no_tls.returncode == 1 and "certificate is not trusted" in no_tls.stderr
+            assert no_cert.returncode == 1
+            assert "requires a client certificate" in no_cert.stderr, no_cert.stderr
+            assert good.returncode == 0, good.stderr
+            assert json.loads(good.stdout) == 3
+            assert from_env.returncode == 0 and json.loads(from_env.stdout) == 3, from_env.stderr
+        finally:
+            server.send_signal(signal.SIGTERM)
+            _, err = server.communicate(timeout=30)
+        refused = [line for line in err.splitlines() if "refused the TLS connection" in line]
+        assert 1 <= len(refused) <= 2, err  # one line per refused peer
+        assert "Traceback" not in err
 
-    # A plaintext listener under TLS: serve refuses in one line, naming it and the way out.
-    udp = run("serve", "tests.helpers.served:pinger", "--ca", ca, "--cert", cert, "--key", key)
-    assert udp.returncode == 1
-    assert "pinger.ping on udp" in udp.stderr and "allow_plaintext" in udp.stderr
-    assert "Traceback" not in udp.stderr
+        # A plaintext listener under TLS: serve refuses in one line, naming it and the way out.
+        udp = plaintext.result()
+        assert udp.returncode == 1
+        assert "pinger.ping on udp" in udp.stderr and "allow_plaintext" in udp.stderr
+        assert "Traceback" not in udp.stderr
 
 
 def test_jesus_call_reaches_a_sealed_method_with_its_certificate(
