@@ -58,12 +58,12 @@ def served(registry: str) -> subprocess.Popen[str]:
 
 
 def test_plugins_lists_what_each_plugin_contributes() -> None:
-    result = run("plugins", "--json")
+    result, listed = run_all(("plugins", "--json"), ("plugins",))
     assert result.returncode == 0, result.stderr
     plugins = json.loads(result.stdout)["plugins"]
     assert "transport:tcp" in plugins["tcp"] and "transport:unix" in plugins["tcp"]
     assert "codec:msgpack" in plugins["jesus.builtins"]
-    text = run("plugins").stdout
+    text = listed.stdout
     assert "transport    tcp" in text and "messages are checked with" in text
 
 
