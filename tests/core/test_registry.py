@@ -190,7 +190,12 @@ def _serve(registry: str) -> subprocess.Popen[bytes]:
     )
 
 
-async def test_services_in_separate_processes_find_each_other(registry: str) -> None:
+# The services run in processes of their own: what is tested is how they find each other
+# through the registry, not the client's loop (the transport tests run it on each).
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_services_in_separate_processes_find_each_other(
+    registry: str, anyio_backend: str
+) -> None:
     procs = [_serve(registry), _serve(registry)]
     try:
         async with jesus.Client(registry) as client:
