@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -36,6 +37,13 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*JESUS, *args], capture_output=True, text=True, timeout=60, env=_env(**env), cwd=ROOT
     )
+
+
+def run_all(*commands: tuple[str, ...]) -> list[subprocess.CompletedProcess[str]]:
+    """`run` each of `commands`, all at once: they do not depend on one another, and each
+    spends most of its time starting Python."""
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda args: run(*args), commands))
 
 
 async def arun(*args: str) -> str:
@@ -134,32 +142,40 @@ async def test_docs_and_graph_from_the_registry_of_a_running_system(
 
 def test_docs_from_a_module_to_a_file(tmp_path: Path) -> None:
     out = tmp_path / "shop.md"
-    done = run("docs", "markdown", MODULE, "-o", str(out))
+    done, titled = run_all(
+        ("docs", "markdown", MODULE, "-o", str(out)),
+        ("docs", "asyncapi", MODULE, "--title", "Shop"),
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert out.read_text().startswith("# shop 2.1.0\n")
-    titled = json.loads(run("docs", "asyncapi", MODULE, "--title", "Shop").stdout)
-    assert titled["info"]["title"] == "Shop"
+    assert json.loads(titled.stdout)["info"]["title"] == "Shop"
 
 
 def test_config_moves_a_channel_in_the_contract(tmp_path: Path) -> None:
     config = tmp_path / "jesus.toml"
     config.write_text('[channels.shop]\nlog = "http+json"\n')
-    before = json.loads(run("docs", "openapi", MODULE).stdout)
-    after = json.loads(run("docs", "openapi", MODULE, "--config", str(config)).stdout)
+    before, after = (
+        json.loads(done.stdout)
+        for done in run_all(
+            ("docs", "openapi", MODULE), ("docs", "openapi", MODULE, "--config", str(config))
+        )
+    )
     assert "/shop/log" not in before["paths"] and "/shop/log" in after["paths"]
 
 
 def test_failures_are_one_line(tmp_path: Path) -> None:
-    empty = run("docs", "openapi", "--registry", f"embedded://{tmp_path / 'none'}")
+    empty, wrong, unwritable = run_all(
+        ("docs", "openapi", "--registry", f"embedded://{tmp_path / 'none'}"),
+        ("graph", "tests.contracts.system"),
+        ("docs", "markdown", MODULE, "-o", str(tmp_path / "no" / "such.md")),
+    )
     assert empty.returncode == 2
     assert empty.stderr.startswith("jesus: no live services in embedded://")
     assert len(empty.stderr.splitlines()) == 1
 
-    wrong = run("graph", "tests.contracts.system")
     assert wrong.returncode == 2 and "must be MODULE:ATTR" in wrong.stderr
 
-    unwritable = run("docs", "markdown", MODULE, "-o", str(tmp_path / "no" / "such.md"))
     assert unwritable.returncode == 2 and "cannot write" in unwritable.stderr
 
 
