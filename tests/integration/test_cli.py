@@ -105,14 +105,21 @@ def test_serve_call_services_and_graceful_stop(
     # SIGTERM while a call is in flight: the call still completes, then the process exits 0.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JESUS_REGISTRY": registry}
     slow = subprocess.Popen(
-        [*JESUS, "call", "calc.sleep", "3.0"],
+        [*JESUS, "-v", "call", "calc.sleep", "2.0"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)  # for the call's process to start and send it
+    # Once -v tells the call goes out (however long the process took to start), time for it
+    # to arrive; the call then sleeps 1.5 s more, past the SIGTERM.
+    assert slow.stderr is not None
+    told = ""
+    while "calling calc.sleep" not in told and (line := slow.stderr.readline()):
+        told += line
+    assert "calling calc.sleep" in told, told
+    time.sleep(0.5)
     served.send_signal(signal.SIGTERM)
     out, err = slow.communicate(timeout=30)
     assert slow.returncode == 0, err
