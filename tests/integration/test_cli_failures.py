@@ -112,22 +112,37 @@ def one_line(result: subprocess.CompletedProcess[str], *expected: str) -> str:
 
 @contextmanager
 def serving(place: Path, registry: str, *args: str) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(
-        [*JESUS, "serve", *args],
-        cwd=place,
-        env=env_for(registry),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("serving"), line + (proc.stderr.read() if proc.stderr else "")
+    with serving_all(place, registry, args) as (proc,):
         yield proc
+
+
+@contextmanager
+def serving_all(
+    place: Path, registry: str, *commands: tuple[str, ...]
+) -> Iterator[list[subprocess.Popen[str]]]:
+    """`jesus serve` with each of `commands`, all started at once."""
+    procs = [
+        subprocess.Popen(
+            [*JESUS, "serve", *args],
+            cwd=place,
+            env=env_for(registry),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in commands
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line.startswith("serving"), line + (proc.stderr.read() if proc.stderr else "")
+        yield procs
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=30)
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -235,7 +250,7 @@ def test_emit_fails_when_nothing_was_delivered(place: Path, registry: str) -> No
 
 
 def test_verbose_tells_what_call_and_emit_did(place: Path, registry: str) -> None:
-    with serving(place, registry, "over_tcp:svc"), serving(place, registry, "audit:svc"):
+    with serving_all(place, registry, ("over_tcp:svc",), ("audit:svc",)):
         called, emitted, quiet = at_once(
             lambda: run(place, registry, "-v", "call", "pinger.ping"),
             lambda: run(place, registry, "-v", "emit", "user.created", '{"id": 1}', "--ack"),
