@@ -53,10 +53,10 @@ async def test_the_daemon_command_relays_and_stops_on_sigterm(
     service: Any,
     anyio_backend: str,
 ) -> None:
-    assert service.stdout.readline().startswith("serving calc")
     socket = os.path.join(socket_dir, "jesus.sock")
-    daemon = _start(registry, "daemon", "--socket", socket)
+    daemon = _start(registry, "daemon", "--socket", socket)  # while the service starts
     try:
+        assert service.stdout.readline().startswith("serving calc")
         line = daemon.stdout.readline() if daemon.stdout else ""
         assert line.strip() == f"jesus daemon listening on unix://{socket}", line + (
             daemon.stderr.read() if daemon.stderr else ""
