@@ -25,14 +25,15 @@ from jesus.messages import ResponseMode
 from jesus.registry.base import InstanceRecord
 from jesus.registry.embedded import EmbeddedRegistry, default_directory
 from jesus.registry.resolver import Resolver
-from jesus.testing.registry import RegistryConformance, record
+from jesus.testing.registry import record
+from tests.helpers.registry import TimedOnce
 from tests.helpers.services import calculator
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class TestEmbeddedRegistry(RegistryConformance):
+class TestEmbeddedRegistry(TimedOnce):
     @pytest.fixture
     def backend(self, tmp_path: Path) -> EmbeddedRegistry:
         return EmbeddedRegistry(f"embedded://{tmp_path}")

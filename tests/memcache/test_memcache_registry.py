@@ -13,8 +13,9 @@ import pytest
 import jesus
 from jesus.plugins import default_catalog
 from jesus.registry.open import open_registry
-from jesus.testing.registry import RegistryConformance, record
+from jesus.testing.registry import record
 from jesus_schema_memcache import MemcacheRegistry
+from tests.helpers.registry import TimedOnce
 from tests.helpers.services import calculator
 from tests.memcache.conftest import Memcached
 
@@ -22,13 +23,13 @@ pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class TestMemcacheRegistry(RegistryConformance):
+class TestMemcacheRegistry(TimedOnce):
     @pytest.fixture
     def backend(self, memcache_url: str) -> MemcacheRegistry:
         return MemcacheRegistry(memcache_url)
 
 
-class TestMemcacheCluster(RegistryConformance):
+class TestMemcacheCluster(TimedOnce):
     """Two memcached nodes acting as one registry."""
 
     @pytest.fixture
