@@ -252,7 +252,9 @@ async def test_a_server_whose_certificate_another_ca_signed_is_refused(
     ):
         with pytest.raises(jesus.Unavailable, match="did not prove its CURVE key: certificate"):
             await client.call("vault.whoami", timeout=5)
-        assert node.servers["zmq"].peers == 1  # type: ignore[attr-defined]  # it trusted billing
+        # It trusted billing: each connection the client tried (a retry makes two) is a peer
+        # until the server finds it closed.
+        assert node.servers["zmq"].peers >= 1  # type: ignore[attr-defined]
 
 
 async def test_a_server_proving_another_name_is_refused(registry: str, pki: Pki) -> None:

@@ -33,7 +33,7 @@ from jesus.transport.keys import KeyRefused, TransportKeys, Vouched
 from jesus.transport.pool import ConnectionPool
 from jesus_zmq.addresses import server_key, zmq_address
 from jesus_zmq.curve import HANDSHAKE_FAILED, WHY, connect_curve, server_of
-from jesus_zmq.monitor import GONE, REFUSED, watch
+from jesus_zmq.monitor import GONE, REFUSED, Monitor
 from jesus_zmq.peer import one_frame
 from jesus_zmq.pump import SocketPump
 
@@ -64,15 +64,17 @@ class ZmqConnection:
         self._keys: TransportKeys | None = None
         self._server = server
         self.vouched: Vouched | None = None  # whom the server's certificate names
-        if server is not None:
-            assert options.keys is not None
-            self._keys = options.keys
-            try:
+        self._monitor = Monitor(self.sock, GONE | REFUSED | HANDSHAKE_FAILED)
+        try:
+            if server is not None:
+                assert options.keys is not None
+                self._keys = options.keys
                 connect_curve(self.sock, self._keys, server)
-            except BaseException:
-                self.sock.close(linger=0)
-                raise
-        self.sock.connect(address)
+            self.sock.connect(address)
+        except BaseException:
+            self._monitor.close()
+            self.sock.close(linger=0)
+            raise
         self.pump = SocketPump(self.sock, self._on_message)
         self.pump.copy = server is None  # the first answer's frame carries the server's proof
         self.answers = Answers(self.proto, self.limits, self.write)
@@ -94,7 +96,7 @@ class ZmqConnection:
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
                 tg.start_soon(self.pump.run)
-                tg.start_soon(watch, self.sock, GONE | REFUSED | HANDSHAKE_FAILED, self._on_monitor)
+                tg.start_soon(self._monitor.watch, self._on_monitor)
                 try:
                     await self._handshake()
                 except Unavailable as exc:  # raised alone, not in a group, to the caller
@@ -109,6 +111,7 @@ class ZmqConnection:
                 raise refused
         finally:
             self._fail_all(ConnectionLost("connection to the server was lost"))
+            self._monitor.close()  # when the task group was cancelled before it watched
             self.sock.close(linger=0)
 
     async def _handshake(self) -> None:
@@ -134,7 +137,8 @@ class ZmqConnection:
     def _on_monitor(self, event: int) -> None:
         if not self._hello.done():
             # Connecting: libzmq retries a refused or closed connect for ever, we do not.
-            if self._refused is None:
+            # A failed handshake says why; a closed or retried connect only that it failed.
+            if self._refused is None or (event in WHY and self._refused not in WHY.values()):
                 self._refused = WHY.get(event, "the server refused the connection")
             return
         if event & GONE:
