@@ -5,7 +5,7 @@ pieces every transport shares, so that each rule is written once.
     outgoing   OutgoingCall: one call as the client planned it, handed to a transport
     runner     CallRunner and Session: the server-side life of every call
     spawner    one task per call, bounded by its deadline, at the lowest cost per backend
-    writer     coalescing writer with back-pressure, for byte-stream transports; FrameSink
+    writer     the writer with back-pressure, for byte-stream transports; FrameSink
     reply      FrameReply: one call's answers as frames, with stream credit and ITEMS batching
     server_events  what a server does with a connection's frames (requests, CANCEL, CREDIT)
     answers    the client side: answers matched to calls, deadlines, stream credit given back
