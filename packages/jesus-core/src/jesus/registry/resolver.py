@@ -127,6 +127,14 @@ class Resolver:
             picked = self._picked[event] = (everyone, found)
         return picked[1]
 
+    def fresh(self, service: Key) -> list[InstanceRecord] | None:
+        """The instances of `service` when they are known and fresh, without a wait; None
+        when `instances()` must look them up or refresh them."""
+        cached = self._cache.get(service)
+        if cached is None or time.monotonic() - cached[0] >= self.refresh:
+            return None
+        return cached[1]
+
     async def instances(self, service: Key) -> list[InstanceRecord]:
         cached = self._cache.get(service)
         if cached is None:

@@ -327,10 +327,31 @@ class Client:
         the registry says of the method: a registry that lies cannot make it go out in clear.
         `version` pins the service to a range (`"^1.2"`, as `calc@^1.2.add` does) and
         `strategy` overrides the client's for this call."""
+        # The whole call path in this one coroutine (no forwarding layer): every await of
+        # the call resumes through each coroutine between it and the transport.
         forced = None if mode is None else ResponseMode(mode)
-        return await self._call(
-            target, data, forced, timeout, userid, sender, seal, version, strategy
-        )
+        plan = self._plan(target, sender, version)
+        records = self.resolver.fresh(plan.service)  # known: no coroutine to look it up
+        if records is None:
+            records = await self.resolver.instances(plan.service)
+        route = self._arranged(plan, records, strategy)
+        method_rec, channel = route[0].method, route[0].channel
+        mode = forced or method_rec.mode
+        if mode is ResponseMode.STREAM:
+            raise InvalidRequest(f"{target} is a stream method: use Client.stream()")
+        seconds = self._seconds(timeout, method_rec)
+        meta = self._meta(mode, channel, seconds, userid, sender)
+        meta.seal = _checked_seal(seal)  # the least protection asked for; see _outgoing
+        route = self._fitting(route, data, meta)
+        if route.retry.attempts > 1:
+            meta.retries = route.retry.attempts
+        service, _, method = route.target.partition(".")
+        info = CallInfo(service, method, data, meta, mode, channel.name, route)
+        try:
+            return await self._send(info)
+        except DeadlineExceeded as exc:
+            _name_deadline(exc, target, seconds)
+            raise
 
     async def notify(
         self,
@@ -345,16 +366,16 @@ class Client:
         strategy: str | Strategy | None = None,
     ) -> None:
         """Fire and forget (noResponse), whatever mode the method declares."""
-        await self._call(
+        await self.call(
             target,
             data,
-            ResponseMode.NO_RESPONSE,
-            timeout,
-            userid,
-            sender,
-            seal,
-            version,
-            strategy,
+            mode=ResponseMode.NO_RESPONSE,
+            timeout=timeout,
+            userid=userid,
+            sender=sender,
+            seal=seal,
+            version=version,
+            strategy=strategy,
         )
 
     async def stream(
@@ -759,6 +780,13 @@ class Client:
     ) -> Route:
         """The instances that may take a call, in the order the strategy and their health
         give, with the callee's retry rules."""
+        plan = self._plan(target, sender, version)
+        records = self.resolver.fresh(plan.service)
+        if records is None:
+            records = await self.resolver.instances(plan.service)
+        return self._arranged(plan, records, strategy)
+
+    def _plan(self, target: str, sender: str | None, version: str | None) -> TargetPlan:
         key = target if sender is None and version is None else (target, sender, version)
         plan = self._plans.get(key)
         if plan is None:
@@ -766,7 +794,11 @@ class Client:
             if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()  # targets are the caller's: keep the memory bounded
             self._plans[key] = plan
-        records = await self.resolver.instances(plan.service)
+        return plan
+
+    def _arranged(
+        self, plan: TargetPlan, records: list[InstanceRecord], strategy: str | Strategy | None
+    ) -> Route:
         if plan.records is not records:
             self._replan(plan, records)
         parent = current_meta.get()
@@ -858,37 +890,6 @@ class Client:
             data,
             meta.corrid,
         )
-
-    async def _call(
-        self,
-        target: str,
-        data: Any,
-        force_mode: ResponseMode | None,
-        timeout: float | None,
-        userid: str | None,
-        sender: str | None = None,
-        seal: str | None = None,
-        version: str | None = None,
-        strategy: str | Strategy | None = None,
-    ) -> Any:
-        route = await self._route(target, sender, version, strategy)
-        method_rec, channel = route[0].method, route[0].channel
-        mode = force_mode or method_rec.mode
-        if mode is ResponseMode.STREAM:
-            raise InvalidRequest(f"{target} is a stream method: use Client.stream()")
-        seconds = self._seconds(timeout, method_rec)
-        meta = self._meta(mode, channel, seconds, userid, sender)
-        meta.seal = _checked_seal(seal)  # the least protection asked for; see _outgoing
-        route = self._fitting(route, data, meta)
-        if route.retry.attempts > 1:
-            meta.retries = route.retry.attempts
-        service, _, method = route.target.partition(".")
-        info = CallInfo(service, method, data, meta, mode, channel.name, route)
-        try:
-            return await self._send(info)
-        except DeadlineExceeded as exc:
-            _name_deadline(exc, target, seconds)
-            raise
 
     def _plan_route(
         self,
