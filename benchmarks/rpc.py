@@ -7,6 +7,8 @@ processes, on loopback.
 
 Each (stack, concurrency) is measured --repeat times, interleaved with the others so machine
 noise spreads evenly; the table reports medians and ratios to the raw asyncio ceiling.
+`jesus-uvloop` runs both its server and its client on uvloop; the other jesus rows share one
+server on asyncio.
 """
 
 from __future__ import annotations
@@ -51,11 +53,15 @@ SERVER_OF = {
     "grpc.aio": "grpc",
     "jesus": "jesus",
     "jesus-novalidate": "jesus",
-    "jesus-uvloop": "jesus",
+    "jesus-uvloop": "jesus-uvloop",  # both ends on uvloop
     "jesus-trio": "jesus",
     "aiohttp": "aiohttp",
     "jesus-http": "jesus",
 }
+
+
+# The uvloop server's service: the servers share one registry.
+UVLOOP_SERVICE = "benchuv"
 
 
 def free_port() -> int:
@@ -81,6 +87,14 @@ def serve(kind: str, port: int, registry: str) -> None:
         import asyncio
 
         asyncio.run(stacks.aiohttp_server(port))
+    elif kind == "jesus-uvloop":
+        anyio.run(
+            stacks.jesus_server,
+            registry,
+            f"127.0.0.1:{port}",
+            UVLOOP_SERVICE,
+            backend_options={"use_uvloop": True},
+        )
     else:
         anyio.run(stacks.jesus_server, registry, f"127.0.0.1:{port}")
 
@@ -100,7 +114,11 @@ async def client_for(stack: str, port: int, registry: str) -> AsyncIterator[Any]
 
         # jesus-novalidate: the same envelope and path, no schema at either end, so that
         # the envelope's cost shows apart from the validator's.
-        target = {"jesus-http": "bench.call_http", "jesus-novalidate": "bench.call_unchecked"}
+        target = {
+            "jesus-http": "bench.call_http",
+            "jesus-novalidate": "bench.call_unchecked",
+            "jesus-uvloop": f"{UVLOOP_SERVICE}.call",
+        }
         validate = stack != "jesus-novalidate"
         async with jesus.Client(registry, validate=validate) as client:
             yield partial(client.call, target.get(stack, "bench.call"), stacks.REQUEST)
@@ -169,7 +187,7 @@ def run_measure(
 
 
 # The service a jesus server kind registers: it is ready once its record is there.
-RECORD_OF = {"jesus": "bench", "jesus-zmq": "benchzmq"}
+RECORD_OF = {"jesus": "bench", "jesus-uvloop": UVLOOP_SERVICE, "jesus-zmq": "benchzmq"}
 
 
 def wait_ready(port: int, registry: str, kind: str, timeout: float = 20) -> None:

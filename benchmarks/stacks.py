@@ -300,12 +300,12 @@ def jesus_service(name: str = "bench") -> Any:
     return svc
 
 
-async def jesus_server(registry: str, bind: str) -> None:
+async def jesus_server(registry: str, bind: str, name: str = "bench") -> None:
     import anyio
 
     import jesus
 
-    async with jesus.serve(jesus_service(), registry=registry, bind={"tcp": bind}):
+    async with jesus.serve(jesus_service(name), registry=registry, bind={"tcp": bind}):
         await anyio.sleep_forever()
 
 
