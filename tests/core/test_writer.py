@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from anyio.abc import ByteStream
 
@@ -55,7 +56,7 @@ async def test_a_turns_frames_past_the_burst_leave_in_one_send(
         async with anyio.create_task_group() as tg:
             out = FrameWriter(client, high_water=1 << 20)
             tg.start_soon(out.run, lambda: None)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             frames = [f"frame {i:02d};".encode() for i in range(BURST + 12)]
             for frame in frames:  # one turn: nothing awaits between the writes
                 out.write(frame)
@@ -82,7 +83,7 @@ async def test_frames_behind_a_full_socket_wait_their_turn_and_all_arrive() -> N
         async with anyio.create_task_group() as tg:
             out = FrameWriter(client, high_water=64 * 1024)
             tg.start_soon(out.run, lambda: None)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             frames = [bytes([i % 251]) * 50_000 for i in range(200)]  # 10 MB, one turn
             for frame in frames:
                 out.write(frame)
