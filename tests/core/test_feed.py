@@ -7,20 +7,11 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio.abc import ByteStream
 
 from jesus.transport.feed import feed
+from tests.helpers import tcp_pair
 
 pytestmark = pytest.mark.anyio
-
-
-async def _pair() -> tuple[ByteStream, ByteStream, Any]:
-    """A connected tcp pair on loopback: (client side, server side, listener)."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    client = await anyio.connect_tcp("127.0.0.1", port)
-    server = await listener.listeners[0].accept()
-    return client, server, listener
 
 
 def _on_asyncio(backend: Any) -> bool:
@@ -30,7 +21,7 @@ def _on_asyncio(backend: Any) -> bool:
 async def test_reads_are_fed_on_asyncio_and_left_to_the_stream_elsewhere(
     anyio_backend: Any,
 ) -> None:
-    client, server, listener = await _pair()
+    client, server, listener = await tcp_pair()
     got: list[bytes] = []
     ended = anyio.Event()
     try:
@@ -77,7 +68,7 @@ async def test_a_tls_stream_is_not_fed(anyio_backend: Any, tmp_path: Any) -> Non
     create_ca(tmp_path)
     issue(tmp_path, "server", ("127.0.0.1",))
     creds = credentials(tmp_path, "server")
-    client, server, listener = await _pair()
+    client, server, listener = await tcp_pair()
     try:
         async with anyio.create_task_group() as tg:
             wrapped: list[TLSStream] = []

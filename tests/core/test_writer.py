@@ -13,17 +13,9 @@ from anyio.abc import ByteStream
 
 from jesus.transport import writer as writer_module
 from jesus.transport.writer import BURST, FrameWriter
+from tests.helpers import tcp_pair
 
 pytestmark = pytest.mark.anyio
-
-
-async def _pair() -> tuple[ByteStream, ByteStream, Any]:
-    """A connected tcp pair on loopback: (client side, server side, listener)."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    client = await anyio.connect_tcp("127.0.0.1", port)
-    server = await listener.listeners[0].accept()
-    return client, server, listener
 
 
 async def _received(stream: ByteStream, size: int) -> bytes:
@@ -51,7 +43,7 @@ async def test_a_turns_frames_past_the_burst_leave_in_one_send(
         return send
 
     monkeypatch.setattr(writer_module, "direct_send", counted)
-    client, server, listener = await _pair()
+    client, server, listener = await tcp_pair()
     try:
         async with anyio.create_task_group() as tg:
             out = FrameWriter(client, high_water=1 << 20)
@@ -78,7 +70,7 @@ async def test_a_turns_frames_past_the_burst_leave_in_one_send(
 async def test_frames_behind_a_full_socket_wait_their_turn_and_all_arrive() -> None:
     """Past what the socket takes, frames queue for the writer task: nothing is lost or
     reordered, and the writer reports itself full until it catches up."""
-    client, server, listener = await _pair()
+    client, server, listener = await tcp_pair()
     try:
         async with anyio.create_task_group() as tg:
             out = FrameWriter(client, high_water=64 * 1024)
