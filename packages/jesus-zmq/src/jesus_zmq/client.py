@@ -138,8 +138,7 @@ class ZmqConnection:
         if not self._hello.done():
             # Connecting: libzmq retries a refused or closed connect for ever, we do not.
             # A failed handshake says why; a closed or retried connect only that it failed.
-            if self._refused is None or (event in WHY and self._refused not in WHY.values()):
-                self._refused = WHY.get(event, "the server refused the connection")
+            self._refused = WHY.get(event) or self._refused or "the server refused the connection"
             return
         if event & GONE:
             log.warning("lost the connection to the server")
