@@ -66,25 +66,30 @@ class HttpClientConnection:
 
     async def exchange(self, data: bytes, deadline: float | None) -> Message:
         """Send a request and read its whole response; TimeoutError past `deadline`. Fed, a
-        wait for a read is given a timer (a cancel scope per request costs 7 us)."""
+        wait for a read is given a timer (a cancel scope per request costs 7 us), and the
+        exchange runs in this one coroutine and `_receive` (each await resumes through every
+        coroutine under it)."""
         if self._fed is None:
             scope = anyio.CancelScope(deadline=math.inf if deadline is None else deadline)
             with scope:
-                message = await self._exchange(data)
+                await self.send(data)
+                message = await self.read_head()
+                await self.read_rest(message)
             if scope.cancelled_caught:
                 raise TimeoutError
             return message
         self._deadline = deadline
         try:
-            return await self._exchange(data)
+            direct = self._direct
+            sent = 0 if direct is None else direct(data)
+            if sent < len(data):
+                await self._send_rest(data[sent:])
+            ready = self.parser.ready
+            while not ready:
+                await self._receive()
+            return ready.popleft()
         finally:
             self._deadline = None
-
-    async def _exchange(self, data: bytes) -> Message:
-        await self.send(data)
-        message = await self.read_head()
-        await self.read_rest(message)
-        return message
 
     async def send(self, data: bytes) -> None:
         # Straight to the socket when it takes it all: the read that follows yields anyway.
@@ -93,6 +98,9 @@ class HttpClientConnection:
             if sent == len(data):
                 return
             data = data[sent:]
+        await self._send_rest(data)
+
+    async def _send_rest(self, data: bytes) -> None:
         if self._deadline is None:
             await self.stream.send(data)
             return
@@ -186,6 +194,16 @@ class HttpClient:
         ] = {}  # kept-alive connections per endpoint
         self._heads: dict[tuple[str, str, str, ResponseMode], str] = {}
 
+    def _idle_connection(self, endpoint: str) -> HttpClientConnection | None:
+        """The last kept-alive connection to `endpoint` if the server has not closed it: a
+        call takes it without a coroutine (`_acquire` drops the closed ones)."""
+        idle = self._idle.get(endpoint)
+        if not idle or idle[-1].ended:
+            return None
+        conn = idle.pop()
+        conn.reused = True
+        return conn
+
     async def _acquire(self, endpoint: str) -> HttpClientConnection:
         idle = self._idle.get(endpoint)
         while idle:
@@ -199,13 +217,18 @@ class HttpClient:
             stream = await self._connect(endpoint)
         return HttpClientConnection(stream, self._options)
 
-    async def _release(self, endpoint: str, conn: HttpClientConnection, keep: bool) -> None:
+    def _kept(self, endpoint: str, conn: HttpClientConnection, keep: bool) -> bool:
+        """Put `conn` back among the idle ones; False when it is to be closed instead."""
         idle = self._idle.setdefault(endpoint, [])
         if keep and len(idle) < self._limits.max_connections:
             idle.append(conn)
-            return
-        with anyio.CancelScope(shield=True):
-            await conn.stream.aclose()
+            return True
+        return False
+
+    async def _release(self, endpoint: str, conn: HttpClientConnection, keep: bool) -> None:
+        if not self._kept(endpoint, conn, keep):
+            with anyio.CancelScope(shield=True):
+                await conn.stream.aclose()
 
     def _head_start(self, call: OutgoingCall, mode: ResponseMode) -> str:
         """The request line and the headers that depend only on the target, made once."""
@@ -217,8 +240,7 @@ class HttpClient:
             start = (
                 f"POST /{service}/{name} HTTP/1.1\r\n"
                 f"host: {urlsplit(call.endpoint).netloc}\r\n"
-                f"content-type: {content_type}\r\n"
-                f"accept: {content_type}\r\n"
+                f"content-type: {content_type}\r\n"  # no accept: answered in the same codec
                 "accept-encoding: zstd, gzip\r\n"
                 f"{mapping.MODE_HEADER}: {mode.value}\r\n"
             )
@@ -251,14 +273,14 @@ class HttpClient:
             raise
         headers.append(("content-length", str(len(body))))
         call.meter().sent += len(body)
-        head = self._head_start(call, mode) + "".join(f"{k}: {v}\r\n" for k, v in headers)
+        head = self._head_start(call, mode) + "".join([f"{k}: {v}\r\n" for k, v in headers])
         return head.encode("latin-1") + b"\r\n" + body
 
     async def request(self, call: OutgoingCall) -> Any:
         endpoint, meta, deadline = call.endpoint, call.meta, call.deadline
         raw = self._request_bytes(call, call.mode)
         for attempt in range(2):
-            conn = await self._acquire(endpoint)
+            conn = self._idle_connection(endpoint) or await self._acquire(endpoint)
             keep = False
             try:
                 head = await conn.exchange(raw, deadline)
@@ -279,7 +301,8 @@ class HttpClient:
                     corrid=meta.corrid,
                 ) from None
             finally:
-                await self._release(endpoint, conn, keep)
+                if not self._kept(endpoint, conn, keep):
+                    await self._release(endpoint, conn, False)
             call.meter().received += len(head.body)
             # Outside the timeout's try: a DEADLINE_EXCEEDED the server sent is a TimeoutError.
             return self._result(head, meta)

@@ -90,6 +90,13 @@ def codec_for(content_type: str | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=256)
+def route_of(target: str) -> tuple[str, tuple[str, ...]]:
+    """A request target's path (no query) and its non-empty segments."""
+    path = target.split("?", 1)[0]
+    return path, tuple(p for p in path.split("/") if p)
+
+
+@functools.lru_cache(maxsize=256)
 def answer_codec(accept: str | None, request_codec: str) -> str:
     """The codec to answer in: the first type of Accept that names a codec, else the
     request's own (no Accept, `*/*` or only unknown types)."""
@@ -132,7 +139,11 @@ def headers_from_meta(meta: dict[str, Any]) -> list[tuple[str, str]]:
         header = _HEADER_OF.get(key)
         if header is None or value is None:
             continue
-        text = value if type(value) is str else str(value)
+        kind = type(value)
+        if kind is int or kind is float:  # digits: nothing in them can end a header
+            headers.append((header, str(value)))
+            continue
+        text = value if kind is str else str(value)
         if not _header_value(text):
             raise InvalidRequest(
                 f"meta {header.removeprefix('x-jesus-')} {text[:40]!r} cannot travel over http: "

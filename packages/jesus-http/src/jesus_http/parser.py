@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import httptools
 
 
-@dataclass
 class Message:
-    method: str = ""
-    target: str = ""
-    status: int = 0
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytearray = field(default_factory=bytearray)
-    keep_alive: bool = True
-    complete: bool = False
-    # Set when a limit was passed; the message is then refused, never processed.
-    refused: int = 0  # HTTP status to refuse with
-    refusal: str = ""
+    """One request or response as it is read (slotted: one is made per message)."""
+
+    __slots__ = (
+        "body",
+        "complete",
+        "headers",
+        "keep_alive",
+        "method",
+        "refusal",
+        "refused",
+        "status",
+        "target",
+    )
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.target = ""
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.body = bytearray()
+        self.keep_alive = True
+        self.complete = False
+        # Set when a limit was passed; the message is then refused, never processed.
+        self.refused = 0  # HTTP status to refuse with
+        self.refusal = ""
 
 
 # Header names as they come, lower-cased once: the same few every time (bounded: a peer may
@@ -47,12 +60,10 @@ class _Collector:
         self.current: Message | None = None
         self.header_bytes = 0
         self.parser: Any = None
-        self._raw: list[tuple[bytes, bytes]] = []  # the headers of the message being read
 
     def on_message_begin(self) -> None:
         self.current = Message()
         self.header_bytes = 0
-        self._raw.clear()
 
     def on_url(self, url: bytes) -> None:
         assert self.current is not None
@@ -61,11 +72,18 @@ class _Collector:
         self._check_headers()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # Called once per header: kept raw, decoded at the end of the headers; past the
-        # limit nothing more is kept (the refusal is marked after the read, or at the end).
+        # Called once per whole header; past the limit nothing more is kept (the refusal is
+        # marked after the read, or at the end of the headers).
         self.header_bytes += len(name) + len(value) + 4
-        if self.header_bytes <= self.max_header_size:
-            self._raw.append((name, value))
+        if self.header_bytes > self.max_header_size:
+            return
+        msg = self.current
+        assert msg is not None
+        key = _NAMES.get(name) or _name(name)
+        text = value.decode("latin-1")
+        headers = msg.headers
+        known = headers.get(key)
+        headers[key] = text if known is None else f"{known}, {text}"  # repeated: joined
 
     def _check_headers(self) -> bool:
         msg = self.current
@@ -80,18 +98,8 @@ class _Collector:
     def on_headers_complete(self) -> None:
         msg = self.current
         assert msg is not None
-        raw = self._raw
-        if self._check_headers():
-            names = _NAMES
-            headers = {(names.get(n) or _name(n)): v.decode("latin-1") for n, v in raw}
-            if len(headers) < len(raw):  # a header more than once: its values joined
-                headers = {}
-                for name, value in raw:
-                    key = name.decode("latin-1").lower()
-                    text = value.decode("latin-1")
-                    headers[key] = f"{headers[key]}, {text}" if key in headers else text
-            msg.headers = headers
-        raw.clear()
+        if not self._check_headers():
+            msg.headers = {}  # refused: nothing of it is read
         parser = self.parser
         if self.response:
             msg.status = parser.get_status_code()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -17,6 +18,15 @@ def response_head(status: int, headers: Sequence[tuple[str, str]]) -> bytes:
     lines = [f"HTTP/1.1 {status} {mapping.REASONS.get(status, 'Status')}"]
     lines += [f"{name}: {value}" for name, value in headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+@functools.lru_cache(maxsize=64)
+def ok_head(codec: Any, encoding: str | None) -> str:
+    """The start of a 200 answer's head in `codec`, compressed with `encoding` or not: the
+    status line and the headers that do not change from one answer to the next."""
+    content_type = mapping.CONTENT_TYPES.get(codec.name, codec.content_type)
+    head = f"HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\n"
+    return head if encoding is None else f"{head}content-encoding: {encoding}\r\n"
 
 
 def json_response(

@@ -35,6 +35,7 @@ from jesus_http.responses import (
     END_OF_CHUNKS,
     error_response,
     json_response,
+    ok_head,
     response_head,
     stream_chunk,
 )
@@ -42,6 +43,7 @@ from jesus_http.responses import (
 log = logging.getLogger("jesus.http.server")
 
 READ_SIZE = 65536
+CLOSE_HEADER = "connection: close\r\n"
 
 
 class HttpServer:
@@ -58,6 +60,10 @@ class HttpServer:
         self.options = options
         self.limits = options.limits
         self.runner = CallRunner(handler, options.limits)
+        # Content-Encoding -> compression (the first of a name), for the requests' bodies.
+        self.encodings: dict[str | None, Any] = {}
+        for compression in options.compressions.values():
+            self.encodings.setdefault(compression.content_encoding, compression)
         self._connections: set[HttpServerConnection] = set()
         self._stopped = anyio.Event()
         self.closing = False
@@ -317,15 +323,14 @@ class HttpServerConnection:
             self.writer.write(error_response(error, request.refused, keep_alive=False))
             self.closing = True
             return
-        path = request.target.split("?", 1)[0]
-        parts = [p for p in path.split("/") if p]
+        path, parts = mapping.route_of(request.target)
         try:
             if len(parts) == 2 and request.method != "POST":
                 wrong = InvalidRequest(f"use POST to call {parts[0]}.{parts[1]}")
                 extra = [("allow", "POST")]
                 self.writer.write(json_response(405, mapping.error_body(wrong), extra, keep))
             elif request.method == "GET":
-                self.writer.write(json_response(200, self._describe(parts), keep_alive=keep))
+                self.writer.write(json_response(200, self._describe(list(parts)), keep_alive=keep))
             elif len(parts) != 2:
                 raise UnknownMethod(f"no route for {request.method} {path}")
             else:
@@ -357,9 +362,7 @@ class HttpServerConnection:
             self.writer.write(json_response(415, mapping.error_body(error), keep_alive=keep))
             return
         encoding = headers.get("content-encoding", "identity").strip().lower()
-        compression = next(
-            (c for c in options.compressions.values() if c.content_encoding == encoding), None
-        )
+        compression = self.server.encodings.get(encoding)
         if compression is None:
             error = InvalidRequest(
                 f"content-encoding {encoding!r} is not supported; use gzip, zstd or identity"
@@ -454,22 +457,24 @@ class HttpReply:
         codec, limits = self.codec, self.conn.limits
         payload = codec.encode(value)
         check_message_size(len(payload), limits.max_message_size)
-        out = [("content-type", mapping.CONTENT_TYPES.get(codec.name, codec.content_type))]
         compression = mapping.pick_encoding(
             self.request.headers.get("accept-encoding"), self.conn.server.options.compressions
         )
+        encoding = None
         if compression is not None and len(payload) >= limits.compress_threshold:
             payload = compression.compress(payload)
-            out.append(("content-encoding", compression.content_encoding))
-        out += [("content-length", str(len(payload))), *self._corrid(), ("vary", "accept-encoding")]
-        if not self.keep:
-            out.append(("connection", "close"))
+            encoding = compression.content_encoding
+        head = (
+            f"{ok_head(codec, encoding)}content-length: {len(payload)}\r\n"
+            f"x-jesus-corrid: {self.corrid}\r\nvary: accept-encoding\r\n"
+            f"{'' if self.keep else CLOSE_HEADER}\r\n"
+        )
         self.open = False
         self.meter.sent += len(payload)
         # Queued, not sent from this task: the call's deadline or cancel must not cut an
         # answer off halfway on the wire.
         writer = self.conn.writer
-        writer.write(response_head(200, out) + payload)
+        writer.write(head.encode("latin-1") + payload)
         return writer.drain() if writer.full else None
 
     def error(self, error: CallError) -> None:
