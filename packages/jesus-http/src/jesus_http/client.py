@@ -256,7 +256,7 @@ class HttpClient:
         except ValueError as exc:
             raise InvalidRequest(str(exc), corrid=meta.corrid) from None
         try:
-            headers = mapping.headers_from_meta(meta.to_wire())
+            lines = mapping.meta_header_lines(meta.to_wire())
         except InvalidRequest as exc:
             exc.corrid = meta.corrid
             raise
@@ -265,16 +265,15 @@ class HttpClient:
             and len(body) >= self._limits.compress_threshold
         ):
             body = compression.compress(body)
-            headers.append(("content-encoding", compression.content_encoding))
+            lines += f"content-encoding: {compression.content_encoding}\r\n"
         try:
             check_message_size(len(body), self._limits.max_message_size)
         except TooLarge as exc:
             exc.corrid = meta.corrid
             raise
-        headers.append(("content-length", str(len(body))))
         call.meter().sent += len(body)
-        head = self._head_start(call, mode) + "".join([f"{k}: {v}\r\n" for k, v in headers])
-        return head.encode("latin-1") + b"\r\n" + body
+        head = f"{self._head_start(call, mode)}{lines}content-length: {len(body)}\r\n\r\n"
+        return head.encode("latin-1") + body
 
     async def request(self, call: OutgoingCall) -> Any:
         endpoint, meta, deadline = call.endpoint, call.meta, call.deadline

@@ -131,31 +131,32 @@ def meta_from_headers(headers: dict[str, str]) -> dict[str, Any]:
     return meta
 
 
-def headers_from_meta(meta: dict[str, Any]) -> list[tuple[str, str]]:
-    """The meta as request headers. A value that is not printable ASCII (a userid from a tcp
-    peer with a CR LF in it would add headers of its own) is refused: InvalidRequest."""
-    headers = []
+def meta_header_lines(meta: dict[str, Any]) -> str:
+    """The meta as request header lines (`name: value` and CR LF each). A value that is not
+    printable ASCII (a userid from a tcp peer with a CR LF in it would add headers of its
+    own) is refused: InvalidRequest."""
+    lines = []
     for key, value in meta.items():  # the few keys present, not every key there may be
         header = _HEADER_OF.get(key)
         if header is None or value is None:
             continue
         kind = type(value)
-        if kind is int or kind is float:  # digits: nothing in them can end a header
-            headers.append((header, str(value)))
-            continue
-        text = value if kind is str else str(value)
-        if not _header_value(text):
-            raise InvalidRequest(
-                f"meta {header.removeprefix('x-jesus-')} {text[:40]!r} cannot travel over http: "
-                "a header carries printable ASCII only"
-            )
-        headers.append((header, text))
+        if kind is not int and kind is not float:  # digits: nothing in them ends a header
+            value = value if kind is str else str(value)
+            if not _header_value(value):
+                raise InvalidRequest(
+                    f"meta {header.removeprefix('x-jesus-')} {value[:40]!r} cannot travel over "
+                    "http: a header carries printable ASCII only"
+                )
+        lines.append(f"{header}: {value}\r\n")
     extra = meta.get("x")
     if extra:
-        headers += [
-            (h, v) for h in EXTRA_HEADERS if isinstance(v := extra.get(h), str) and _header_value(v)
+        lines += [
+            f"{h}: {v}\r\n"
+            for h in EXTRA_HEADERS
+            if isinstance(v := extra.get(h), str) and _header_value(v)
         ]
-    return headers
+    return "".join(lines)
 
 
 def _header_value(text: str) -> bool:
