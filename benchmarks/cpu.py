@@ -1,7 +1,7 @@
 """CPU time per call at each end of tcp+msgpack (validation on), the figure that a busy
 machine disturbs least: calls/s move with whatever else runs, the CPU a call costs much less.
 The server (on asyncio) and the client (`--backend`) run in processes of their own, as in
-`rpc.py`.
+`rpc.py`; `--backend uvloop` runs both ends on uvloop (rpc.py's jesus-uvloop row).
 
     .venv/bin/python benchmarks/cpu.py --concurrency 64 --duration 2 --repeat 3
     git archive BASE_COMMIT packages | tar -x -C /tmp/base       # the tree to compare with
@@ -61,7 +61,9 @@ async def main():
     async with jesus.Client(registry) as client:
         return await measure(partial(client.call, target, stacks.REQUEST))
 
-print(json.dumps(anyio.run(main, backend=backend)))
+uvloop = backend == "uvloop"
+options = {"backend_options": {"use_uvloop": True}} if uvloop else {}
+print(json.dumps(anyio.run(main, backend="asyncio" if uvloop else backend, **options)))
 """
 
 
@@ -74,19 +76,23 @@ def measure(
     stack: str = "jesus",
 ) -> dict[str, float]:
     sys.path.insert(0, str(HERE))
-    from rpc import SERVER_OF, free_port, wait_ready
+    from rpc import SERVER_OF, UVLOOP_SERVICE, free_port, wait_ready
 
     env = dict(os.environ, JESUS_LOAD_PLUGINS="tcp,http")
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     registry = f"embedded://{tempfile.mkdtemp(prefix='jesus-bench-')}"
     port = free_port()
+    kind = SERVER_OF[stack]
+    if backend == "uvloop" and stack == "jesus":
+        kind = SERVER_OF["jesus-uvloop"]
+        target = target.replace("bench.", f"{UVLOOP_SERVICE}.", 1)
     server = subprocess.Popen(
-        [sys.executable, str(HERE / "rpc.py"), "--serve", SERVER_OF[stack], str(port), registry],
+        [sys.executable, str(HERE / "rpc.py"), "--serve", kind, str(port), registry],
         env=env,
     )
     try:
-        wait_ready(port, registry, SERVER_OF[stack])
+        wait_ready(port, registry, kind)
         time.sleep(0.3)
         argv = [str(HERE), str(port), registry, str(concurrency), str(duration), str(server.pid)]
         argv += [backend, target, stack]
@@ -112,7 +118,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--base", type=Path, help="a tree to compare with (DIR/packages/...)")
     parser.add_argument(
-        "--backend", default="asyncio", choices=["asyncio", "trio"], help="the client's"
+        "--backend",
+        default="asyncio",
+        choices=["asyncio", "trio", "uvloop"],
+        help="the client's (uvloop: the server's too)",
     )
     parser.add_argument(
         "--target",
@@ -147,7 +156,8 @@ def main() -> int:
             )
     print(
         f"\nmedians of {args.repeat}, {args.concurrency} in flight, {args.duration}s each, "
-        f"client on {args.backend}, server on asyncio\n"
+        f"client on {args.backend}, server on "
+        f"{'uvloop' if args.backend == 'uvloop' else 'asyncio'}\n"
     )
     print("| tree | calls/s | client CPU µs/call | server CPU µs/call | p50 µs |")
     print("|---|---:|---:|---:|---:|")

@@ -427,3 +427,24 @@ async def test_meta_that_would_add_headers_is_refused_before_it_is_sent(running:
         with pytest.raises(jesus.InvalidRequest):
             await client.call("calc.who", None, userid="José")  # not latin-1 safe either
         assert await client.call("calc.who", None, userid="ann") == "ann|None"
+
+
+async def test_calls_in_turn_share_a_connection_and_outlive_its_idle_close(running: Any) -> None:
+    """The client keeps a connection alive between calls, and one the server closed while it
+    was idle is replaced without the caller noticing (the caller's address shows which
+    connection a call came by)."""
+    svc = jesus.Service("where", channel="http+json")
+
+    @svc.method()
+    async def address(data: Any) -> str:
+        caller = jesus.current_caller()
+        assert caller is not None
+        return caller.address
+
+    limits = jesus.Limits(idle_timeout=0.3, request_timeout=0.3)
+    async with running(svc, limits=limits) as (_node, client):
+        first = [await client.call("where.address") for _ in range(3)]
+        assert len(set(first)) == 1 and first[0], first
+        await anyio.sleep(1.0)  # the server closes the idle connection meanwhile
+        again = [await client.call("where.address") for _ in range(3)]
+        assert len(set(again)) == 1 and again[0] != first[0], (first, again)
