@@ -11,6 +11,7 @@ import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
 from jesus.transport import TransportOptions
+from jesus_http import mapping
 from jesus_http import parser as parser_module
 from jesus_http.client import READ_AHEAD, HttpClientConnection
 from jesus_http.parser import RequestParser
@@ -62,3 +63,16 @@ def test_header_names_a_peer_makes_up_fill_no_memory_past_their_bound() -> None:
         headers = parser.ready.popleft().headers
         assert headers[f"x-made-up-{i}"] == "v" and headers["x-twice"] == "1, 2"
     assert len(parser_module._NAMES) <= parser_module._NAMES_KEPT
+
+
+def test_request_targets_a_peer_makes_up_fill_no_memory_past_their_bound() -> None:
+    before = mapping._route.cache_info()
+    long_target = "/a/" + "b" * 8000 + "?q=1"
+    assert mapping.route_of(long_target) == ("/a/" + "b" * 8000, ("a", "b" * 8000))
+    assert mapping._route.cache_info() == before  # a long target is never kept
+    assert mapping.route_of("/calc/add?x=1") == ("/calc/add", ("calc", "add"))
+    assert mapping.route_of("/calc/add?x=1") == ("/calc/add", ("calc", "add"))
+    assert mapping._route.cache_info().hits > before.hits
+    for i in range(1000):
+        assert mapping.route_of(f"/svc/m{i}//") == (f"/svc/m{i}//", ("svc", f"m{i}"))
+    assert mapping._route.cache_info().currsize <= 256

@@ -209,7 +209,7 @@ class HttpClient:
         while idle:
             conn = idle.pop()
             if conn.ended:  # the server closed it while it was idle
-                await self._release(endpoint, conn, False)
+                await self._close(conn)
                 continue
             conn.reused = True
             return conn
@@ -227,8 +227,12 @@ class HttpClient:
 
     async def _release(self, endpoint: str, conn: HttpClientConnection, keep: bool) -> None:
         if not self._kept(endpoint, conn, keep):
-            with anyio.CancelScope(shield=True):
-                await conn.stream.aclose()
+            await self._close(conn)
+
+    @staticmethod
+    async def _close(conn: HttpClientConnection) -> None:
+        with anyio.CancelScope(shield=True):
+            await conn.stream.aclose()
 
     def _head_start(self, call: OutgoingCall, mode: ResponseMode) -> str:
         """The request line and the headers that depend only on the target, made once."""
@@ -300,8 +304,8 @@ class HttpClient:
                     corrid=meta.corrid,
                 ) from None
             finally:
-                if not self._kept(endpoint, conn, keep):
-                    await self._release(endpoint, conn, False)
+                if not self._kept(endpoint, conn, keep):  # kept: no coroutine
+                    await self._close(conn)
             call.meter().received += len(head.body)
             # Outside the timeout's try: a DEADLINE_EXCEEDED the server sent is a TimeoutError.
             return self._result(head, meta)

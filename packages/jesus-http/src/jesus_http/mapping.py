@@ -89,9 +89,14 @@ def codec_for(content_type: str | None) -> str | None:
     return CODEC_OF_TYPE.get(content_type.split(";", 1)[0].strip().lower())
 
 
-@functools.lru_cache(maxsize=256)
 def route_of(target: str) -> tuple[str, tuple[str, ...]]:
-    """A request target's path (no query) and its non-empty segments."""
+    """A request target's path (no query) and its non-empty segments; those of short
+    targets are kept (a client calls the same few; a peer's long ones fill no memory)."""
+    return _route(target) if len(target) <= 256 else _route.__wrapped__(target)
+
+
+@functools.lru_cache(maxsize=256)
+def _route(target: str) -> tuple[str, tuple[str, ...]]:
     path = target.split("?", 1)[0]
     return path, tuple(p for p in path.split("/") if p)
 

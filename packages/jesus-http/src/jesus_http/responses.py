@@ -21,10 +21,9 @@ def response_head(status: int, headers: Sequence[tuple[str, str]]) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)
-def ok_head(codec: Any, encoding: str | None) -> str:
-    """The start of a 200 answer's head in `codec`, compressed with `encoding` or not: the
-    status line and the headers that do not change from one answer to the next."""
-    content_type = mapping.CONTENT_TYPES.get(codec.name, codec.content_type)
+def ok_head(content_type: str, encoding: str | None) -> str:
+    """The start of a 200 answer's head, compressed with `encoding` or not: the status line
+    and the headers that do not change from one answer to the next."""
     head = f"HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\n"
     return head if encoding is None else f"{head}content-encoding: {encoding}\r\n"
 

@@ -457,6 +457,7 @@ class HttpReply:
         codec, limits = self.codec, self.conn.limits
         payload = codec.encode(value)
         check_message_size(len(payload), limits.max_message_size)
+        content_type = mapping.CONTENT_TYPES.get(codec.name, codec.content_type)
         compression = mapping.pick_encoding(
             self.request.headers.get("accept-encoding"), self.conn.server.options.compressions
         )
@@ -465,7 +466,7 @@ class HttpReply:
             payload = compression.compress(payload)
             encoding = compression.content_encoding
         head = (
-            f"{ok_head(codec, encoding)}content-length: {len(payload)}\r\n"
+            f"{ok_head(content_type, encoding)}content-length: {len(payload)}\r\n"
             f"x-jesus-corrid: {self.corrid}\r\nvary: accept-encoding\r\n"
             f"{'' if self.keep else CLOSE_HEADER}\r\n"
         )
