@@ -76,3 +76,13 @@ def test_request_targets_a_peer_makes_up_fill_no_memory_past_their_bound() -> No
     for i in range(1000):
         assert mapping.route_of(f"/svc/m{i}//") == (f"/svc/m{i}//", ("svc", f"m{i}"))
     assert mapping._route.cache_info().currsize <= 256
+
+
+def test_a_body_s_content_encoding_names_the_first_compression_of_that_name() -> None:
+    class Named:
+        def __init__(self, name: str, content_encoding: str | None) -> None:
+            self.name, self.content_encoding = name, content_encoding
+
+    first, second, bare = Named("gz", "gzip"), Named("gz2", "gzip"), Named("raw", None)
+    table = mapping.by_content_encoding({"gz": first, "gz2": second, "raw": bare})  # type: ignore[dict-item]
+    assert table == {"gzip": first}

@@ -100,6 +100,14 @@ async def test_curl_json_call_and_errors(running: Any) -> None:
             "-H", "content-type: text/plain", "-d", "hi", f"{url}/calc/add"
         )
         assert status == 415 and "application/json" in json.loads(body)["error"]["message"]
+        status, _, body = await curl(
+            *JSON, "-H", "content-encoding: br", "-d", "{}", f"{url}/calc/add"
+        )
+        assert status == 415 and "'br' is not supported" in json.loads(body)["error"]["message"]
+        status, _, body = await curl(
+            *JSON, "-H", "Content-Encoding: Identity", "-d", '{"a": 1, "b": 1}', f"{url}/calc/add"
+        )
+        assert status == 200 and json.loads(body) == 2
         status, _, body = await curl(*JSON, "-d", "{not json", f"{url}/calc/add")
         assert status == 400 and json.loads(body)["error"]["code"] == "PROTOCOL_ERROR"
         status, _, body = await curl(*JSON, "-d", "{}", f"{url}/calc/boom")

@@ -193,6 +193,7 @@ class HttpClient:
             str, list[HttpClientConnection]
         ] = {}  # kept-alive connections per endpoint
         self._heads: dict[tuple[str, str, str, ResponseMode], str] = {}
+        self._encodings = mapping.by_content_encoding(options.compressions)  # response bodies'
 
     def _idle_connection(self, endpoint: str) -> HttpClientConnection | None:
         """The last kept-alive connection to `endpoint` if the server has not closed it: a
@@ -315,9 +316,7 @@ class HttpClient:
         encoding = message.headers.get("content-encoding", "identity").strip().lower()
         if encoding == "identity":
             return body
-        compression = next(
-            (c for c in self._options.compressions.values() if c.content_encoding == encoding), None
-        )
+        compression = self._encodings.get(encoding)
         if compression is None:
             raise BadFrame(f"response content-encoding {encoding!r} is not supported")
         try:

@@ -8,6 +8,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
+from jesus.compression.base import Compression
 from jesus.errors import CallError, InvalidRequest
 from jesus.messages import ResponseMode
 
@@ -178,6 +179,15 @@ _MODE_OF = {mode.value: mode for mode in ResponseMode}  # an enum's call costs s
 
 def error_body(error: CallError) -> dict[str, Any]:
     return {"error": error.to_wire()}
+
+
+def by_content_encoding(compressions: Mapping[str, Compression]) -> dict[str, Compression]:
+    """Content-Encoding -> compression (the first of a name): what a body says it is in."""
+    table: dict[str, Compression] = {}
+    for compression in compressions.values():
+        if compression.content_encoding is not None:
+            table.setdefault(compression.content_encoding, compression)
+    return table
 
 
 @functools.lru_cache(maxsize=256)

@@ -60,10 +60,7 @@ class HttpServer:
         self.options = options
         self.limits = options.limits
         self.runner = CallRunner(handler, options.limits)
-        # Content-Encoding -> compression (the first of a name), for the requests' bodies.
-        self.encodings: dict[str | None, Any] = {}
-        for compression in options.compressions.values():
-            self.encodings.setdefault(compression.content_encoding, compression)
+        self.encodings = mapping.by_content_encoding(options.compressions)  # request bodies'
         self._connections: set[HttpServerConnection] = set()
         self._stopped = anyio.Event()
         self.closing = False
